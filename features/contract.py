@@ -1,0 +1,301 @@
+"""The data contract: the one definition of leadscore's canonical tables.
+
+Everything that needs to know a table's columns reads them from here: the simulator's Arrow
+schemas, the Great Expectations suites of the validation stage, the importers, the feature
+engine and the API's request models. Nothing else may restate a column list.
+
+Tables: ``campaigns``, ``accounts``, ``leads`` (required), ``touches``, ``sales_events``.
+Timestamps are UTC. The data horizon is the latest event time unless params fix it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import pyarrow as pa
+
+
+class Kind(StrEnum):
+    STRING = "string"
+    TIMESTAMP = "timestamp"
+    FLOAT = "float"
+
+
+ARROW_TYPES: dict[Kind, pa.DataType] = {
+    Kind.STRING: pa.string(),
+    Kind.TIMESTAMP: pa.timestamp("us", tz="UTC"),
+    Kind.FLOAT: pa.float64(),
+}
+
+SALES_STAGES: tuple[str, ...] = ("assigned", "accepted", "rejected", "opportunity", "won", "lost")
+CLOSING_STAGES: tuple[str, ...] = ("won", "lost")
+"""After one of these no event of the lead may follow."""
+CLOSED_STAGES: tuple[str, ...] = ("won", "lost", "rejected")
+"""A lead whose latest sales stage is one of these is closed: it yields no snapshot."""
+
+CHANNELS: tuple[str, ...] = (
+    "paid_search",
+    "paid_social",
+    "email",
+    "webinar",
+    "event",
+    "content_syndication",
+    "organic",
+    "referral",
+    "outbound",
+    "partner",
+)
+TOUCH_TYPES: tuple[str, ...] = (
+    "email_open",
+    "email_click",
+    "web_visit",
+    "pricing_page_visit",
+    "content_download",
+    "webinar_registration",
+    "webinar_attendance",
+    "event_attendance",
+    "demo_request",
+    "form_submit",
+    "unsubscribe",
+)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column and every rule about it.
+
+    ``allowed`` is a closed vocabulary (a value outside it is invalid); ``known_values`` is an
+    open one (documented, used for vocabularies, but other values are valid). ``references``
+    is a foreign key ``"table.column"``, checked only when that table is present.
+    """
+
+    name: str
+    kind: Kind
+    description: str
+    nullable: bool = True
+    unique: bool = False
+    min_value: float | None = None
+    allowed: tuple[str, ...] | None = None
+    known_values: tuple[str, ...] = ()
+    lowercase: bool = False
+    references: str | None = None
+    not_before_column: str | None = None
+    not_before_lead_created: bool = False
+    not_after_horizon: bool = False
+    business_field: str | None = None
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return ARROW_TYPES[self.kind]
+
+    @property
+    def referenced_table(self) -> str | None:
+        return self.references.split(".")[0] if self.references else None
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    description: str
+    columns: tuple[Column, ...]
+    key: str | None = None
+    required: bool = False
+    extra_columns_allowed: bool = False
+    time_column: str | None = None
+    rules: tuple[str, ...] = field(default=())
+
+    def __iter__(self) -> Iterator[Column]:
+        return iter(self.columns)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.columns)
+
+    def column(self, name: str) -> Column:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(f"{self.name} has no column {name!r}")
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        """Columns that must be present in the file (non-nullable ones)."""
+        return tuple(column.name for column in self.columns if not column.nullable)
+
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c.name, c.arrow_type, nullable=c.nullable) for c in self])
+
+
+CAMPAIGNS = Table(
+    name="campaigns",
+    description="Marketing campaigns with their channel, dates and spend.",
+    key="campaign_id",
+    columns=(
+        Column("campaign_id", Kind.STRING, "Campaign identifier", nullable=False, unique=True),
+        Column("name", Kind.STRING, "Campaign name"),
+        Column(
+            "channel",
+            Kind.STRING,
+            "Marketing channel",
+            nullable=False,
+            known_values=CHANNELS,
+            lowercase=True,
+            business_field="channel",
+        ),
+        Column("started_at", Kind.TIMESTAMP, "Campaign start (UTC)", nullable=False),
+        Column(
+            "ended_at",
+            Kind.TIMESTAMP,
+            "Campaign end (UTC); null while running",
+            not_before_column="started_at",
+        ),
+        Column(
+            "spend",
+            Kind.FLOAT,
+            "Total spend in params.data.currency",
+            nullable=False,
+            min_value=0.0,
+            business_field="campaign spend",
+        ),
+    ),
+)
+
+ACCOUNTS = Table(
+    name="accounts",
+    description="Companies the leads work for.",
+    key="account_id",
+    extra_columns_allowed=True,
+    columns=(
+        Column("account_id", Kind.STRING, "Account identifier", nullable=False, unique=True),
+        Column("industry", Kind.STRING, "Industry", lowercase=True, business_field="industry"),
+        Column("country", Kind.STRING, "Account country (ISO 3166 alpha-2)"),
+        Column(
+            "employees", Kind.FLOAT, "Employees", min_value=0.0, business_field="company size"
+        ),
+        Column(
+            "annual_revenue",
+            Kind.FLOAT,
+            "Annual revenue in params.data.currency",
+            min_value=0.0,
+            business_field="company revenue",
+        ),
+    ),
+)
+
+LEADS = Table(
+    name="leads",
+    description="One row per lead (person showing interest), created when first captured.",
+    key="lead_id",
+    required=True,
+    extra_columns_allowed=True,
+    time_column="created_at",
+    columns=(
+        Column("lead_id", Kind.STRING, "Lead identifier", nullable=False, unique=True),
+        Column(
+            "created_at",
+            Kind.TIMESTAMP,
+            "When the lead was captured (UTC)",
+            nullable=False,
+            not_after_horizon=True,
+            business_field="lead age",
+        ),
+        Column(
+            "campaign_id",
+            Kind.STRING,
+            "Campaign that brought the lead",
+            references="campaigns.campaign_id",
+            business_field="source campaign",
+        ),
+        Column(
+            "account_id",
+            Kind.STRING,
+            "Account the lead works for",
+            references="accounts.account_id",
+            business_field="account",
+        ),
+        Column("source", Kind.STRING, "Lead source", lowercase=True, business_field="lead source"),
+        Column("job_title", Kind.STRING, "Job title", business_field="job title"),
+        Column(
+            "seniority",
+            Kind.STRING,
+            "Seniority (c_level, vp, director, manager, individual, student, …)",
+            lowercase=True,
+            business_field="seniority",
+        ),
+        Column(
+            "department", Kind.STRING, "Department", lowercase=True, business_field="department"
+        ),
+        Column("country", Kind.STRING, "Lead country (ISO 3166 alpha-2)", business_field="country"),
+    ),
+)
+
+TOUCHES = Table(
+    name="touches",
+    description="Marketing interactions of a lead (email, web, content, webinars, events…).",
+    time_column="occurred_at",
+    columns=(
+        Column(
+            "lead_id", Kind.STRING, "Lead touched", nullable=False, references="leads.lead_id"
+        ),
+        Column(
+            "occurred_at",
+            Kind.TIMESTAMP,
+            "When it happened (UTC)",
+            nullable=False,
+            not_before_lead_created=True,
+            not_after_horizon=True,
+        ),
+        Column(
+            "touch_type",
+            Kind.STRING,
+            "Kind of interaction",
+            nullable=False,
+            known_values=TOUCH_TYPES,
+            lowercase=True,
+        ),
+        Column(
+            "campaign_id", Kind.STRING, "Campaign behind it", references="campaigns.campaign_id"
+        ),
+    ),
+)
+
+SALES_EVENTS = Table(
+    name="sales_events",
+    description="Sales pipeline events of a lead: assignment, acceptance or rejection, "
+    "opportunity, won or lost.",
+    time_column="occurred_at",
+    columns=(
+        Column(
+            "lead_id", Kind.STRING, "Lead concerned", nullable=False, references="leads.lead_id"
+        ),
+        Column(
+            "occurred_at",
+            Kind.TIMESTAMP,
+            "When it happened (UTC)",
+            nullable=False,
+            not_before_lead_created=True,
+            not_after_horizon=True,
+        ),
+        Column("stage", Kind.STRING, "Pipeline stage", nullable=False, allowed=SALES_STAGES),
+        Column("owner_id", Kind.STRING, "Sales rep owning the lead"),
+        Column("reason", Kind.STRING, "Reason given (rejection, loss)"),
+        Column("amount", Kind.FLOAT, "Deal amount in params.data.currency", min_value=0.0),
+    ),
+    rules=("no event of a lead after its won or lost",),
+)
+
+TABLES: dict[str, Table] = {
+    table.name: table for table in (CAMPAIGNS, ACCOUNTS, LEADS, TOUCHES, SALES_EVENTS)
+}
+"""Canonical tables in dependency order (parents before children)."""
+
+EVENT_TABLES: tuple[str, ...] = ("touches", "sales_events")
+
+
+def table(name: str) -> Table:
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise KeyError(f"unknown table {name!r}; canonical tables are {list(TABLES)}") from None

@@ -1,0 +1,142 @@
+"""params.yaml as frozen, typed configuration.
+
+The file is read once per process by :func:`load_params`; every section is a frozen pydantic
+model with ``extra="forbid"`` so a misspelled key fails loudly, naming the key, instead of being
+silently ignored and falling back to a default.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from features.errors import UserError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SourceParams(Section):
+    kind: Literal["synthetic", "tables", "flat"] = "synthetic"
+    path: str | None = None
+    mapping: str | None = None
+
+    @model_validator(mode="after")
+    def _path_for_real_sources(self) -> SourceParams:
+        if self.kind != "synthetic" and not self.path:
+            raise ValueError(f"source.path is required when source.kind is {self.kind!r}")
+        if self.kind == "flat" and not self.mapping:
+            raise ValueError("source.mapping is required when source.kind is 'flat'")
+        return self
+
+
+class GenerateParams(Section):
+    leads: Annotated[int, Field(ge=10, le=20_000_000)] = 20_000
+    seed: Annotated[int, Field(ge=0)] = 42
+    start: dt.date = dt.date(2024, 1, 1)
+    months: Annotated[int, Field(ge=1, le=120)] = 20
+    leads_per_account: Annotated[float, Field(ge=1.0)] = 4.0
+    share_without_account: Annotated[float, Field(ge=0.0, le=1.0)] = 0.12
+    reps: Annotated[int, Field(ge=1)] = 24
+    growth: Annotated[float, Field(ge=-0.9, le=10.0)] = 0.8
+    simulate_days: Annotated[int, Field(ge=7, le=730)] = 120
+    touches_per_lead: Annotated[float, Field(gt=0.0)] = 20.0
+    dirty: bool = False
+
+
+class DataParams(Section):
+    horizon: dt.datetime | None = None
+    currency: str = "EUR"
+
+
+class QualityLeadParams(Section):
+    target: str = "converted"
+    window_days: Annotated[int, Field(ge=1, le=3650)] = 90
+
+
+class TargetParams(Section):
+    stages: Annotated[tuple[str, ...], Field(min_length=1)]
+
+
+class SnapshotParams(Section):
+    offsets_days: Annotated[tuple[int, ...], Field(min_length=1)] = (0, 7, 14, 30)
+
+
+class GradeFloors(Section):
+    A: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.40
+    B: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.20
+    C: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.08
+
+    @model_validator(mode="after")
+    def _descending(self) -> GradeFloors:
+        if not self.A > self.B > self.C:
+            raise ValueError("grades must satisfy A > B > C")
+        return self
+
+
+class HandoffParams(Section):
+    min_grade: Literal["A", "B", "C", "D"] = "B"
+
+
+class Params(Section):
+    source: SourceParams = SourceParams()
+    generate: GenerateParams = GenerateParams()
+    data: DataParams = DataParams()
+    quality_lead: QualityLeadParams = QualityLeadParams()
+    targets: dict[str, TargetParams] = Field(
+        default_factory=lambda: {
+            "accepted": TargetParams(stages=("accepted", "opportunity", "won")),
+            "converted": TargetParams(stages=("won",)),
+        }
+    )
+    snapshots: SnapshotParams = SnapshotParams()
+    grades: GradeFloors = GradeFloors()
+    handoff: HandoffParams = HandoffParams()
+
+    @model_validator(mode="after")
+    def _target_defined(self) -> Params:
+        if self.quality_lead.target not in self.targets:
+            raise ValueError(
+                f"quality_lead.target {self.quality_lead.target!r} is not one of targets "
+                f"{sorted(self.targets)}"
+            )
+        from features.contract import SALES_STAGES
+
+        for name, target in self.targets.items():
+            unknown = sorted(set(target.stages) - set(SALES_STAGES))
+            if unknown:
+                raise ValueError(f"targets.{name}.stages has unknown stages {unknown}")
+        return self
+
+
+def _describe(error: ValidationError, path: Path) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{path}: unknown key '{key}' (misspelled?)"
+    return f"{path}: '{key}': {first['msg']}"
+
+
+def parse_params(raw: object, path: Path = Path("params.yaml")) -> Params:
+    """Validate an already-parsed params mapping."""
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as error:
+        raise UserError(_describe(error, path)) from None
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    """Read and validate params.yaml; any problem is a one-line :class:`UserError`."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except yaml.YAMLError as error:
+        raise UserError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    return parse_params(raw, path)

@@ -1,0 +1,120 @@
+"""The ``leadscore`` command line.
+
+Each command parses its arguments, configures logging, and calls one thin stage module in
+``pipelines/``. A :class:`UserError` becomes one line on stderr and exit code 2; a bug keeps its
+traceback. Heavy imports happen inside the commands so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from features.errors import UserError
+
+app = typer.Typer(
+    name="leadscore",
+    help="Open, reproducible, calibrated lead scoring: generate, import, validate, features, "
+    "train, evaluate, score and serve.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ParamsOption = Annotated[
+    Path, typer.Option("--params", help="params.yaml to read", dir_okay=False)
+]
+
+T = TypeVar("T")
+
+
+def _run(action: Callable[[], T]) -> T:
+    """Run a command body, turning user errors into one line and a non-zero exit."""
+    try:
+        return action()
+    except UserError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(code=130) from None
+
+
+@app.callback()
+def _configure(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.command()
+def generate(
+    leads: Annotated[int | None, typer.Option(min=10, help="number of leads")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="random seed")] = None,
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("data/raw"),
+    dirty: Annotated[
+        bool | None, typer.Option("--dirty/--clean", help="add realistic defects")
+    ] = None,
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Write realistic synthetic CRM tables (Parquet) plus truth.parquet."""
+    from pipelines import ingest
+
+    _run(lambda: ingest.generate(out=out, params_path=params, leads=leads, seed=seed, dirty=dirty))
+
+
+@app.command()
+def ingest(
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("data/raw"),
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """The pipeline's first stage: generate, copy canonical tables or import, per params.source."""
+    from pipelines import ingest as stage
+
+    _run(lambda: stage.run(out=out, params_path=params))
+
+
+@app.command("import")
+def import_(
+    mapping: Annotated[Path, typer.Option(help="YAML mapping of the export", dir_okay=False)],
+    input: Annotated[Path, typer.Option("--input", help="export file or directory")],
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("data/raw"),
+) -> None:
+    """Turn a flat or multi-table CRM export into canonical tables."""
+    from pipelines import ingest as stage
+
+    _run(lambda: stage.import_export(mapping=mapping, source=input, out=out))
+
+
+@app.command()
+def validate(
+    raw: Annotated[Path, typer.Option(help="directory of canonical tables")] = Path("data/raw"),
+    out: Annotated[Path, typer.Option(help="validated output directory")] = Path(
+        "data/validated"
+    ),
+    report: Annotated[Path, typer.Option(help="validation report directory")] = Path(
+        "artifacts/validation"
+    ),
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Validate with Great Expectations; quarantine bad rows; fail on table-level problems."""
+    from pipelines import validate as stage
+
+    _run(lambda: stage.run(raw=raw, out=out, report=report, params_path=params))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

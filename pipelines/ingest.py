@@ -1,0 +1,64 @@
+"""Stage `ingest`: the pipeline's input, chosen by params.source.
+
+- ``synthetic``: run the CRM simulator (``generate`` params);
+- ``tables``: copy canonical tables (CSV or Parquet) from ``source.path``;
+- ``flat``: import a flat export with the YAML mapping ``source.mapping``.
+
+The output directory is replaced atomically, so a failed ingest keeps the previous data.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from features.params import load_params
+from features.storage import atomic_directory
+
+logger = logging.getLogger(__name__)
+
+
+def generate(
+    out: Path,
+    params_path: Path = Path("params.yaml"),
+    leads: int | None = None,
+    seed: int | None = None,
+    dirty: bool | None = None,
+) -> None:
+    from features.simulate import simulate
+
+    settings = load_params(params_path).generate
+    overrides = {
+        key: value
+        for key, value in {"leads": leads, "seed": seed, "dirty": dirty}.items()
+        if value is not None
+    }
+    settings = settings.model_copy(update=overrides)
+    with atomic_directory(out) as staging:
+        summary = simulate(settings, staging)
+    logger.info("generated %s into %s", summary, out)
+
+
+def import_export(mapping: Path, source: Path, out: Path) -> None:
+    from features.importers import import_export as run_import
+
+    with atomic_directory(out) as staging:
+        run_import(mapping_path=mapping, source=source, out=staging)
+    logger.info("imported %s into %s", source, out)
+
+
+def run(out: Path, params_path: Path = Path("params.yaml")) -> None:
+    source = load_params(params_path).source
+    if source.kind == "synthetic":
+        generate(out=out, params_path=params_path)
+    elif source.kind == "flat":
+        assert source.path is not None and source.mapping is not None  # checked by params
+        import_export(mapping=Path(source.mapping), source=Path(source.path), out=out)
+    else:
+        from features.importers import copy_tables
+
+        assert source.path is not None
+        with atomic_directory(out) as staging:
+            copy_tables(source=Path(source.path), out=staging, mapping_path=(
+                Path(source.mapping) if source.mapping else None
+            ))
