@@ -18,7 +18,7 @@ from features.errors import UserError
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
 class SourceParams(Section):
@@ -47,6 +47,12 @@ class GenerateParams(Section):
     simulate_days: Annotated[int, Field(ge=7, le=730)] = 120
     touches_per_lead: Annotated[float, Field(gt=0.0)] = 20.0
     dirty: bool = False
+
+
+class ValidateParams(Section):
+    max_quarantine_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+    time_tolerance_seconds: Annotated[float, Field(ge=0.0)] = 0.0
+    example_ids: Annotated[int, Field(ge=0, le=100)] = 5
 
 
 class DataParams(Section):
@@ -87,6 +93,7 @@ class Params(Section):
     source: SourceParams = SourceParams()
     generate: GenerateParams = GenerateParams()
     data: DataParams = DataParams()
+    validate_: ValidateParams = Field(default=ValidateParams(), alias="validate")
     quality_lead: QualityLeadParams = QualityLeadParams()
     targets: dict[str, TargetParams] = Field(
         default_factory=lambda: {
