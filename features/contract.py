@@ -171,9 +171,7 @@ ACCOUNTS = Table(
         Column("account_id", Kind.STRING, "Account identifier", nullable=False, unique=True),
         Column("industry", Kind.STRING, "Industry", lowercase=True, business_field="industry"),
         Column("country", Kind.STRING, "Account country (ISO 3166 alpha-2)"),
-        Column(
-            "employees", Kind.FLOAT, "Employees", min_value=0.0, business_field="company size"
-        ),
+        Column("employees", Kind.FLOAT, "Employees", min_value=0.0, business_field="company size"),
         Column(
             "annual_revenue",
             Kind.FLOAT,
@@ -236,9 +234,7 @@ TOUCHES = Table(
     description="Marketing interactions of a lead (email, web, content, webinars, events…).",
     time_column="occurred_at",
     columns=(
-        Column(
-            "lead_id", Kind.STRING, "Lead touched", nullable=False, references="leads.lead_id"
-        ),
+        Column("lead_id", Kind.STRING, "Lead touched", nullable=False, references="leads.lead_id"),
         Column(
             "occurred_at",
             Kind.TIMESTAMP,

@@ -61,6 +61,8 @@ def write_json(target: Path | str, payload: Any) -> None:
 
 
 def write_parquet(target: Path | str, frame: pd.DataFrame | pa.Table) -> None:
-    table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+    table = (
+        frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+    )
     with atomic_file(target) as staging:
         pq.write_table(table, staging, compression="zstd")

@@ -26,9 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-ParamsOption = Annotated[
-    Path, typer.Option("--params", help="params.yaml to read", dir_okay=False)
-]
+ParamsOption = Annotated[Path, typer.Option("--params", help="params.yaml to read", dir_okay=False)]
 
 T = TypeVar("T")
 
@@ -98,9 +96,7 @@ def import_(
 @app.command()
 def validate(
     raw: Annotated[Path, typer.Option(help="directory of canonical tables")] = Path("data/raw"),
-    out: Annotated[Path, typer.Option(help="validated output directory")] = Path(
-        "data/validated"
-    ),
+    out: Annotated[Path, typer.Option(help="validated output directory")] = Path("data/validated"),
     report: Annotated[Path, typer.Option(help="validation report directory")] = Path(
         "artifacts/validation"
     ),

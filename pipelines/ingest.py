@@ -27,7 +27,8 @@ def generate(
 ) -> None:
     from features.simulate import simulate
 
-    settings = load_params(params_path).generate
+    params = load_params(params_path)
+    settings = params.generate
     overrides = {
         key: value
         for key, value in {"leads": leads, "seed": seed, "dirty": dirty}.items()
@@ -35,7 +36,7 @@ def generate(
     }
     settings = settings.model_copy(update=overrides)
     with atomic_directory(out) as staging:
-        summary = simulate(settings, staging)
+        summary = simulate(settings, staging, window_days=params.quality_lead.window_days)
     logger.info("generated %s into %s", summary, out)
 
 
@@ -52,13 +53,16 @@ def run(out: Path, params_path: Path = Path("params.yaml")) -> None:
     if source.kind == "synthetic":
         generate(out=out, params_path=params_path)
     elif source.kind == "flat":
-        assert source.path is not None and source.mapping is not None  # checked by params
+        assert source.path is not None
+        assert source.mapping is not None
         import_export(mapping=Path(source.mapping), source=Path(source.path), out=out)
     else:
         from features.importers import copy_tables
 
         assert source.path is not None
         with atomic_directory(out) as staging:
-            copy_tables(source=Path(source.path), out=staging, mapping_path=(
-                Path(source.mapping) if source.mapping else None
-            ))
+            copy_tables(
+                source=Path(source.path),
+                out=staging,
+                mapping_path=(Path(source.mapping) if source.mapping else None),
+            )
