@@ -10,10 +10,12 @@ Timestamps are UTC. The data horizon is the latest event time unless params fix 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import pandas as pd
 import pyarrow as pa
 
 
@@ -295,3 +297,20 @@ def table(name: str) -> Table:
         return TABLES[name]
     except KeyError:
         raise KeyError(f"unknown table {name!r}; canonical tables are {list(TABLES)}") from None
+
+
+def data_horizon(frames: dict[str, pd.DataFrame], fixed: dt.datetime | None = None) -> pd.Timestamp:
+    """The `as_of` of the whole dataset: ``fixed`` when params set it, else the latest time in
+    any table's time column (leads.created_at, touches and sales_events occurred_at)."""
+    if fixed is not None:
+        stamp = pd.Timestamp(fixed)
+        return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    latest = [
+        frames[name][spec.time_column].max()
+        for name, spec in TABLES.items()
+        if spec.time_column and name in frames and len(frames[name])
+    ]
+    latest = [value for value in latest if pd.notna(value)]
+    if not latest:
+        raise ValueError("no timestamps to derive the data horizon from")
+    return pd.Timestamp(max(latest)).tz_convert("UTC")

@@ -73,6 +73,31 @@ class SnapshotParams(Section):
     offsets_days: Annotated[tuple[int, ...], Field(min_length=1)] = (0, 7, 14, 30)
 
 
+class SplitParams(Section):
+    """Shares of labelled snapshots per split, in time order (oldest first)."""
+
+    train: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.6
+    valid: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    calibration: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    test: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
+    seed: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitParams:
+        total = self.train + self.valid + self.calibration + self.test
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"split shares must sum to 1, not {total:g}")
+        return self
+
+
+class FeatureParams(Section):
+    windows_days: Annotated[tuple[int, ...], Field(min_length=1)] = (7, 30, 90)
+    trend_days: Annotated[int, Field(ge=1)] = 7
+    rate_smoothing: Annotated[float, Field(ge=0.0)] = 20.0
+    min_category_count: Annotated[int, Field(ge=1)] = 5
+    partition_leads: Annotated[int, Field(ge=1, le=2_000_000)] = 250_000
+
+
 class GradeFloors(Section):
     A: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.40
     B: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.20
@@ -102,6 +127,8 @@ class Params(Section):
         }
     )
     snapshots: SnapshotParams = SnapshotParams()
+    split: SplitParams = SplitParams()
+    features: FeatureParams = FeatureParams()
     grades: GradeFloors = GradeFloors()
     handoff: HandoffParams = HandoffParams()
 

@@ -108,6 +108,18 @@ def validate(
     _run(lambda: stage.run(raw=raw, out=out, report=report, params_path=params))
 
 
+@app.command()
+def features(
+    validated: Annotated[Path, typer.Option(help="validated tables")] = Path("data/validated"),
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("data/features"),
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Point-in-time snapshots, labels, split and features (+ the fitted engine)."""
+    from pipelines import features as stage
+
+    _run(lambda: stage.run(validated=validated, out=out, params_path=params))
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,860 @@
+"""Point-in-time features: one fitted engine for training (batch) and serving (one lead).
+
+A snapshot is (lead, as_of). Every feature uses only rows with time < as_of, at millisecond
+resolution (all times become integer milliseconds since the Unix epoch, floored, in both paths;
+an event at or after as_of is therefore never counted). The same numpy kernel computes the
+features of a million snapshots and of one lead sent to the API, so both return the same bits.
+
+``FeatureEngine.fit`` learns what serving cannot recompute from one lead's history: category
+vocabularies, campaign and account attributes, and time-indexed history (account leads,
+opportunities and wins; campaign lead volumes; matured outcomes per campaign and channel). All
+of it is stored as sorted arrays of composite keys ``code * SPAN + time`` so one
+``np.searchsorted`` answers "how many before as_of" for many codes at once. History is frozen at
+the fit horizon: serving after it sees history as of training, never raw data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features import contract
+
+logger = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+SPAN = 2**40
+"""Milliseconds a composite key can hold after its origin (about 34 years)."""
+MAX_CODES = 2**62 // SPAN
+ORIGIN_LOOKBACK_MS = 10 * 365 * DAY_MS
+OTHER = "__other__"
+
+LEAD_CATEGORICALS = tuple(
+    c.name
+    for c in contract.LEADS.columns
+    if c.kind is contract.Kind.STRING and c.name not in ("lead_id", "campaign_id", "account_id")
+)
+ACCOUNT_CATEGORICALS = ("industry",)
+ACCOUNT_NUMERICS = ("employees", "annual_revenue")
+SALES_STAGES = contract.SALES_STAGES
+
+
+def timestamps_ms(values: pd.Series | pd.Index) -> np.ndarray:
+    """UTC timestamps → int64 milliseconds since the epoch (floored)."""
+    ns = pd.to_datetime(values, utc=True).astype("datetime64[ns, UTC]").astype("int64")
+    return np.asarray(ns, dtype=np.int64) // 1_000_000
+
+
+def timestamp_ms(value: Any) -> int:
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return int(stamp.as_unit("ns").value // 1_000_000)
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    name: str
+    family: str
+    kind: str  # "numeric" or "categorical"
+    business_field: str
+    description: str
+
+
+@dataclass
+class LeadArrays:
+    """Leads in kernel form: row i is lead code i."""
+
+    created_ms: np.ndarray
+    campaign: np.ndarray  # fitted campaign code, -1 unknown or none
+    account: np.ndarray  # fitted account code, -1 unknown or none
+    categorical: dict[str, np.ndarray]  # float codes, NaN missing, len(vocab) unseen
+    numeric: dict[str, np.ndarray]
+
+
+@dataclass
+class EventArrays:
+    lead: np.ndarray  # lead code
+    ms: np.ndarray
+    kind: np.ndarray  # touch type or sales stage code
+    campaign: np.ndarray  # touches only: fitted campaign code or -1
+
+
+def _empty_events() -> EventArrays:
+    empty = np.zeros(0, dtype=np.int64)
+    return EventArrays(empty, empty, empty, empty)
+
+
+class Timeline:
+    """Sorted composite keys ``code * SPAN + (ms - origin)`` with optional running sums."""
+
+    def __init__(
+        self,
+        origin: int,
+        codes: np.ndarray,
+        ms: np.ndarray,
+        values: np.ndarray | None = None,
+    ) -> None:
+        codes = np.asarray(codes, dtype=np.int64)
+        if len(codes) and codes.max() >= MAX_CODES:
+            raise ValueError(f"too many codes for one timeline ({codes.max()} ≥ {MAX_CODES})")
+        keys = codes * SPAN + self._relative(origin, ms)
+        order = np.argsort(keys, kind="stable")
+        self.origin = origin
+        self.order = order
+        self.keys = keys[order]
+        self.cumulative = (
+            None
+            if values is None
+            else np.concatenate([[0.0], np.cumsum(np.asarray(values, dtype=np.float64)[order])])
+        )
+
+    @staticmethod
+    def _relative(origin: int, ms: np.ndarray) -> np.ndarray:
+        return np.clip(np.asarray(ms, dtype=np.int64) - origin, 0, SPAN - 1)
+
+    def positions(self, codes: np.ndarray, ms: np.ndarray) -> np.ndarray:
+        """Index of the first key at or after (code, ms): the count of keys before it."""
+        query = np.asarray(codes, dtype=np.int64) * SPAN + self._relative(self.origin, ms)
+        return np.searchsorted(self.keys, query, side="left")
+
+    def count_before(self, codes: np.ndarray, ms: np.ndarray) -> np.ndarray:
+        """Events of each code strictly before ms."""
+        return self.positions(codes, ms) - self.positions(codes, np.full_like(ms, self.origin))
+
+    def sum_before(self, codes: np.ndarray, ms: np.ndarray) -> np.ndarray:
+        assert self.cumulative is not None
+        return (
+            self.cumulative[self.positions(codes, ms)]
+            - self.cumulative[self.positions(codes, np.full_like(ms, self.origin))]
+        )
+
+
+def _lookup_codes(values: pd.Series, vocabulary: Sequence[str]) -> np.ndarray:
+    """Vocabulary codes as floats: NaN for missing, len(vocabulary) for unseen or rare."""
+    codes = pd.Categorical(values, categories=list(vocabulary)).codes.astype(np.float64)
+    codes[codes < 0] = len(vocabulary)
+    codes[values.isna().to_numpy()] = np.nan
+    return codes
+
+
+def _normalise(values: pd.Series, lowercase: bool) -> pd.Series:
+    values = values.astype("string").str.strip()
+    values = values.str.lower() if lowercase else values
+    return values.mask(values == "")
+
+
+class FeatureEngine:
+    """Fitted point-in-time feature computer (scikit-learn conventions).
+
+    ``__init__`` only stores parameters; ``fit`` learns vocabularies and history; attributes
+    ending in ``_`` are fitted state, carried by the model bundle into serving.
+    """
+
+    def __init__(
+        self,
+        windows_days: Sequence[int] = (7, 30, 90),
+        trend_days: int = 7,
+        rate_smoothing: float = 20.0,
+        min_category_count: int = 5,
+        window_days: int = 90,
+        targets: Mapping[str, Sequence[str]] | None = None,
+        extra_categorical: Sequence[str] = (),
+        extra_numeric: Sequence[str] = (),
+    ) -> None:
+        self.windows_days = windows_days
+        self.trend_days = trend_days
+        self.rate_smoothing = rate_smoothing
+        self.min_category_count = min_category_count
+        self.window_days = window_days
+        self.targets = targets
+        self.extra_categorical = extra_categorical
+        self.extra_numeric = extra_numeric
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, tables: Mapping[str, pd.DataFrame], horizon: pd.Timestamp) -> FeatureEngine:
+        leads = tables["leads"]
+        targets = dict(self.targets or {"converted": ("won",)})
+        self.targets_ = {name: tuple(stages) for name, stages in targets.items()}
+        self.horizon_ms_ = timestamp_ms(horizon)
+        created = timestamps_ms(leads["created_at"])
+        self.origin_ms_ = int(created.min()) - ORIGIN_LOOKBACK_MS if len(created) else 0
+        self.has_touches_ = "touches" in tables
+        self.has_sales_ = "sales_events" in tables
+        self.has_campaigns_ = "campaigns" in tables
+        self.has_accounts_ = "accounts" in tables
+
+        self.lead_categoricals_ = tuple(
+            name for name in LEAD_CATEGORICALS if name in leads and leads[name].notna().any()
+        ) + tuple(self.extra_categorical)
+        self.numerics_ = tuple(self.extra_numeric)
+        self.vocabularies_: dict[str, tuple[str, ...]] = {}
+        for name in self.lead_categoricals_:
+            self.vocabularies_[name] = self._vocabulary(
+                _normalise(leads[name], self._lowercase("leads", name))
+            )
+
+        self.campaign_ids_: dict[str, int] = {}
+        if self.has_campaigns_:
+            campaigns = tables["campaigns"]
+            self.campaign_ids_ = {key: i for i, key in enumerate(campaigns["campaign_id"])}
+            channel = _normalise(campaigns["channel"], lowercase=True)
+            self.vocabularies_["channel"] = self._vocabulary(channel, min_count=1)
+            self.campaign_channel_ = _lookup_codes(channel, self.vocabularies_["channel"])
+            self.campaign_spend_ = campaigns["spend"].to_numpy(dtype=np.float64)
+            self.campaign_start_ms_ = timestamps_ms(campaigns["started_at"])
+            ended = campaigns["ended_at"]
+            end_ms = np.full(len(campaigns), self.horizon_ms_, dtype=np.int64)
+            end_ms[ended.notna().to_numpy()] = timestamps_ms(ended.dropna())
+            self.campaign_end_ms_ = end_ms
+
+        self.account_ids_: dict[str, int] = {}
+        if self.has_accounts_:
+            accounts = tables["accounts"]
+            self.account_ids_ = {key: i for i, key in enumerate(accounts["account_id"])}
+            industry = _normalise(accounts["industry"], lowercase=True)
+            self.vocabularies_["industry"] = self._vocabulary(industry)
+            self.account_industry_ = _lookup_codes(industry, self.vocabularies_["industry"])
+            self.account_numeric_ = {
+                name: accounts[name].to_numpy(dtype=np.float64) for name in ACCOUNT_NUMERICS
+            }
+
+        if self.has_touches_:
+            touch_types = _normalise(tables["touches"]["touch_type"], lowercase=True)
+            seen = self._vocabulary(touch_types, min_count=self.min_category_count)
+            self.touch_types_ = tuple(contract.TOUCH_TYPES) + tuple(
+                t for t in seen if t not in contract.TOUCH_TYPES
+            )
+
+        self._fit_history(tables, created)
+        self.features_ = self._describe_features()
+        self.feature_names_ = [f.name for f in self.features_]
+        self.categorical_features_ = [f.name for f in self.features_ if f.kind == "categorical"]
+        return self
+
+    def _vocabulary(self, values: pd.Series, min_count: int | None = None) -> tuple[str, ...]:
+        counts = values.value_counts()
+        kept = counts[counts >= (min_count or self.min_category_count)]
+        return tuple(sorted(str(value) for value in kept.index))
+
+    @staticmethod
+    def _lowercase(table: str, column: str) -> bool:
+        spec = contract.TABLES[table]
+        return column in spec.column_names and spec.column(column).lowercase
+
+    def _fit_history(self, tables: Mapping[str, pd.DataFrame], created: np.ndarray) -> None:
+        """Time-indexed history of campaigns, accounts and matured outcomes."""
+        leads = tables["leads"]
+        origin = self.origin_ms_
+        campaign = self._codes(leads.get("campaign_id"), self.campaign_ids_, len(leads))
+        account = self._codes(leads.get("account_id"), self.account_ids_, len(leads))
+        known_campaign = campaign >= 0
+        self.campaign_leads_ = Timeline(origin, campaign[known_campaign], created[known_campaign])
+        known_account = account >= 0
+        self.account_leads_ = Timeline(origin, account[known_account], created[known_account])
+        if not self.has_sales_:
+            return
+        lead_code = pd.Index(leads["lead_id"])
+        sales = tables["sales_events"]
+        sales_lead = lead_code.get_indexer(sales["lead_id"])
+        sales_ms = timestamps_ms(sales["occurred_at"])
+        stage = sales["stage"].to_numpy()
+        valid = sales_lead >= 0
+        for name, stage_name in (
+            ("account_opportunities_", "opportunity"),
+            ("account_wins_", "won"),
+        ):
+            rows = valid & (stage == stage_name)
+            owner = account[sales_lead[rows]]
+            setattr(self, name, Timeline(origin, owner[owner >= 0], sales_ms[rows][owner >= 0]))
+
+        # Outcomes mature window_days after creation; only those matured by the horizon count.
+        window_ms = self.window_days * DAY_MS
+        matured_ms = created + window_ms
+        matured = matured_ms <= self.horizon_ms_
+        channel = (
+            np.where(known_campaign, self.campaign_channel_[np.maximum(campaign, 0)], np.nan)
+            if self.has_campaigns_
+            else np.full(len(leads), np.nan)
+        )
+        channel_code = np.where(np.isnan(channel), -1, channel).astype(np.int64)
+        self.outcomes_: dict[str, dict[str, Timeline]] = {}
+        for target, stages in self.targets_.items():
+            hits = valid & np.isin(stage, stages)
+            label = _window_hits(
+                origin, sales_lead[hits], sales_ms[hits], np.arange(len(leads)), created, window_ms
+            ).astype(np.float64)
+            self.outcomes_[target] = {
+                "global": Timeline(
+                    origin, np.zeros(matured.sum(), np.int64), matured_ms[matured], label[matured]
+                ),
+                "campaign": Timeline(
+                    origin,
+                    campaign[matured & known_campaign],
+                    matured_ms[matured & known_campaign],
+                    label[matured & known_campaign],
+                ),
+                "channel": Timeline(
+                    origin,
+                    channel_code[matured & (channel_code >= 0)],
+                    matured_ms[matured & (channel_code >= 0)],
+                    label[matured & (channel_code >= 0)],
+                ),
+            }
+
+    @staticmethod
+    def _codes(values: pd.Series | None, index: Mapping[str, int], n: int) -> np.ndarray:
+        if values is None or not index:
+            return np.full(n, -1, dtype=np.int64)
+        return np.asarray(pd.Index(list(index)).get_indexer(values), dtype=np.int64)
+
+    # ------------------------------------------------------------ describe
+    def _describe_features(self) -> list[FeatureInfo]:
+        out: list[FeatureInfo] = []
+
+        def add(name: str, family: str, kind: str, field: str, text: str) -> None:
+            out.append(FeatureInfo(name, family, kind, field, text))
+
+        for name in self.lead_categoricals_:
+            add(name, "lead", "categorical", name.replace("_", " "), f"lead {name}")
+        for name in self.numerics_:
+            add(name, "lead", "numeric", name.replace("_", " "), f"lead {name}")
+        if not (self.has_touches_ or self.has_sales_ or self.has_campaigns_):
+            return out  # a flat export: attributes only
+        add("lead_age_days", "lead", "numeric", "lead age", "days since the lead was created")
+        if self.has_campaigns_:
+            add("channel", "campaign", "categorical", "channel", "source campaign's channel")
+            add(
+                "campaign_spend_to_date",
+                "campaign",
+                "numeric",
+                "source campaign",
+                "source campaign's spend accrued before as_of",
+            )
+            add(
+                "campaign_leads_to_date",
+                "campaign",
+                "numeric",
+                "source campaign",
+                "leads the source campaign brought before as_of",
+            )
+            add(
+                "campaign_spend_per_lead",
+                "campaign",
+                "numeric",
+                "source campaign",
+                "source campaign's spend per lead so far",
+            )
+            add(
+                "campaign_age_days",
+                "campaign",
+                "numeric",
+                "source campaign",
+                "days since the source campaign started",
+            )
+        if self.has_accounts_:
+            add("industry", "account", "categorical", "industry", "account industry")
+            for name in ACCOUNT_NUMERICS:
+                add(f"account_{name}", "account", "numeric", "company size", f"account {name}")
+        add(
+            "account_earlier_leads",
+            "account",
+            "numeric",
+            "account history",
+            "other leads of the same account created before as_of",
+        )
+        if self.has_sales_:
+            add(
+                "account_opportunities",
+                "account",
+                "numeric",
+                "account history",
+                "opportunities of the account's other leads before as_of",
+            )
+            add(
+                "account_wins",
+                "account",
+                "numeric",
+                "account history",
+                "wins of the account's other leads before as_of",
+            )
+        if self.has_touches_:
+            for touch in (*self.touch_types_, OTHER):
+                field = touch.replace("_", " ")
+                for days in self.windows_days:
+                    add(
+                        f"{touch}_{days}d",
+                        "touches",
+                        "numeric",
+                        field,
+                        f"{field} in the {days} days before as_of",
+                    )
+                add(f"{touch}_all", "touches", "numeric", field, f"{field} before as_of")
+                add(
+                    f"{touch}_days_since",
+                    "touches",
+                    "numeric",
+                    field,
+                    f"days since the last {field}",
+                )
+            add(
+                "touches_trend",
+                "touches",
+                "numeric",
+                "engagement trend",
+                f"touches in the last {self.trend_days} days minus the {self.trend_days} before",
+            )
+            add(
+                "distinct_campaigns",
+                "touches",
+                "numeric",
+                "campaigns touched",
+                "distinct campaigns the lead interacted with",
+            )
+        if self.has_sales_:
+            for stage in SALES_STAGES:
+                add(
+                    f"sales_{stage}_count",
+                    "sales",
+                    "numeric",
+                    f"earlier sales {stage}",
+                    f"earlier '{stage}' sales events of the lead",
+                )
+            add(
+                "sales_recycled",
+                "sales",
+                "numeric",
+                "recycled lead",
+                "1 if the lead was assigned to sales more than once",
+            )
+            add(
+                "sales_days_since_last",
+                "sales",
+                "numeric",
+                "sales activity",
+                "days since the lead's last sales event",
+            )
+            for target in self.targets_:
+                for level in ("campaign", "channel"):
+                    add(
+                        f"{level}_{target}_rate",
+                        "rates",
+                        "numeric",
+                        f"{level} track record",
+                        f"smoothed share of the {level}'s matured leads that were {target}",
+                    )
+        return out
+
+    # ----------------------------------------------------------- prepare
+    def lead_arrays(self, leads: pd.DataFrame) -> LeadArrays:
+        """Batch form of leads (vectorised)."""
+        n = len(leads)
+        categorical = {
+            name: _lookup_codes(
+                _normalise(leads[name], self._lowercase("leads", name))
+                if name in leads
+                else pd.Series([pd.NA] * n, dtype="string"),
+                self.vocabularies_[name],
+            )
+            for name in self.lead_categoricals_
+        }
+        numeric = {
+            name: pd.to_numeric(leads[name], errors="coerce").to_numpy(dtype=np.float64)
+            if name in leads
+            else np.full(n, np.nan)
+            for name in self.numerics_
+        }
+        return LeadArrays(
+            created_ms=timestamps_ms(leads["created_at"]),
+            campaign=self._codes(leads.get("campaign_id"), self.campaign_ids_, n),
+            account=self._codes(leads.get("account_id"), self.account_ids_, n),
+            categorical=categorical,
+            numeric=numeric,
+        )
+
+    def event_arrays(
+        self, lead_ids: pd.Index, touches: pd.DataFrame | None, sales: pd.DataFrame | None
+    ) -> tuple[EventArrays, EventArrays]:
+        touch_arrays = _empty_events()
+        if touches is not None and self.has_touches_ and len(touches):
+            kinds = _lookup_codes(
+                _normalise(touches["touch_type"], lowercase=True), self.touch_types_
+            )
+            touch_arrays = EventArrays(
+                lead=np.asarray(lead_ids.get_indexer(touches["lead_id"]), dtype=np.int64),
+                ms=timestamps_ms(touches["occurred_at"]),
+                kind=np.nan_to_num(kinds, nan=len(self.touch_types_)).astype(np.int64),
+                campaign=self._codes(touches.get("campaign_id"), self.campaign_ids_, len(touches)),
+            )
+        sales_arrays = _empty_events()
+        if sales is not None and self.has_sales_ and len(sales):
+            stage = _lookup_codes(_normalise(sales["stage"], lowercase=True), SALES_STAGES)
+            sales_arrays = EventArrays(
+                lead=np.asarray(lead_ids.get_indexer(sales["lead_id"]), dtype=np.int64),
+                ms=timestamps_ms(sales["occurred_at"]),
+                kind=np.nan_to_num(stage, nan=len(SALES_STAGES)).astype(np.int64),
+                campaign=np.zeros(len(sales), dtype=np.int64),
+            )
+        return touch_arrays, sales_arrays
+
+    # ---------------------------------------------------------- transform
+    def transform(
+        self,
+        snapshots: pd.DataFrame,
+        leads: pd.DataFrame,
+        touches: pd.DataFrame | None = None,
+        sales_events: pd.DataFrame | None = None,
+    ) -> np.ndarray:
+        """Feature matrix (float64, categorical columns hold vocabulary codes) for snapshots
+        ``(lead_id, as_of)``; the histories given may include the future: it is ignored."""
+        lead_ids = pd.Index(leads["lead_id"])
+        lead_arrays = self.lead_arrays(leads)
+        touch_arrays, sales_arrays = self.event_arrays(lead_ids, touches, sales_events)
+        query_lead = np.asarray(lead_ids.get_indexer(snapshots["lead_id"]), dtype=np.int64)
+        if (query_lead < 0).any():
+            raise ValueError("snapshots refer to leads that are not in `leads`")
+        return self._kernel(
+            lead_arrays, touch_arrays, sales_arrays, query_lead, timestamps_ms(snapshots["as_of"])
+        )
+
+    def transform_one(
+        self,
+        lead: Mapping[str, Any],
+        touches: Sequence[Mapping[str, Any]] = (),
+        sales_events: Sequence[Mapping[str, Any]] = (),
+        as_of: Any = None,
+    ) -> np.ndarray:
+        """Features of one lead from its own history, as sent to the API (one row)."""
+        as_of_ms = timestamp_ms(as_of if as_of is not None else pd.Timestamp.now(tz="UTC"))
+        categorical = {}
+        for name in self.lead_categoricals_:
+            value = lead.get(name)
+            if value is None or (isinstance(value, float) and np.isnan(value)):
+                categorical[name] = np.array([np.nan])
+                continue
+            text = str(value).strip()
+            text = text.lower() if self._lowercase("leads", name) else text
+            vocabulary = self._vocabulary_index(name)
+            categorical[name] = np.array(
+                [np.nan if text == "" else float(vocabulary.get(text, len(vocabulary)))]
+            )
+        numeric = {}
+        for name in self.numerics_:
+            value = lead.get(name)
+            numeric[name] = np.array([np.nan if value is None else float(value)])
+        lead_arrays = LeadArrays(
+            created_ms=np.array([timestamp_ms(lead["created_at"])], dtype=np.int64),
+            campaign=np.array([self.campaign_ids_.get(lead.get("campaign_id") or "", -1)]),
+            account=np.array([self.account_ids_.get(lead.get("account_id") or "", -1)]),
+            categorical=categorical,
+            numeric=numeric,
+        )
+        touch_arrays = self._one_lead_events(
+            touches, "touch_type", self.touch_types_ if self.has_touches_ else ()
+        )
+        sales_arrays = self._one_lead_events(
+            sales_events, "stage", SALES_STAGES if self.has_sales_ else ()
+        )
+        return self._kernel(
+            lead_arrays,
+            touch_arrays,
+            sales_arrays,
+            np.zeros(1, np.int64),
+            np.array([as_of_ms], dtype=np.int64),
+        )[0]
+
+    def _vocabulary_index(self, name: str) -> dict[str, int]:
+        cache: dict[str, dict[str, int]] = self.__dict__.setdefault("_vocabulary_cache", {})
+        if name not in cache:
+            cache[name] = {value: i for i, value in enumerate(self.vocabularies_[name])}
+        return cache[name]
+
+    def _one_lead_events(
+        self, events: Sequence[Mapping[str, Any]], kind_field: str, vocabulary: Sequence[str]
+    ) -> EventArrays:
+        if not events or not vocabulary:
+            return _empty_events()
+        index = {value: i for i, value in enumerate(vocabulary)}
+        n = len(events)
+        kinds = np.empty(n, dtype=np.int64)
+        ms = np.empty(n, dtype=np.int64)
+        campaign = np.full(n, -1, dtype=np.int64)
+        for i, event in enumerate(events):
+            kinds[i] = index.get(str(event[kind_field]).strip().lower(), len(vocabulary))
+            ms[i] = timestamp_ms(event["occurred_at"])
+            campaign[i] = self.campaign_ids_.get(event.get("campaign_id") or "", -1)
+        return EventArrays(np.zeros(n, dtype=np.int64), ms, kinds, campaign)
+
+    # ------------------------------------------------------------- kernel
+    def _kernel(
+        self,
+        leads: LeadArrays,
+        touches: EventArrays,
+        sales: EventArrays,
+        query_lead: np.ndarray,
+        as_of: np.ndarray,
+    ) -> np.ndarray:
+        columns: dict[str, np.ndarray] = {}
+        for name in self.lead_categoricals_:
+            columns[name] = leads.categorical[name][query_lead]
+        for name in self.numerics_:
+            columns[name] = leads.numeric[name][query_lead]
+        if not (self.has_touches_ or self.has_sales_ or self.has_campaigns_):
+            return np.column_stack([columns[f] for f in self.feature_names_])
+
+        created = leads.created_ms[query_lead]
+        columns["lead_age_days"] = (as_of - created) / DAY_MS
+        history_ms = np.minimum(as_of, self.horizon_ms_)
+        campaign = leads.campaign[query_lead]
+        known_campaign = campaign >= 0
+        campaign_index = np.maximum(campaign, 0)
+        if self.has_campaigns_:
+            columns["channel"] = np.where(
+                known_campaign, self.campaign_channel_[campaign_index], np.nan
+            )
+            start = self.campaign_start_ms_[campaign_index]
+            end = self.campaign_end_ms_[campaign_index]
+            elapsed = np.clip((history_ms - start) / np.maximum(end - start, 1), 0.0, 1.0)
+            spend = np.where(known_campaign, self.campaign_spend_[campaign_index] * elapsed, np.nan)
+            volume = np.where(
+                known_campaign, self.campaign_leads_.count_before(campaign, history_ms), np.nan
+            )
+            columns["campaign_spend_to_date"] = spend
+            columns["campaign_leads_to_date"] = volume
+            columns["campaign_spend_per_lead"] = spend / np.maximum(volume, 1.0)
+            columns["campaign_age_days"] = np.where(
+                known_campaign, (as_of - start) / DAY_MS, np.nan
+            )
+
+        account = leads.account[query_lead]
+        known_account = account >= 0
+        account_index = np.maximum(account, 0)
+        if self.has_accounts_:
+            columns["industry"] = np.where(
+                known_account, self.account_industry_[account_index], np.nan
+            )
+            for name in ACCOUNT_NUMERICS:
+                columns[f"account_{name}"] = np.where(
+                    known_account, self.account_numeric_[name][account_index], np.nan
+                )
+        own_before = (created < history_ms).astype(np.int64)
+        columns["account_earlier_leads"] = np.where(
+            known_account,
+            np.maximum(self.account_leads_.count_before(account, history_ms) - own_before, 0),
+            np.nan,
+        )
+
+        if self.has_touches_:
+            self._touch_features(columns, touches, query_lead, as_of)
+        if self.has_sales_:
+            self._sales_features(
+                columns,
+                sales,
+                query_lead,
+                as_of,
+                history_ms,
+                account,
+                known_account,
+                campaign,
+                known_campaign,
+            )
+        return np.column_stack([columns[f] for f in self.feature_names_])
+
+    def _touch_features(
+        self,
+        columns: dict[str, np.ndarray],
+        touches: EventArrays,
+        query_lead: np.ndarray,
+        as_of: np.ndarray,
+    ) -> None:
+        n_types = len(self.touch_types_) + 1
+        windows = list(self.windows_days)
+        trend = self.trend_days
+        bounds = sorted(set(windows) | {trend, 2 * trend})
+        counts, last_ms = _window_counts(
+            self.origin_ms_,
+            touches.lead * n_types + touches.kind,
+            touches.ms,
+            n_types,
+            query_lead,
+            as_of,
+            [days * DAY_MS for days in bounds],
+        )
+        for k, touch in enumerate((*self.touch_types_, OTHER)):
+            for days in windows:
+                columns[f"{touch}_{days}d"] = counts[:, k, bounds.index(days)].astype(np.float64)
+            columns[f"{touch}_all"] = counts[:, k, -1].astype(np.float64)
+            columns[f"{touch}_days_since"] = (as_of - last_ms[:, k]) / DAY_MS
+        recent = counts[:, :, bounds.index(trend)].sum(axis=1)
+        before = counts[:, :, bounds.index(2 * trend)].sum(axis=1) - recent
+        columns["touches_trend"] = (recent - before).astype(np.float64)
+
+        # Distinct campaigns: count each (lead, campaign) pair at its first touch.
+        has_campaign = touches.campaign >= 0
+        lead, campaign, ms = (
+            touches.lead[has_campaign],
+            touches.campaign[has_campaign],
+            touches.ms[has_campaign],
+        )
+        order = np.lexsort((ms, campaign, lead))
+        lead, campaign, ms = lead[order], campaign[order], ms[order]
+        first = np.ones(len(lead), dtype=bool)
+        first[1:] = (lead[1:] != lead[:-1]) | (campaign[1:] != campaign[:-1])
+        firsts = Timeline(self.origin_ms_, lead[first], ms[first])
+        columns["distinct_campaigns"] = firsts.count_before(query_lead, as_of).astype(np.float64)
+
+    def _sales_features(
+        self,
+        columns: dict[str, np.ndarray],
+        sales: EventArrays,
+        query_lead: np.ndarray,
+        as_of: np.ndarray,
+        history_ms: np.ndarray,
+        account: np.ndarray,
+        known_account: np.ndarray,
+        campaign: np.ndarray,
+        known_campaign: np.ndarray,
+    ) -> None:
+        n_stages = len(SALES_STAGES) + 1
+        counts, _ = _window_counts(
+            self.origin_ms_,
+            sales.lead * n_stages + sales.kind,
+            sales.ms,
+            n_stages,
+            query_lead,
+            as_of,
+            [],
+        )
+        _, last_any = _window_counts(
+            self.origin_ms_, sales.lead, sales.ms, 1, query_lead, as_of, []
+        )
+        for k, stage in enumerate(SALES_STAGES):
+            columns[f"sales_{stage}_count"] = counts[:, k, -1].astype(np.float64)
+        columns["sales_recycled"] = (counts[:, SALES_STAGES.index("assigned"), -1] > 1).astype(
+            np.float64
+        )
+        columns["sales_days_since_last"] = (as_of - last_any[:, 0]) / DAY_MS
+
+        # The lead's own events before the frozen history cut are inside the account timeline.
+        own, _ = _window_counts(
+            self.origin_ms_,
+            sales.lead * n_stages + sales.kind,
+            sales.ms,
+            n_stages,
+            query_lead,
+            history_ms,
+            [],
+        )
+        for name, stage in (("account_opportunities", "opportunity"), ("account_wins", "won")):
+            timeline: Timeline = getattr(self, f"{name}_")
+            total = timeline.count_before(account, history_ms)
+            own_count = own[:, SALES_STAGES.index(stage), -1]
+            columns[name] = np.where(known_account, np.maximum(total - own_count, 0), np.nan)
+
+        channel = columns.get("channel", np.full(len(query_lead), np.nan))
+        known_channel = ~np.isnan(channel)
+        channel_code = np.where(known_channel, channel, 0).astype(np.int64)
+        zeros = np.zeros(len(query_lead), dtype=np.int64)
+        m = self.rate_smoothing
+        for target, timelines in self.outcomes_.items():
+            n_global = timelines["global"].count_before(zeros, history_ms)
+            global_rate = np.where(
+                n_global > 0,
+                timelines["global"].sum_before(zeros, history_ms) / np.maximum(n_global, 1),
+                np.nan,
+            )
+            for level, code, known in (
+                ("campaign", np.maximum(campaign, 0), known_campaign),
+                ("channel", channel_code, known_channel),
+            ):
+                n = np.where(known, timelines[level].count_before(code, history_ms), 0)
+                positives = np.where(known, timelines[level].sum_before(code, history_ms), 0.0)
+                columns[f"{level}_{target}_rate"] = (
+                    (positives + m * global_rate) / (n + m)
+                    if m > 0
+                    else np.where(n > 0, positives / np.maximum(n, 1), global_rate)
+                )
+
+    # ----------------------------------------------------------- outputs
+    def feature_frame(self, matrix: np.ndarray) -> pd.DataFrame:
+        """Named columns; categorical codes become pandas categoricals with their vocabulary."""
+        frame = pd.DataFrame(matrix, columns=self.feature_names_)
+        for name in self.categorical_features_:
+            categories = [*self.vocabulary(name), OTHER]
+            codes = frame[name].to_numpy()
+            frame[name] = pd.Categorical.from_codes(
+                np.where(np.isnan(codes), -1, codes).astype(np.int64), categories=categories
+            )
+        return frame
+
+    def vocabulary(self, name: str) -> tuple[str, ...]:
+        return self.vocabularies_[name]
+
+    def feature_spec(self) -> list[dict[str, str]]:
+        return [
+            {
+                "name": f.name,
+                "family": f.family,
+                "type": f.kind,
+                "business_field": f.business_field,
+                "description": f.description,
+            }
+            for f in self.features_
+        ]
+
+
+def _window_counts(
+    origin: int,
+    codes: np.ndarray,
+    ms: np.ndarray,
+    codes_per_lead: int,
+    query_lead: np.ndarray,
+    as_of: np.ndarray,
+    bounds_ms: Sequence[int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per query and code: events in [as_of - bound, as_of) for each bound, then all before
+    as_of (last slot); and the time of the last event before as_of (NaN when none).
+
+    ``codes`` are ``lead * codes_per_lead + kind``; events of unknown leads (code < 0) are
+    ignored. One searchsorted answers every (query, kind, bound) at once.
+    """
+    known = codes >= 0
+    timeline = Timeline(origin, codes[known], ms[known])
+    base = query_lead[:, None] * codes_per_lead + np.arange(codes_per_lead)[None, :]
+    n_bounds = len(bounds_ms)
+    query_ms = np.empty((len(query_lead), codes_per_lead, n_bounds + 2), dtype=np.int64)
+    query_ms[:, :, 0] = as_of[:, None]
+    for b, bound in enumerate(bounds_ms):
+        query_ms[:, :, b + 1] = (as_of - bound)[:, None]
+    query_ms[:, :, -1] = origin
+    positions = timeline.positions(
+        np.broadcast_to(base[:, :, None], query_ms.shape).ravel(), query_ms.ravel()
+    ).reshape(query_ms.shape)
+    at = positions[:, :, 0]
+    counts = np.empty((len(query_lead), codes_per_lead, n_bounds + 1), dtype=np.int64)
+    for b in range(n_bounds):
+        counts[:, :, b] = at - positions[:, :, b + 1]
+    counts[:, :, -1] = at - positions[:, :, -1]
+    has_last = counts[:, :, -1] > 0
+    last_key = timeline.keys[np.maximum(at - 1, 0)] if len(timeline.keys) else np.zeros_like(at)
+    last_ms = np.where(has_last, (last_key - base * SPAN) + origin, np.nan)
+    return counts, last_ms
+
+
+def _window_hits(
+    origin: int,
+    event_lead: np.ndarray,
+    event_ms: np.ndarray,
+    query_lead: np.ndarray,
+    as_of: np.ndarray,
+    window_ms: int,
+) -> np.ndarray:
+    """Whether each query's lead has an event in (as_of, as_of + window] (integer ms)."""
+    timeline = Timeline(origin, event_lead, event_ms)
+    after = timeline.positions(query_lead, as_of + 1)
+    until = timeline.positions(query_lead, as_of + window_ms + 1)
+    return until > after

@@ -1,0 +1,310 @@
+"""The feature engine never sees the future, and training and serving compute the same bits."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from features import contract
+from features.engine import OTHER, FeatureEngine
+from features.params import GenerateParams, Params
+from features.simulate import simulate
+from features.snapshots import build_snapshots
+
+TARGETS = {"accepted": ("accepted", "opportunity", "won"), "converted": ("won",)}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
+    out = tmp_path_factory.mktemp("engine-world")
+    simulate(GenerateParams(leads=3000, seed=5), out)
+    return {name: pd.read_parquet(out / f"{name}.parquet") for name in contract.TABLES}
+
+
+@pytest.fixture(scope="module")
+def horizon(world: dict[str, pd.DataFrame]) -> pd.Timestamp:
+    return contract.data_horizon(world)
+
+
+@pytest.fixture(scope="module")
+def engine(world: dict[str, pd.DataFrame], horizon: pd.Timestamp) -> FeatureEngine:
+    return FeatureEngine(targets=TARGETS).fit(world, horizon)
+
+
+@pytest.fixture(scope="module")
+def snapshots(world: dict[str, pd.DataFrame], horizon: pd.Timestamp) -> pd.DataFrame:
+    return build_snapshots(
+        world["leads"], world["sales_events"], (0, 7, 14, 30), horizon, 90, TARGETS
+    )
+
+
+@pytest.fixture(scope="module")
+def batch(
+    engine: FeatureEngine, world: dict[str, pd.DataFrame], snapshots: pd.DataFrame
+) -> np.ndarray:
+    return engine.transform(snapshots, world["leads"], world["touches"], world["sales_events"])
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return frame.to_dict("records")
+
+
+def _history(world: dict[str, pd.DataFrame], lead_id: str) -> tuple[dict, list, list]:
+    lead = world["leads"].set_index("lead_id", drop=False).loc[lead_id].to_dict()
+    touches = world["touches"][world["touches"]["lead_id"] == lead_id]
+    sales = world["sales_events"][world["sales_events"]["lead_id"] == lead_id]
+    return lead, _records(touches), _records(sales)
+
+
+def test_train_serve_equality_bit_for_bit(
+    engine: FeatureEngine,
+    world: dict[str, pd.DataFrame],
+    snapshots: pd.DataFrame,
+    batch: np.ndarray,
+) -> None:
+    rng = np.random.default_rng(0)
+    for row in rng.choice(len(snapshots), size=300, replace=False):
+        snapshot = snapshots.iloc[row]
+        lead, touches, sales = _history(world, snapshot["lead_id"])
+        as_of = snapshot["as_of"]
+        # The API receives the lead's history up to as_of.
+        single = engine.transform_one(
+            lead,
+            [t for t in touches if t["occurred_at"] < as_of],
+            [s for s in sales if s["occurred_at"] < as_of],
+            as_of,
+        )
+        assert np.array_equal(single, batch[row], equal_nan=True), snapshot.to_dict()
+        assert single.dtype == batch.dtype == np.float64
+
+
+def test_categories_survive_into_frames(engine: FeatureEngine, batch: np.ndarray) -> None:
+    frame = engine.feature_frame(batch[:50])
+    for name in engine.categorical_features_:
+        assert list(frame[name].cat.categories) == [*engine.vocabulary(name), OTHER]
+
+
+events_strategy = st.lists(
+    st.tuples(
+        st.integers(min_value=-40 * 24, max_value=40 * 24),  # hours from as_of
+        st.sampled_from([*contract.TOUCH_TYPES, "Demo_Request", "carrier_pigeon"]),
+    ),
+    max_size=25,
+)
+stage_strategy = st.lists(
+    st.tuples(
+        st.integers(min_value=-40 * 24, max_value=40 * 24), st.sampled_from(contract.SALES_STAGES)
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    past=events_strategy,
+    future=events_strategy,
+    past_sales=stage_strategy,
+    future_sales=stage_strategy,
+    lead_row=st.integers(min_value=0, max_value=2999),
+    offset_hours=st.integers(min_value=0, max_value=60 * 24),
+)
+def test_events_at_or_after_as_of_never_change_features(
+    engine: FeatureEngine,
+    world: dict[str, pd.DataFrame],
+    past: list,
+    future: list,
+    past_sales: list,
+    future_sales: list,
+    lead_row: int,
+    offset_hours: int,
+) -> None:
+    lead = world["leads"].iloc[lead_row].to_dict()
+    as_of = lead["created_at"] + pd.Timedelta(hours=offset_hours)
+    campaigns = world["campaigns"]["campaign_id"].tolist()
+
+    def touches(events: list, future_side: bool) -> list[dict]:
+        out = []
+        for i, (hours, kind) in enumerate(events):
+            when = (
+                as_of + pd.Timedelta(hours=abs(hours))
+                if future_side
+                else (as_of - pd.Timedelta(hours=abs(hours), milliseconds=1))
+            )
+            out.append(
+                {
+                    "occurred_at": when,
+                    "touch_type": kind,
+                    "campaign_id": campaigns[i % len(campaigns)],
+                }
+            )
+        return out
+
+    def sales(events: list, future_side: bool) -> list[dict]:
+        return [
+            {
+                "occurred_at": as_of + pd.Timedelta(hours=abs(h))
+                if future_side
+                else as_of - pd.Timedelta(hours=abs(h), milliseconds=1),
+                "stage": stage,
+            }
+            for h, stage in events
+        ]
+
+    before = engine.transform_one(lead, touches(past, False), sales(past_sales, False), as_of)
+    with_future = engine.transform_one(
+        lead,
+        touches(past, False) + touches(future, True),
+        sales(past_sales, False) + sales(future_sales, True),
+        as_of,
+    )
+    assert np.array_equal(before, with_future, equal_nan=True)
+    # Exactly at as_of counts as the future too.
+    at_as_of = [{"occurred_at": as_of, "touch_type": "demo_request", "campaign_id": None}]
+    same = engine.transform_one(
+        lead, touches(past, False) + at_as_of, sales(past_sales, False), as_of
+    )
+    assert np.array_equal(before, same, equal_nan=True)
+
+
+def test_batch_ignores_future_rows(
+    engine: FeatureEngine,
+    world: dict[str, pd.DataFrame],
+    snapshots: pd.DataFrame,
+    batch: np.ndarray,
+) -> None:
+    sample = snapshots.sample(400, random_state=1)
+    as_of = sample.set_index("lead_id")["as_of"].groupby(level=0).min()
+    past_touches = world["touches"][
+        world["touches"]["occurred_at"] < world["touches"]["lead_id"].map(as_of)
+    ]
+    past_sales = world["sales_events"][
+        world["sales_events"]["occurred_at"] < world["sales_events"]["lead_id"].map(as_of)
+    ]
+    earliest = sample[sample["as_of"] == sample["lead_id"].map(as_of)]
+    trimmed = engine.transform(earliest, world["leads"], past_touches, past_sales)
+    assert np.array_equal(trimmed, batch[earliest.index.to_numpy()], equal_nan=True)
+
+
+def test_rates_never_use_outcomes_maturing_at_or_after_as_of(
+    world: dict[str, pd.DataFrame],
+    horizon: pd.Timestamp,
+) -> None:
+    leads = world["leads"]
+    cut = leads["created_at"].quantile(0.6) + pd.Timedelta(days=90)
+    reference = FeatureEngine(targets=TARGETS).fit(world, horizon)
+    # Flip every outcome that matures at or after the cut: wins become losses and vice versa.
+    matures_late = leads.loc[leads["created_at"] + pd.Timedelta(days=90) >= cut, "lead_id"]
+    sales = world["sales_events"].copy()
+    late = sales["lead_id"].isin(set(matures_late))
+    sales.loc[late & (sales["stage"] == "won"), "stage"] = "lost"
+    changed = FeatureEngine(targets=TARGETS).fit({**world, "sales_events": sales}, horizon)
+    probe = leads.sample(200, random_state=2)
+    rate_columns = [n for n in reference.feature_names_ if n.endswith("_rate")]
+    columns = [reference.feature_names_.index(n) for n in rate_columns]
+    for as_of in (cut - pd.Timedelta(days=30), cut):
+        snaps = pd.DataFrame({"lead_id": probe["lead_id"], "as_of": as_of})
+        a = reference.transform(snaps, leads)[:, columns]
+        b = changed.transform(snaps, leads)[:, columns]
+        assert np.array_equal(a, b, equal_nan=True)
+    later = pd.DataFrame({"lead_id": probe["lead_id"], "as_of": horizon})
+    converted = [i for i, n in zip(columns, rate_columns, strict=True) if "converted" in n]
+    assert not np.array_equal(
+        reference.transform(later, leads)[:, converted],
+        changed.transform(later, leads)[:, converted],
+        equal_nan=True,
+    )
+
+
+def test_unknown_everything_gives_defined_values(engine: FeatureEngine) -> None:
+    lead = {
+        "lead_id": "new",
+        "created_at": dt.datetime(2031, 1, 1, tzinfo=dt.UTC),
+        "campaign_id": "campaign-never-seen",
+        "account_id": "account-never-seen",
+        "source": "carrier pigeon",
+        "seniority": "Galactic Emperor",
+        "country": None,
+    }
+    row = engine.transform_one(lead, [], [], dt.datetime(2031, 1, 2, tzinfo=dt.UTC))
+    names = engine.feature_names_
+    frame = engine.feature_frame(row[None, :])
+    assert frame.loc[0, "source"] == OTHER
+    assert frame.loc[0, "seniority"] == OTHER
+    assert pd.isna(frame.loc[0, "country"])
+    assert row[names.index("lead_age_days")] == 1.0
+    assert row[names.index("demo_request_all")] == 0.0
+    assert np.isnan(row[names.index("demo_request_days_since")])
+    assert np.isnan(row[names.index("account_earlier_leads")])
+    rate = row[names.index("campaign_converted_rate")]
+    assert 0.0 < rate < 1.0  # falls back to the global matured rate
+
+
+def test_mixed_case_and_unknown_touch_types(
+    engine: FeatureEngine, world: dict[str, pd.DataFrame]
+) -> None:
+    lead = world["leads"].iloc[10].to_dict()
+    as_of = lead["created_at"] + pd.Timedelta(days=10)
+    when = as_of - pd.Timedelta(days=1)
+    row = engine.transform_one(
+        lead,
+        [
+            {"occurred_at": when, "touch_type": " Demo_Request "},
+            {"occurred_at": when, "touch_type": "carrier_pigeon"},
+        ],
+        [],
+        as_of,
+    )
+    names = engine.feature_names_
+    assert row[names.index("demo_request_7d")] == 1.0
+    assert row[names.index(f"{OTHER}_7d")] == 1.0
+    assert row[names.index("demo_request_days_since")] == pytest.approx(1.0)
+
+
+def test_flat_mode_uses_declared_columns_only(tmp_path: Path) -> None:
+    leads = pd.DataFrame(
+        {
+            "lead_id": [f"row-{i}" for i in range(40)],
+            "created_at": pd.date_range("2020-01-01", periods=40, freq="min", tz="UTC"),
+            "job": ["admin", "technician"] * 20,
+            "age": np.arange(40, dtype=float),
+            "outcome_converted": [True, False] * 20,
+        }
+    )
+    engine = FeatureEngine(
+        min_category_count=1, extra_categorical=("job",), extra_numeric=("age",)
+    ).fit({"leads": leads}, leads["created_at"].max())
+    assert engine.feature_names_ == ["job", "age"]
+    row = engine.transform_one({"created_at": "2020-01-01", "job": "admin", "age": 3}, as_of=None)
+    assert list(row) == [0.0, 3.0]
+
+
+def test_engine_init_only_stores_params() -> None:
+    engine = FeatureEngine(windows_days=(3,), rate_smoothing=5.0)
+    assert engine.windows_days == (3,)
+    assert not [name for name in vars(engine) if name.endswith("_")]
+
+
+def test_partitions_equal_whole(
+    engine: FeatureEngine,
+    world: dict[str, pd.DataFrame],
+    snapshots: pd.DataFrame,
+    batch: np.ndarray,
+    repo_params: Params,
+) -> None:
+    del repo_params
+    leads = world["leads"]
+    half = leads["lead_id"].iloc[: len(leads) // 2]
+    rows = snapshots["lead_id"].isin(set(half)).to_numpy()
+    part = engine.transform(
+        snapshots[rows],
+        leads[leads["lead_id"].isin(half)],
+        world["touches"][world["touches"]["lead_id"].isin(half)],
+        world["sales_events"][world["sales_events"]["lead_id"].isin(half)],
+    )
+    assert np.array_equal(part, batch[rows], equal_nan=True)
