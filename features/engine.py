@@ -33,6 +33,11 @@ SPAN = 2**40
 MAX_CODES = 2**62 // SPAN
 ORIGIN_LOOKBACK_MS = 10 * 365 * DAY_MS
 OTHER = "__other__"
+NEVER_DAYS = 9999.0
+"""'Days since the last X' when there was none: a large finite value rather than NaN, so that
+monotone constraints (a recent demo request never lowers the score) hold across 'never'."""
+DISENGAGING_TOUCHES = ("unsubscribe",)
+"""Touch types left out of the engagement trend."""
 
 LEAD_CATEGORICALS = tuple(
     c.name
@@ -406,7 +411,8 @@ class FeatureEngine:
                 "touches",
                 "numeric",
                 "engagement trend",
-                f"touches in the last {self.trend_days} days minus the {self.trend_days} before",
+                f"engaging touches in the last {self.trend_days} days minus the "
+                f"{self.trend_days} before",
             )
             add(
                 "distinct_campaigns",
@@ -688,9 +694,10 @@ class FeatureEngine:
             for days in windows:
                 columns[f"{touch}_{days}d"] = counts[:, k, bounds.index(days)].astype(np.float64)
             columns[f"{touch}_all"] = counts[:, k, -1].astype(np.float64)
-            columns[f"{touch}_days_since"] = (as_of - last_ms[:, k]) / DAY_MS
-        recent = counts[:, :, bounds.index(trend)].sum(axis=1)
-        before = counts[:, :, bounds.index(2 * trend)].sum(axis=1) - recent
+            columns[f"{touch}_days_since"] = _days_since(as_of, last_ms[:, k])
+        engaging = [k for k, t in enumerate(self.touch_types_) if t not in DISENGAGING_TOUCHES]
+        recent = counts[:, engaging, bounds.index(trend)].sum(axis=1)
+        before = counts[:, engaging, bounds.index(2 * trend)].sum(axis=1) - recent
         columns["touches_trend"] = (recent - before).astype(np.float64)
 
         # Distinct campaigns: count each (lead, campaign) pair at its first touch.
@@ -737,7 +744,7 @@ class FeatureEngine:
         columns["sales_recycled"] = (counts[:, SALES_STAGES.index("assigned"), -1] > 1).astype(
             np.float64
         )
-        columns["sales_days_since_last"] = (as_of - last_any[:, 0]) / DAY_MS
+        columns["sales_days_since_last"] = _days_since(as_of, last_any[:, 0])
 
         # The lead's own events before the frozen history cut are inside the account timeline.
         own, _ = _window_counts(
@@ -791,6 +798,19 @@ class FeatureEngine:
             )
         return frame
 
+    def matrix_from_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        """Inverse of :meth:`feature_frame`: the model's float matrix from stored features."""
+        columns = []
+        for name in self.feature_names_:
+            values = frame[name]
+            if name in self.categorical_features_:
+                codes = values.cat.codes.to_numpy().astype(np.float64)
+                codes[codes < 0] = np.nan
+                columns.append(codes)
+            else:
+                columns.append(values.to_numpy(dtype=np.float64))
+        return np.column_stack(columns) if columns else np.zeros((len(frame), 0))
+
     def vocabulary(self, name: str) -> tuple[str, ...]:
         return self.vocabularies_[name]
 
@@ -805,6 +825,10 @@ class FeatureEngine:
             }
             for f in self.features_
         ]
+
+
+def _days_since(as_of: np.ndarray, last_ms: np.ndarray) -> np.ndarray:
+    return np.where(np.isnan(last_ms), NEVER_DAYS, (as_of - last_ms) / DAY_MS)
 
 
 def _window_counts(

@@ -98,6 +98,40 @@ class FeatureParams(Section):
     partition_leads: Annotated[int, Field(ge=1, le=2_000_000)] = 250_000
 
 
+class MonotoneParams(Section):
+    """Feature-name patterns (fnmatch) the score may only rise or only fall with."""
+
+    increasing: tuple[str, ...] = ()
+    decreasing: tuple[str, ...] = ()
+
+
+class TrainParams(Section):
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
+    num_leaves: Annotated[int, Field(ge=2, le=4096)] = 31
+    min_data_in_leaf: Annotated[int, Field(ge=1)] = 50
+    feature_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
+    bagging_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
+    bagging_freq: Annotated[int, Field(ge=0)] = 1
+    lambda_l2: Annotated[float, Field(ge=0.0)] = 1.0
+    max_rounds: Annotated[int, Field(ge=1)] = 2000
+    early_stopping_rounds: Annotated[int, Field(ge=1)] = 100
+    seed: Annotated[int, Field(ge=0)] = 0
+    num_threads: Annotated[int, Field(ge=0)] = 2
+    calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    min_positives: Annotated[int, Field(ge=1)] = 40
+    min_negatives: Annotated[int, Field(ge=1)] = 40
+    leakage_auc: Annotated[float, Field(gt=0.5, le=1.0)] = 0.97
+    logistic_c: Annotated[float, Field(gt=0.0)] = 1.0
+    monotone: MonotoneParams = MonotoneParams()
+
+
+class RulesParams(Section):
+    """Marketing's points score today: points per touch (all-time count) and per attribute."""
+
+    touch_points: dict[str, float] = Field(default_factory=dict)
+    attribute_points: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
 class GradeFloors(Section):
     A: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.40
     B: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.20
@@ -129,6 +163,8 @@ class Params(Section):
     snapshots: SnapshotParams = SnapshotParams()
     split: SplitParams = SplitParams()
     features: FeatureParams = FeatureParams()
+    train: TrainParams = TrainParams()
+    rules: RulesParams = RulesParams()
     grades: GradeFloors = GradeFloors()
     handoff: HandoffParams = HandoffParams()
 

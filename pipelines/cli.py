@@ -120,6 +120,21 @@ def features(
     _run(lambda: stage.run(validated=validated, out=out, params_path=params))
 
 
+@app.command()
+def train(
+    features_dir: Annotated[Path, typer.Option("--features", help="features directory")] = Path(
+        "data/features"
+    ),
+    validated: Annotated[Path, typer.Option(help="validated tables")] = Path("data/validated"),
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("artifacts/train"),
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """LightGBM per target with early stopping, calibration, and both baselines."""
+    from pipelines import train as stage
+
+    _run(lambda: stage.run(features=features_dir, validated=validated, out=out, params_path=params))
+
+
 def main() -> None:
     app()
 

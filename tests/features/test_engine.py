@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features import contract
-from features.engine import OTHER, FeatureEngine
+from features.engine import NEVER_DAYS, OTHER, FeatureEngine
 from features.params import GenerateParams, Params
 from features.simulate import simulate
 from features.snapshots import build_snapshots
@@ -239,7 +239,7 @@ def test_unknown_everything_gives_defined_values(engine: FeatureEngine) -> None:
     assert pd.isna(frame.loc[0, "country"])
     assert row[names.index("lead_age_days")] == 1.0
     assert row[names.index("demo_request_all")] == 0.0
-    assert np.isnan(row[names.index("demo_request_days_since")])
+    assert row[names.index("demo_request_days_since")] == NEVER_DAYS
     assert np.isnan(row[names.index("account_earlier_leads")])
     rate = row[names.index("campaign_converted_rate")]
     assert 0.0 < rate < 1.0  # falls back to the global matured rate

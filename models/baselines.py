@@ -1,0 +1,89 @@
+"""The two baselines reported beside the model: marketing's points score and a logistic
+regression. Both take the engine's feature matrix and return probabilities."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+
+def _signed_log1p(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+class PointsScore:
+    """Points per touch (all-time count) and per attribute value, summed; a one-feature
+    logistic regression fitted on `train` turns points into a probability."""
+
+    def __init__(
+        self,
+        feature_names: Sequence[str],
+        vocabularies: Mapping[str, Sequence[str]],
+        touch_points: Mapping[str, float],
+        attribute_points: Mapping[str, Mapping[str, float]],
+    ) -> None:
+        self.feature_names = feature_names
+        self.vocabularies = vocabularies
+        self.touch_points = touch_points
+        self.attribute_points = attribute_points
+
+    def points(self, X: np.ndarray) -> np.ndarray:
+        names = list(self.feature_names)
+        total = np.zeros(len(X))
+        for touch, points in self.touch_points.items():
+            column = f"{touch}_all"
+            if column in names:
+                total += points * np.nan_to_num(X[:, names.index(column)])
+        for attribute, table in self.attribute_points.items():
+            if attribute not in names or attribute not in self.vocabularies:
+                continue
+            lookup = np.zeros(len(self.vocabularies[attribute]) + 2)
+            for i, value in enumerate(self.vocabularies[attribute]):
+                lookup[i] = table.get(value, 0.0)
+            codes = X[:, names.index(attribute)]
+            codes = np.where(np.isnan(codes), len(lookup) - 1, codes).astype(np.int64)
+            total += lookup[codes]
+        return total
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> PointsScore:
+        self.link_ = LogisticRegression().fit(self.points(X)[:, None], y)
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.link_.predict_proba(self.points(X)[:, None])[:, 1])
+
+
+def logistic_baseline(
+    feature_names: Sequence[str], categorical: Sequence[str], c: float, seed: int
+) -> Pipeline:
+    """Imputed, log-scaled numerics and one-hot categories into a logistic regression."""
+    categorical_index = [i for i, name in enumerate(feature_names) if name in categorical]
+    numeric_index = [i for i, name in enumerate(feature_names) if name not in categorical]
+    columns = ColumnTransformer(
+        [
+            (
+                "numeric",
+                make_pipeline(
+                    SimpleImputer(strategy="median", keep_empty_features=True),
+                    FunctionTransformer(_signed_log1p),
+                    StandardScaler(),
+                ),
+                numeric_index,
+            ),
+            (
+                "categorical",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value=-1.0, keep_empty_features=True),
+                    OneHotEncoder(handle_unknown="ignore", min_frequency=5),
+                ),
+                categorical_index,
+            ),
+        ]
+    )
+    return make_pipeline(columns, LogisticRegression(C=c, max_iter=2000, random_state=seed))

@@ -1,0 +1,161 @@
+"""Training per target: readiness check, LightGBM with early stopping on `valid`,
+calibration on `calibration`, and the two baselines on the same rows."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from features.engine import FeatureEngine
+from features.errors import UserError
+from features.params import Params, TrainParams
+from models.baselines import PointsScore, logistic_baseline
+from models.calibration import Calibrator
+from models.scorer import Definition, LeadScorer, TargetModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainedTarget:
+    model: TargetModel
+    rules: PointsScore
+    logistic: Any
+    report: dict[str, Any]
+
+
+def check_readiness(y: np.ndarray, target: str, params: TrainParams) -> None:
+    """Refuse to train, with one clear line, on too few labelled positives or negatives."""
+    positives = int(np.sum(y == 1))
+    negatives = int(np.sum(y == 0))
+    if positives < params.min_positives or negatives < params.min_negatives:
+        raise UserError(
+            f"not ready to train '{target}': the train split has {positives} labelled positives "
+            f"and {negatives} negatives; params train.min_positives/min_negatives require "
+            f"{params.min_positives} and {params.min_negatives}"
+        )
+
+
+def monotone_constraints(names: Sequence[str], params: TrainParams) -> list[int]:
+    def matches(name: str, patterns: Sequence[str]) -> bool:
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+    return [
+        1
+        if matches(n, params.monotone.increasing)
+        else -1
+        if matches(n, params.monotone.decreasing)
+        else 0
+        for n in names
+    ]
+
+
+def lightgbm_params(params: TrainParams, monotone: list[int]) -> dict[str, Any]:
+    return {
+        "objective": "binary",
+        "learning_rate": params.learning_rate,
+        "num_leaves": params.num_leaves,
+        "min_data_in_leaf": params.min_data_in_leaf,
+        "feature_fraction": params.feature_fraction,
+        "bagging_fraction": params.bagging_fraction,
+        "bagging_freq": params.bagging_freq,
+        "lambda_l2": params.lambda_l2,
+        "seed": params.seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": params.num_threads,
+        "monotone_constraints": monotone,
+        "monotone_constraints_method": "advanced",
+        "verbosity": -1,
+    }
+
+
+def _rows(snapshots: pd.DataFrame, split: str, label: str) -> np.ndarray:
+    return ((snapshots["split"] == split) & snapshots[label].notna()).to_numpy()
+
+
+def train_target(
+    X: np.ndarray, snapshots: pd.DataFrame, target: str, engine: FeatureEngine, params: Params
+) -> TrainedTarget:
+    label = f"label_{target}"
+    y = snapshots[label].to_numpy()
+    train, valid, calibration = (
+        _rows(snapshots, s, label) for s in ("train", "valid", "calibration")
+    )
+    settings = params.train
+    check_readiness(y[train], target, settings)
+    names = engine.feature_names_
+    categorical = [names.index(c) for c in engine.categorical_features_]
+    monotone = monotone_constraints(names, settings)
+    dataset = lgb.Dataset(
+        X[train],
+        y[train],
+        feature_name=list(names),
+        categorical_feature=categorical,
+        free_raw_data=False,
+    )
+    validation = lgb.Dataset(X[valid], y[valid], reference=dataset)
+    booster = lgb.train(
+        lightgbm_params(settings, monotone),
+        dataset,
+        num_boost_round=settings.max_rounds,
+        valid_sets=[validation],
+        callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)],
+    )
+    best = booster.best_iteration or booster.current_iteration()
+    raw = booster.predict(X[calibration], num_iteration=best)
+    calibrator = Calibrator(settings.calibration).fit(np.asarray(raw), y[calibration])
+    rules = PointsScore(
+        names, engine.vocabularies_, params.rules.touch_points, params.rules.attribute_points
+    ).fit(X[train], y[train])
+    logistic = logistic_baseline(
+        names, engine.categorical_features_, settings.logistic_c, settings.seed
+    ).fit(X[train], y[train])
+    report = {
+        "best_iteration": int(best),
+        "rows": {
+            s: int(m.sum())
+            for s, m in (("train", train), ("valid", valid), ("calibration", calibration))
+        },
+        "positives_train": int(np.sum(y[train] == 1)),
+    }
+    logger.info("trained %s: %s", target, report)
+    return TrainedTarget(TargetModel(booster, calibrator, int(best)), rules, logistic, report)
+
+
+def train_all(
+    snapshots: pd.DataFrame,
+    engine: FeatureEngine,
+    params: Params,
+    post_outcome: Sequence[str] = (),
+    source: str = "synthetic",
+) -> tuple[LeadScorer, dict[str, TrainedTarget]]:
+    X = engine.matrix_from_frame(snapshots)
+    trained = {
+        target: train_target(X, snapshots, target, engine, params)
+        for target in params.targets
+        if f"label_{target}" in snapshots
+    }
+    definition = Definition(
+        target=params.quality_lead.target,
+        window_days=params.quality_lead.window_days,
+        targets={t: tuple(params.targets[t].stages) for t in trained},
+        grades=params.grades.model_dump(),
+        handoff_min_grade=params.handoff.min_grade,
+        post_outcome=tuple(post_outcome),
+        source=source,
+    )
+    scorer = LeadScorer(
+        engine,
+        {t: r.model for t, r in trained.items()},
+        definition,
+        {"reports": {t: r.report for t, r in trained.items()}},
+    )
+    return scorer, trained

@@ -1,0 +1,47 @@
+"""Stage `train`: snapshots → per-target calibrated LightGBM and both baselines.
+
+Writes ``artifacts/train/`` atomically: ``scorer.pkl`` (the fitted LeadScorer: engine +
+models + quality-lead definition), ``baselines.pkl`` (per target: the points score and the
+logistic regression) and ``report.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from pathlib import Path
+
+import pandas as pd
+
+from features.params import load_params
+from features.storage import atomic_directory
+from models.training import train_all
+from pipelines.features import read_manifest
+
+logger = logging.getLogger(__name__)
+
+
+def run(features: Path, validated: Path, out: Path, params_path: Path) -> None:
+    params = load_params(params_path)
+    snapshots = pd.read_parquet(features / "snapshots.parquet")
+    with (features / "engine.pkl").open("rb") as handle:
+        engine = pickle.load(handle)
+    manifest = read_manifest(validated)
+    scorer, trained = train_all(
+        snapshots,
+        engine,
+        params,
+        post_outcome=tuple(manifest.get("post_outcome", ())) if manifest else (),
+        source="flat" if manifest else params.source.kind,
+    )
+    with atomic_directory(out) as staging:
+        with (staging / "scorer.pkl").open("wb") as handle:
+            pickle.dump(scorer, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        baselines = {t: {"rules": r.rules, "logistic": r.logistic} for t, r in trained.items()}
+        with (staging / "baselines.pkl").open("wb") as handle:
+            pickle.dump(baselines, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        (staging / "report.json").write_text(
+            json.dumps({t: r.report for t, r in trained.items()}, indent=2) + "\n"
+        )
+    logger.info("trained %s → %s", ", ".join(trained), out)
