@@ -132,6 +132,30 @@ class RulesParams(Section):
     attribute_points: dict[str, dict[str, float]] = Field(default_factory=dict)
 
 
+class EvaluateParams(Section):
+    ece_bins: Annotated[int, Field(ge=2, le=100)] = 10
+    min_group_size: Annotated[int, Field(ge=1)] = 50
+
+
+class PromotionParams(Section):
+    """A new model takes the `champion` alias only if, on the new test slice and the primary
+    target, its metric is at least the champion's minus the tolerance."""
+
+    metric: Literal["roc_auc", "pr_auc", "brier", "log_loss"] = "roc_auc"
+    tolerance: Annotated[float, Field(ge=0.0)] = 0.005
+
+
+class MlflowParams(Section):
+    experiment: str = "leadscore"
+    model_name: str = "lead-scoring"
+
+
+class ServingParams(Section):
+    max_batch: Annotated[int, Field(ge=1)] = 1000
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 5_000_000
+    max_events_per_lead: Annotated[int, Field(ge=1)] = 5000
+
+
 class GradeFloors(Section):
     A: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.40
     B: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.20
@@ -165,6 +189,10 @@ class Params(Section):
     features: FeatureParams = FeatureParams()
     train: TrainParams = TrainParams()
     rules: RulesParams = RulesParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    promotion: PromotionParams = PromotionParams()
+    mlflow: MlflowParams = MlflowParams()
+    serving: ServingParams = ServingParams()
     grades: GradeFloors = GradeFloors()
     handoff: HandoffParams = HandoffParams()
 

@@ -56,7 +56,8 @@ class PointsScore:
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(self.link_.predict_proba(self.points(X)[:, None])[:, 1])
+        """Like scikit-learn: column 1 is the probability of the positive class."""
+        return np.asarray(self.link_.predict_proba(self.points(X)[:, None]))
 
 
 def logistic_baseline(
