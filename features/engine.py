@@ -333,19 +333,21 @@ class FeatureEngine:
         add("lead_age_days", "lead", "numeric", "lead age", "days since the lead was created")
         if self.has_campaigns_:
             add("channel", "campaign", "categorical", "channel", "source campaign's channel")
+            # Rates per day rather than running totals: totals grow with calendar time and
+            # would not mean the same in the test period as in training.
             add(
-                "campaign_spend_to_date",
+                "campaign_daily_spend",
                 "campaign",
                 "numeric",
                 "source campaign",
-                "source campaign's spend accrued before as_of",
+                "source campaign's spend per day running, accrued before as_of",
             )
             add(
-                "campaign_leads_to_date",
+                "campaign_daily_leads",
                 "campaign",
                 "numeric",
                 "source campaign",
-                "leads the source campaign brought before as_of",
+                "leads per day the source campaign brought before as_of",
             )
             add(
                 "campaign_spend_per_lead",
@@ -353,13 +355,6 @@ class FeatureEngine:
                 "numeric",
                 "source campaign",
                 "source campaign's spend per lead so far",
-            )
-            add(
-                "campaign_age_days",
-                "campaign",
-                "numeric",
-                "source campaign",
-                "days since the source campaign started",
             )
         if self.has_accounts_:
             add("industry", "account", "categorical", "industry", "account industry")
@@ -447,11 +442,12 @@ class FeatureEngine:
             for target in self.targets_:
                 for level in ("campaign", "channel"):
                     add(
-                        f"{level}_{target}_rate",
+                        f"{level}_{target}_lift",
                         "rates",
                         "numeric",
                         f"{level} track record",
-                        f"smoothed share of the {level}'s matured leads that were {target}",
+                        f"smoothed share of the {level}'s matured leads that were {target}, "
+                        "relative to the share over all matured leads (1 = average)",
                     )
         return out
 
@@ -629,12 +625,10 @@ class FeatureEngine:
             volume = np.where(
                 known_campaign, self.campaign_leads_.count_before(campaign, history_ms), np.nan
             )
-            columns["campaign_spend_to_date"] = spend
-            columns["campaign_leads_to_date"] = volume
+            running_days = np.maximum((history_ms - start) / DAY_MS, 1.0)
+            columns["campaign_daily_spend"] = spend / running_days
+            columns["campaign_daily_leads"] = volume / running_days
             columns["campaign_spend_per_lead"] = spend / np.maximum(volume, 1.0)
-            columns["campaign_age_days"] = np.where(
-                known_campaign, (as_of - start) / DAY_MS, np.nan
-            )
 
         account = leads.account[query_lead]
         known_account = account >= 0
@@ -780,11 +774,14 @@ class FeatureEngine:
             ):
                 n = np.where(known, timelines[level].count_before(code, history_ms), 0)
                 positives = np.where(known, timelines[level].sum_before(code, history_ms), 0.0)
-                columns[f"{level}_{target}_rate"] = (
+                rate = (
                     (positives + m * global_rate) / (n + m)
                     if m > 0
                     else np.where(n > 0, positives / np.maximum(n, 1), global_rate)
                 )
+                # Relative to the global rate at the time: the base rate drifts as history
+                # accumulates, the campaign's edge over it is what carries over.
+                columns[f"{level}_{target}_lift"] = rate / global_rate
 
     # ----------------------------------------------------------- outputs
     def feature_frame(self, matrix: np.ndarray) -> pd.DataFrame:

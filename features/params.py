@@ -107,17 +107,20 @@ class MonotoneParams(Section):
 
 class TrainParams(Section):
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
-    num_leaves: Annotated[int, Field(ge=2, le=4096)] = 31
-    min_data_in_leaf: Annotated[int, Field(ge=1)] = 50
-    feature_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
+    num_leaves: Annotated[int, Field(ge=2, le=4096)] = 7
+    min_data_in_leaf: Annotated[int, Field(ge=1)] = 200
+    feature_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
     bagging_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
     bagging_freq: Annotated[int, Field(ge=0)] = 1
-    lambda_l2: Annotated[float, Field(ge=0.0)] = 1.0
+    lambda_l2: Annotated[float, Field(ge=0.0)] = 10.0
+    max_cat_to_onehot: Annotated[int, Field(ge=1)] = 64
+    extra_trees: bool = True
+    path_smooth: Annotated[float, Field(ge=0.0)] = 50.0
     max_rounds: Annotated[int, Field(ge=1)] = 2000
-    early_stopping_rounds: Annotated[int, Field(ge=1)] = 100
+    early_stopping_rounds: Annotated[int, Field(ge=1)] = 150
     seed: Annotated[int, Field(ge=0)] = 0
     num_threads: Annotated[int, Field(ge=0)] = 2
-    calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    calibration: Literal["isotonic", "sigmoid"] = "sigmoid"
     min_positives: Annotated[int, Field(ge=1)] = 40
     min_negatives: Annotated[int, Field(ge=1)] = 40
     leakage_auc: Annotated[float, Field(gt=0.5, le=1.0)] = 0.97
@@ -135,6 +138,7 @@ class RulesParams(Section):
 class EvaluateParams(Section):
     ece_bins: Annotated[int, Field(ge=2, le=100)] = 10
     min_group_size: Annotated[int, Field(ge=1)] = 50
+    shap_rows: Annotated[int, Field(ge=1)] = 2000
 
 
 class PromotionParams(Section):

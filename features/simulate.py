@@ -241,10 +241,8 @@ def _build_world(settings: GenerateParams, rng: np.random.Generator) -> World:
     country = _pick(rng, [w for _, w in COUNTRIES], n_accounts)
     employees = np.minimum(np.floor(8 * (1 + rng.pareto(1.05, n_accounts))), 250_000)
     revenue = employees * np.exp(rng.normal(math.log(160_000), 0.5, n_accounts))
-    propensity = (
-        np.array([effect for _, _, effect in INDUSTRIES])[industry]
-        + 0.12 * np.log10(employees)
-        + rng.normal(0.0, 0.45, n_accounts)
+    propensity = np.array([effect for _, _, effect in INDUSTRIES])[industry] + rng.normal(
+        0.0, 0.45, n_accounts
     )
     # A few accounts send many leads: Zipf-like popularity, larger companies more often.
     popularity = (np.arange(1, n_accounts + 1, dtype=float) ** -0.6) * employees**0.1
@@ -303,7 +301,8 @@ class LeadBlock:
     department: np.ndarray
     country: np.ndarray
     source: np.ndarray
-    quality: np.ndarray
+    fit: np.ndarray  # profile fit, visible in the lead's and account's attributes
+    interest: np.ndarray  # unobserved interest, visible only through touches
     slope: np.ndarray
 
 
@@ -329,17 +328,70 @@ def _simulate_leads(
         mask = channel == index
         source[mask] = offset + (source_choice[mask] * len(profile.sources)).astype(np.int64)
         offset += len(profile.sources)
-    quality = (
+    fit = (
         np.array([c.quality for c in CHANNEL_PROFILES])[channel]
         + world.campaign_quality[campaign]
         + np.where(has_account, world.account_propensity[np.maximum(account, 0)], -0.35)
         + np.array([e for _, _, e, _ in SENIORITIES])[seniority]
         + np.array([e for _, _, e, _ in DEPARTMENTS])[department]
-        + rng.normal(0.0, 0.75, n)
+        + _fit_with_account(world, account, has_account, seniority, department)
     )
+    interest = rng.normal(0.0, 0.75, n)
     slope = rng.normal(0.0, 0.6, n)
     return LeadBlock(
-        created, channel, campaign, account, seniority, department, country, source, quality, slope
+        created,
+        channel,
+        campaign,
+        account,
+        seniority,
+        department,
+        country,
+        source,
+        fit,
+        interest,
+        slope,
+    )
+
+
+TECHNICAL_DEPARTMENTS = ("it", "engineering")
+TECHNICAL_INDUSTRIES = ("software", "telecom", "financial_services")
+DECIDERS = ("c_level", "vp")
+NON_DECIDERS = ("individual", "student")
+
+
+def _fit_with_account(
+    world: World,
+    account: np.ndarray,
+    has_account: np.ndarray,
+    seniority: np.ndarray,
+    department: np.ndarray,
+) -> np.ndarray:
+    """Ideal-customer-profile fit: interactions a points score or a linear model miss.
+
+    Technical buyers at technical companies fit best; at large companies individual
+    contributors cannot buy, while at small ones executives decide alone; mid-market
+    companies buy most (a hump in company size, not a line).
+    """
+    names = np.array([s for s, _, _, _ in SENIORITIES])[seniority]
+    departments = np.array([d for d, _, _, _ in DEPARTMENTS])[department]
+    index = np.maximum(account, 0)
+    industry = np.array([i for i, _, _ in INDUSTRIES])[world.accounts["industry"].to_numpy()[index]]
+    employees = world.accounts["employees"].to_numpy()[index]
+    technical = (
+        np.isin(departments, TECHNICAL_DEPARTMENTS)
+        & np.isin(industry, TECHNICAL_INDUSTRIES)
+        & has_account
+    )
+    large = has_account & (employees >= 1000)
+    small = has_account & (employees < 100)
+    mid_market = has_account & (employees >= 100) & (employees < 2000)
+    tiny = has_account & (employees < 20)
+    return (
+        1.5 * technical
+        - 2.0 * (large & np.isin(names, NON_DECIDERS))
+        + 1.2 * (small & np.isin(names, DECIDERS))
+        + 1.0 * mid_market
+        - 0.8 * tiny
     )
 
 
@@ -375,9 +427,13 @@ def _simulate_sales(
     cycle_median = 10.0 * (1.0 + 0.9 * log_size**1.4)
     cycle_sigma = 0.75
 
-    p_accept = expit(-1.2 + 1.0 * block.quality + 0.55 * block.slope + world.rep_leniency[owner])
-    p_opportunity = expit(-0.3 + 0.7 * block.quality + 0.35 * block.slope)
-    p_win = expit(-1.45 + 0.65 * block.quality + 0.25 * block.slope + 0.08 * log_size)
+    # Engagement only turns into pipeline for leads that fit: a student who downloads
+    # everything never buys. The gate makes fit and engagement interact.
+    gate = expit(2.0 * block.fit)
+    engagement = block.interest + 0.6 * block.slope
+    p_accept = expit(-1.2 + 0.9 * block.fit + 0.9 * engagement + world.rep_leniency[owner])
+    p_opportunity = expit(-0.3 + 0.7 * block.fit + 1.2 * gate * engagement)
+    p_win = expit(-1.75 + 0.65 * block.fit + 0.8 * gate * engagement + 0.08 * log_size)
 
     accepted = rng.random(n) < p_accept
     opportunity = accepted & (rng.random(n) < p_opportunity)
@@ -490,7 +546,9 @@ def _simulate_touches(
     n = len(block.created)
     days = settings.simulate_days
     day = np.arange(days, dtype=float)
-    intent = block.quality[:, None] * 0.8 + block.slope[:, None] * (day[None, :] / 30.0)
+    intent = (0.4 * block.fit + block.interest)[:, None] + block.slope[:, None] * (
+        day[None, :] / 30.0
+    )
     fade = np.exp(-day / 45.0)[None, :]
     # The base rates above average about 14.4 touches per lead in this world; scale to the param.
     scale = settings.touches_per_lead / 14.4

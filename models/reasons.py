@@ -83,9 +83,9 @@ def describe(
     if name.startswith("sales_") and name.endswith("_count"):
         stage = name.removeprefix("sales_").removesuffix("_count")
         return f"{int(value)} earlier '{stage}' sales event{'s' if int(value) != 1 else ''}"
-    if name.endswith("_rate"):
-        level, target = name.removesuffix("_rate").split("_", 1)
-        return f"{level} track record: {value:.1%} of its matured leads {target}"
+    if name.endswith("_lift"):
+        level, target = name.removesuffix("_lift").split("_", 1)
+        return f"{level} track record: {value:.1f}× the average share of leads {target}"
     if name == "account_employees":
         return f"company size: {value:,.0f} employees"
     if name == "account_annual_revenue":
@@ -98,8 +98,10 @@ def describe(
         return f"{int(value)} earlier wins at the same account"
     if name == "campaign_spend_per_lead":
         return f"source campaign spends {value:,.0f} per lead"
-    if name == "campaign_age_days":
-        return f"source campaign running for {value:,.0f} days"
+    if name == "campaign_daily_leads":
+        return f"source campaign brings {value:,.1f} leads a day"
+    if name == "campaign_daily_spend":
+        return f"source campaign spends {value:,.0f} a day"
     return f"{description}: {value:,.4g}"
 
 

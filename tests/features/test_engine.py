@@ -205,7 +205,7 @@ def test_rates_never_use_outcomes_maturing_at_or_after_as_of(
     sales.loc[late & (sales["stage"] == "won"), "stage"] = "lost"
     changed = FeatureEngine(targets=TARGETS).fit({**world, "sales_events": sales}, horizon)
     probe = leads.sample(200, random_state=2)
-    rate_columns = [n for n in reference.feature_names_ if n.endswith("_rate")]
+    rate_columns = [n for n in reference.feature_names_ if n.endswith("_lift")]
     columns = [reference.feature_names_.index(n) for n in rate_columns]
     for as_of in (cut - pd.Timedelta(days=30), cut):
         snaps = pd.DataFrame({"lead_id": probe["lead_id"], "as_of": as_of})
@@ -241,8 +241,8 @@ def test_unknown_everything_gives_defined_values(engine: FeatureEngine) -> None:
     assert row[names.index("demo_request_all")] == 0.0
     assert row[names.index("demo_request_days_since")] == NEVER_DAYS
     assert np.isnan(row[names.index("account_earlier_leads")])
-    rate = row[names.index("campaign_converted_rate")]
-    assert 0.0 < rate < 1.0  # falls back to the global matured rate
+    lift = row[names.index("campaign_converted_lift")]
+    assert lift == pytest.approx(1.0)  # an unknown campaign has the global matured rate
 
 
 def test_mixed_case_and_unknown_touch_types(
