@@ -179,7 +179,8 @@ def main() -> None:
         print(
             f"{r['leads']:>9,} {r['snapshots']:>10,} {r['touches']:>11,} | "
             f"{r['ours_touch_s']:>12.2f} {r['polars_touch_s']:>9.2f} "
-            f"{r['ours_touch_s'] / r['polars_touch_s']:>6.2f} {'yes' if r['checksum_equal'] else 'NO':>5} | "
+            f"{r['ours_touch_s'] / r['polars_touch_s']:>6.2f} "
+            f"{'yes' if r['checksum_equal'] else 'NO':>5} | "
             f"{r['ours_all_s']:>10.2f} {r['snapshots'] / r['ours_all_s']:>9,.0f} "
             f"{r['touches'] / r['ours_all_s']:>10,.0f} {r['peak_mb']:>8,.0f} | "
             f"{r['single_p50_us']:>13.0f} {r['single_p99_us']:>7.0f}"
