@@ -164,6 +164,47 @@ class Timeline:
         return at - first, self.cumulative[at] - self.cumulative[first]
 
 
+class StackedTimelines:
+    """Several timelines in one key space, so one searchsorted answers all of them: the
+    one-lead path pays numpy's per-call overhead once instead of once per timeline."""
+
+    def __init__(
+        self,
+        origin: int,
+        parts: Sequence[tuple[str, int, np.ndarray, np.ndarray, np.ndarray | None]],
+    ) -> None:
+        """``parts``: (name, number of codes, codes, ms, values or None)."""
+        self.offsets: dict[str, int] = {}
+        offset = 0
+        codes, times, values = [], [], []
+        for name, n_codes, part_codes, part_ms, part_values in parts:
+            self.offsets[name] = offset
+            codes.append(np.asarray(part_codes, dtype=np.int64) + offset)
+            times.append(np.asarray(part_ms, dtype=np.int64))
+            values.append(
+                np.zeros(len(part_codes)) if part_values is None else np.asarray(part_values)
+            )
+            offset += max(n_codes, 1)
+        self.timeline = Timeline(
+            origin,
+            np.concatenate(codes) if codes else np.zeros(0, np.int64),
+            np.concatenate(times) if times else np.zeros(0, np.int64),
+            np.concatenate(values) if values else np.zeros(0),
+        )
+
+    def query(
+        self, requests: Sequence[tuple[str, np.ndarray]], ms: np.ndarray
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per request (part name, codes): events before ms and the sum of their values.
+        Unknown codes (< 0) must be masked by the caller."""
+        codes = np.concatenate([np.maximum(c, 0) + self.offsets[name] for name, c in requests])
+        counts, sums = self.timeline.count_and_sum_before(codes, np.tile(ms, len(requests)))
+        n = len(ms)
+        return [
+            (counts[i * n : (i + 1) * n], sums[i * n : (i + 1) * n]) for i in range(len(requests))
+        ]
+
+
 def _lookup_codes(values: pd.Series, vocabulary: Sequence[str]) -> np.ndarray:
     """Vocabulary codes as floats: NaN for missing, len(vocabulary) for unseen or rare."""
     codes = pd.Categorical(values, categories=list(vocabulary)).codes.astype(np.float64)
@@ -327,58 +368,98 @@ class FeatureEngine:
         campaign = self._codes(leads.get("campaign_id"), self.campaign_ids_, len(leads))
         account = self._codes(leads.get("account_id"), self.account_ids_, len(leads))
         known_campaign = campaign >= 0
-        self.campaign_leads_ = Timeline(origin, campaign[known_campaign], created[known_campaign])
         known_account = account >= 0
-        self.account_leads_ = Timeline(origin, account[known_account], created[known_account])
-        if not self.has_sales_:
-            return
-        lead_code = pd.Index(leads["lead_id"])
-        sales = tables["sales_events"]
-        sales_lead = lead_code.get_indexer(sales["lead_id"])
-        sales_ms = timestamps_ms(sales["occurred_at"])
-        stage = sales["stage"].to_numpy()
-        valid = sales_lead >= 0
-        for name, stage_name in (
-            ("account_opportunities_", "opportunity"),
-            ("account_wins_", "won"),
-        ):
-            rows = valid & (stage == stage_name)
-            owner = account[sales_lead[rows]]
-            setattr(self, name, Timeline(origin, owner[owner >= 0], sales_ms[rows][owner >= 0]))
+        n_campaigns = len(self.campaign_ids_)
+        n_accounts = len(self.account_ids_)
+        history = [
+            (
+                "campaign_leads",
+                n_campaigns,
+                campaign[known_campaign],
+                created[known_campaign],
+                None,
+            ),
+            ("account_leads", n_accounts, account[known_account], created[known_account], None),
+        ]
+        self.outcomes_ = StackedTimelines(origin, [])
+        if self.has_sales_:
+            lead_code = pd.Index(leads["lead_id"])
+            sales = tables["sales_events"]
+            sales_lead = np.asarray(lead_code.get_indexer(sales["lead_id"]), dtype=np.int64)
+            sales_ms = timestamps_ms(sales["occurred_at"])
+            stage = sales["stage"].to_numpy()
+            valid = sales_lead >= 0
+            for name, stage_name in (
+                ("account_opportunities", "opportunity"),
+                ("account_wins", "won"),
+            ):
+                rows = valid & (stage == stage_name)
+                owner = account[sales_lead[rows]]
+                history.append(
+                    (name, n_accounts, owner[owner >= 0], sales_ms[rows][owner >= 0], None)
+                )
+            self.outcomes_ = self._fit_outcomes(
+                created, campaign, sales_lead[valid], sales_ms[valid], stage[valid]
+            )
+        self.history_ = StackedTimelines(origin, history)
 
-        # Outcomes mature window_days after creation; only those matured by the horizon count.
+    def _fit_outcomes(
+        self,
+        created: np.ndarray,
+        campaign: np.ndarray,
+        sales_lead: np.ndarray,
+        sales_ms: np.ndarray,
+        stage: np.ndarray,
+    ) -> StackedTimelines:
+        """Outcomes mature window_days after creation; only those matured by the horizon count."""
+        known_campaign = campaign >= 0
         window_ms = self.window_days * DAY_MS
         matured_ms = created + window_ms
         matured = matured_ms <= self.horizon_ms_
         channel = (
             np.where(known_campaign, self.campaign_channel_[np.maximum(campaign, 0)], np.nan)
             if self.has_campaigns_
-            else np.full(len(leads), np.nan)
+            else np.full(len(created), np.nan)
         )
         channel_code = np.where(np.isnan(channel), -1, channel).astype(np.int64)
-        self.outcomes_: dict[str, dict[str, Timeline]] = {}
+        n_channels = len(self.vocabularies_.get("channel", ())) + 1
+        parts: list[tuple[str, int, np.ndarray, np.ndarray, np.ndarray | None]] = []
         for target, stages in self.targets_.items():
-            hits = valid & np.isin(stage, stages)
+            hits = np.isin(stage, stages)
             label = _window_hits(
-                origin, sales_lead[hits], sales_ms[hits], np.arange(len(leads)), created, window_ms
+                self.origin_ms_,
+                sales_lead[hits],
+                sales_ms[hits],
+                np.arange(len(created)),
+                created,
+                window_ms,
             ).astype(np.float64)
-            self.outcomes_[target] = {
-                "global": Timeline(
-                    origin, np.zeros(matured.sum(), np.int64), matured_ms[matured], label[matured]
+            by_campaign = matured & known_campaign
+            by_channel = matured & (channel_code >= 0)
+            parts += [
+                (
+                    f"{target}:global",
+                    1,
+                    np.zeros(matured.sum(), np.int64),
+                    matured_ms[matured],
+                    label[matured],
                 ),
-                "campaign": Timeline(
-                    origin,
-                    campaign[matured & known_campaign],
-                    matured_ms[matured & known_campaign],
-                    label[matured & known_campaign],
+                (
+                    f"{target}:campaign",
+                    len(self.campaign_ids_),
+                    campaign[by_campaign],
+                    matured_ms[by_campaign],
+                    label[by_campaign],
                 ),
-                "channel": Timeline(
-                    origin,
-                    channel_code[matured & (channel_code >= 0)],
-                    matured_ms[matured & (channel_code >= 0)],
-                    label[matured & (channel_code >= 0)],
+                (
+                    f"{target}:channel",
+                    n_channels,
+                    channel_code[by_channel],
+                    matured_ms[by_channel],
+                    label[by_channel],
                 ),
-            }
+            ]
+        return StackedTimelines(self.origin_ms_, parts)
 
     @staticmethod
     def _codes(values: pd.Series | None, index: Mapping[str, int], n: int) -> np.ndarray:
@@ -697,6 +778,18 @@ class FeatureEngine:
         campaign = leads.campaign[query_lead]
         known_campaign = campaign >= 0
         campaign_index = np.maximum(campaign, 0)
+        account = leads.account[query_lead]
+        known_account = account >= 0
+        account_index = np.maximum(account, 0)
+        requests = [("campaign_leads", campaign), ("account_leads", account)]
+        if self.has_sales_:
+            requests += [("account_opportunities", account), ("account_wins", account)]
+        history = {
+            name: counts
+            for (name, _), (counts, _) in zip(
+                requests, self.history_.query(requests, history_ms), strict=True
+            )
+        }
         if self.has_campaigns_:
             columns["channel"] = np.where(
                 known_campaign, self.campaign_channel_[campaign_index], np.nan
@@ -705,17 +798,12 @@ class FeatureEngine:
             end = self.campaign_end_ms_[campaign_index]
             elapsed = np.clip((history_ms - start) / np.maximum(end - start, 1), 0.0, 1.0)
             spend = np.where(known_campaign, self.campaign_spend_[campaign_index] * elapsed, np.nan)
-            volume = np.where(
-                known_campaign, self.campaign_leads_.count_before(campaign, history_ms), np.nan
-            )
+            volume = np.where(known_campaign, history["campaign_leads"], np.nan)
             running_days = np.maximum((history_ms - start) / DAY_MS, 1.0)
             columns["campaign_daily_spend"] = spend / running_days
             columns["campaign_daily_leads"] = volume / running_days
             columns["campaign_spend_per_lead"] = spend / np.maximum(volume, 1.0)
 
-        account = leads.account[query_lead]
-        known_account = account >= 0
-        account_index = np.maximum(account, 0)
         if self.has_accounts_:
             columns["industry"] = np.where(
                 known_account, self.account_industry_[account_index], np.nan
@@ -727,7 +815,7 @@ class FeatureEngine:
         own_before = (created < history_ms).astype(np.int64)
         columns["account_earlier_leads"] = np.where(
             known_account,
-            np.maximum(self.account_leads_.count_before(account, history_ms) - own_before, 0),
+            np.maximum(history["account_leads"] - own_before, 0),
             np.nan,
         )
 
@@ -740,7 +828,7 @@ class FeatureEngine:
                 query_lead,
                 as_of,
                 history_ms,
-                account,
+                history,
                 known_account,
                 campaign,
                 known_campaign,
@@ -809,7 +897,7 @@ class FeatureEngine:
         query_lead: np.ndarray,
         as_of: np.ndarray,
         history_ms: np.ndarray,
-        account: np.ndarray,
+        history: Mapping[str, np.ndarray],
         known_account: np.ndarray,
         campaign: np.ndarray,
         known_campaign: np.ndarray,
@@ -837,8 +925,7 @@ class FeatureEngine:
         # The lead's own events before the frozen history cut are inside the account timeline.
         own = counts[:, :, -1] - counts[:, :, 0]
         for name, stage in (("account_opportunities", "opportunity"), ("account_wins", "won")):
-            timeline: Timeline = getattr(self, f"{name}_")
-            total = timeline.count_before(account, history_ms)
+            total = history[name]
             own_count = own[:, SALES_STAGES.index(stage)]
             columns[name] = np.where(known_account, np.maximum(total - own_count, 0), np.nan)
 
@@ -847,14 +934,19 @@ class FeatureEngine:
         channel_code = np.where(known_channel, channel, 0).astype(np.int64)
         zeros = np.zeros(len(query_lead), dtype=np.int64)
         m = self.rate_smoothing
-        for target, timelines in self.outcomes_.items():
-            n_global, positives_global = timelines["global"].count_and_sum_before(zeros, history_ms)
+        requests = []
+        for target in self.targets_:
+            requests += [
+                (f"{target}:global", zeros),
+                (f"{target}:campaign", campaign),
+                (f"{target}:channel", channel_code),
+            ]
+        answers = iter(self.outcomes_.query(requests, history_ms))
+        for target in self.targets_:
+            n_global, positives_global = next(answers)
             global_rate = np.where(n_global > 0, positives_global / np.maximum(n_global, 1), np.nan)
-            for level, code, known in (
-                ("campaign", np.maximum(campaign, 0), known_campaign),
-                ("channel", channel_code, known_channel),
-            ):
-                n_level, positives_level = timelines[level].count_and_sum_before(code, history_ms)
+            for level, known in (("campaign", known_campaign), ("channel", known_channel)):
+                n_level, positives_level = next(answers)
                 n = np.where(known, n_level, 0)
                 positives = np.where(known, positives_level, 0.0)
                 rate = (
