@@ -91,7 +91,8 @@ def _child(leads: int) -> dict[str, float]:
     as_of = timestamps_ms(snapshots["as_of"])
     counts, last_ms = _window_counts(
         engine.origin_ms_,
-        touch_arrays.lead * n_types + touch_arrays.kind,
+        touch_arrays.lead,
+        touch_arrays.kind,
         touch_arrays.ms,
         n_types,
         query_lead,

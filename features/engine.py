@@ -855,7 +855,8 @@ class FeatureEngine:
         bounds = sorted(set(windows) | {trend, 2 * trend})
         counts, last_ms = _window_counts(
             self.origin_ms_,
-            touches.lead * n_types + touches.kind,
+            touches.lead,
+            touches.kind,
             touches.ms,
             n_types,
             query_lead,
@@ -907,7 +908,8 @@ class FeatureEngine:
         # events in [history cut, as_of) to recover the lead's own events before the cut.
         counts, last_ms = _window_counts(
             self.origin_ms_,
-            sales.lead * n_stages + sales.kind,
+            sales.lead,
+            sales.kind,
             sales.ms,
             n_stages,
             query_lead,
@@ -956,7 +958,10 @@ class FeatureEngine:
                 )
                 # Relative to the global rate at the time: the base rate drifts as history
                 # accumulates, the campaign's edge over it is what carries over.
-                columns[f"{level}_{target}_lift"] = rate / global_rate
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    columns[f"{level}_{target}_lift"] = np.where(
+                        global_rate > 0, rate / global_rate, np.nan
+                    )
 
     # ----------------------------------------------------------- outputs
     def feature_frame(self, matrix: np.ndarray) -> pd.DataFrame:
@@ -1005,45 +1010,59 @@ def _days_since(as_of: np.ndarray, last_ms: np.ndarray) -> np.ndarray:
 
 def _window_counts(
     origin: int,
-    codes: np.ndarray,
+    lead: np.ndarray,
+    kind: np.ndarray,
     ms: np.ndarray,
-    codes_per_lead: int,
+    n_kinds: int,
     query_lead: np.ndarray,
     as_of: np.ndarray,
     bounds_ms: Sequence[int | np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per query and code: events in [as_of - bound, as_of) for each bound (a number, or one
-    per query), then all before as_of (last slot); and the time of the last event before
-    as_of (NaN when none).
+    """Per query and kind: events in [as_of - bound, as_of) for each bound (a number, or one
+    per query), then all events before as_of (last slot); and the time of the last event of
+    each kind before as_of (NaN when none).
 
-    ``codes`` are ``lead * codes_per_lead + kind``; events of unknown leads (code < 0) are
-    ignored. One searchsorted answers every (query, kind, bound) at once; the needles are laid
-    out in ascending order within each (query, kind), which keeps the search cache-friendly
-    when queries come sorted by lead.
+    Events are sorted by (lead, time) once; running counts per kind and the index of the last
+    event of each kind are prefix tables over that order. A query then needs one search per
+    window edge (not per kind), and every count is a difference of two table rows. Events of
+    unknown leads (lead < 0) are ignored.
     """
-    known = codes >= 0
-    timeline = Timeline(origin, codes[known], ms[known])
+    known = lead >= 0
+    timeline = Timeline(origin, lead[known], ms[known])
+    sorted_kind = np.asarray(kind, dtype=np.int64)[known][timeline.order]
+    sorted_ms = np.asarray(ms, dtype=np.int64)[known][timeline.order]
+    n_events = len(sorted_kind)
+    # running[k, i]: events of kind k among the first i (kind-major, so each running sum is
+    # a contiguous pass); by_kind lists event positions kind by kind, in time order.
+    running = np.zeros((n_kinds, n_events + 1), dtype=np.int32)
+    running[sorted_kind, np.arange(1, n_events + 1)] = 1
+    np.cumsum(running, axis=1, out=running)
+    by_kind = np.argsort(sorted_kind, kind="stable")
+    kind_start = np.zeros(n_kinds, dtype=np.int64)
+    kind_start[1:] = np.cumsum(np.bincount(sorted_kind, minlength=n_kinds))[:-1]
+
     n_queries = len(query_lead)
-    base = query_lead[:, None] * codes_per_lead + np.arange(codes_per_lead)[None, :]
     n_bounds = len(bounds_ms)
-    # Slots: origin, then as_of - bound for bounds in descending order, then as_of.
-    order = sorted(range(n_bounds), key=lambda b: -int(np.max(bounds_ms[b])))
-    relative = np.empty((n_queries, n_bounds + 2), dtype=np.int64)
-    relative[:, 0] = 0
-    for slot, b in enumerate(order, start=1):
-        relative[:, slot] = Timeline._relative(origin, as_of - bounds_ms[b])
-    relative[:, -1] = Timeline._relative(origin, as_of)
-    needles = (base * SPAN)[:, :, None] + relative[:, None, :]
+    needles = np.empty((n_queries, n_bounds + 2), dtype=np.int64)
+    base = query_lead.astype(np.int64) * SPAN
+    needles[:, 0] = base
+    for b, bound in enumerate(bounds_ms):
+        needles[:, b + 1] = base + Timeline._relative(origin, as_of - bound)
+    needles[:, -1] = base + Timeline._relative(origin, as_of)
     positions = np.searchsorted(timeline.keys, needles.ravel()).reshape(needles.shape)
-    at = positions[:, :, -1]
-    counts = np.empty((n_queries, codes_per_lead, n_bounds + 1), dtype=np.int64)
-    for slot, b in enumerate(order, start=1):
-        counts[:, :, b] = at - positions[:, :, slot]
-    counts[:, :, -1] = at - positions[:, :, 0]
+    at = running[:, positions[:, -1]]
+    counts = np.empty((n_kinds, n_queries, n_bounds + 1), dtype=np.int64)
+    for b in range(n_bounds):
+        counts[:, :, b] = at - running[:, positions[:, b + 1]]
+    counts[:, :, -1] = at - running[:, positions[:, 0]]
+    # The last event of kind k before as_of is the at[k]-th of its kind overall.
     has_last = counts[:, :, -1] > 0
-    last_key = timeline.keys[np.maximum(at - 1, 0)] if len(timeline.keys) else np.zeros_like(at)
-    last_ms = np.where(has_last, (last_key - base * SPAN) + origin, np.nan)
-    return counts, last_ms
+    if n_events:
+        last_position = by_kind[np.maximum(kind_start[:, None] + at - 1, 0)]
+        last_ms = np.where(has_last, sorted_ms[last_position], np.nan)
+    else:
+        last_ms = np.full(has_last.shape, np.nan)
+    return counts.transpose(1, 0, 2), last_ms.T
 
 
 def _window_hits(

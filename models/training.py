@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
+from threadpoolctl import threadpool_limits
 import numpy as np
 import pandas as pd
 
@@ -118,9 +119,12 @@ def train_target(
     rules = PointsScore(
         names, engine.vocabularies_, params.rules.touch_points, params.rules.attribute_points
     ).fit(X[train], y[train])
-    logistic = logistic_baseline(
-        names, engine.categorical_features_, settings.logistic_c, settings.seed
-    ).fit(X[train], y[train])
+    # One BLAS thread: on small matrices the thread pool costs more than it saves (9.6 s → 0.35 s
+    # on 3,000 leads here).
+    with threadpool_limits(limits=1):
+        logistic = logistic_baseline(
+            names, engine.categorical_features_, settings.logistic_c, settings.seed
+        ).fit(X[train], y[train])
     report = {
         "best_iteration": int(best),
         "rows": {
