@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
-from threadpoolctl import threadpool_limits
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from features.engine import FeatureEngine
 from features.errors import UserError
