@@ -127,12 +127,112 @@ def train(
     ),
     validated: Annotated[Path, typer.Option(help="validated tables")] = Path("data/validated"),
     out: Annotated[Path, typer.Option(help="output directory")] = Path("artifacts/train"),
+    model: Annotated[
+        Path | None,
+        typer.Option(help="MLflow model bundle directory to write as well"),
+    ] = None,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """LightGBM per target with early stopping, calibration, and both baselines."""
     from pipelines import train as stage
 
-    _run(lambda: stage.run(features=features_dir, validated=validated, out=out, params_path=params))
+    _run(
+        lambda: stage.run(
+            features=features_dir, validated=validated, out=out, params_path=params, model=model
+        )
+    )
+
+
+@app.command()
+def evaluate(
+    features_dir: Annotated[Path, typer.Option("--features", help="features directory")] = Path(
+        "data/features"
+    ),
+    validated: Annotated[Path, typer.Option(help="validated tables")] = Path("data/validated"),
+    train_dir: Annotated[Path, typer.Option("--train", help="train stage output")] = Path(
+        "artifacts/train"
+    ),
+    out: Annotated[Path, typer.Option(help="artifacts directory")] = Path("artifacts"),
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Test metrics beside the baselines, plots, shared KPIs and the model card."""
+    from pipelines import evaluate as stage
+
+    _run(
+        lambda: stage.run(
+            features=features_dir,
+            validated=validated,
+            train=train_dir,
+            out=out,
+            params_path=params,
+        )
+    )
+
+
+@app.command()
+def queue(
+    validated: Annotated[Path, typer.Option(help="validated tables")] = Path("data/validated"),
+    train_dir: Annotated[Path, typer.Option("--train", help="train stage output")] = Path(
+        "artifacts/train"
+    ),
+    out: Annotated[Path, typer.Option(help="output Parquet file", dir_okay=False)] = Path(
+        "artifacts/queue.parquet"
+    ),
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Sales queue: every open lead scored at the data horizon, best first, with reasons."""
+    from pipelines import score as stage
+
+    _run(lambda: stage.run(validated=validated, train=train_dir, out=out, params_path=params))
+
+
+@app.command()
+def register(
+    model: Annotated[Path, typer.Option(help="model bundle (train stage)")] = Path(
+        "artifacts/model"
+    ),
+    features_dir: Annotated[Path, typer.Option("--features", help="features directory")] = Path(
+        "data/features"
+    ),
+    validated: Annotated[Path, typer.Option(help="validated tables")] = Path("data/validated"),
+    metrics: Annotated[Path, typer.Option(help="evaluate stage's metrics.json")] = Path(
+        "artifacts/metrics.json"
+    ),
+    plots: Annotated[Path, typer.Option(help="plots directory to log")] = Path("artifacts/plots"),
+    model_card: Annotated[Path, typer.Option(help="model card to log")] = Path(
+        "artifacts/model_card.md"
+    ),
+    kpis: Annotated[Path, typer.Option(help="KPI report to log")] = Path("artifacts/kpis.json"),
+    artifact: Annotated[
+        list[Path] | None, typer.Option(help="another file or directory to log (repeatable)")
+    ] = None,
+    dvc_lock: Annotated[Path, typer.Option(help="dvc.lock (data hashes)")] = Path("dvc.lock"),
+    out: Annotated[Path, typer.Option(help="registry record (JSON)", dir_okay=False)] = Path(
+        "artifacts/registry.json"
+    ),
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+    ] = None,
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Log the run to MLflow, register the bundle; champion only if it beats the champion."""
+    from pipelines import register as stage
+
+    logged = [("plots", plots), ("", model_card), ("", kpis)]
+    logged += [(path.name if path.is_dir() else "", path) for path in artifact or ()]
+    _run(
+        lambda: stage.run(
+            model=model,
+            features=features_dir,
+            validated=validated,
+            out=out,
+            params_path=params,
+            metrics=metrics,
+            artifacts=logged,
+            dvc_lock=dvc_lock,
+            tracking_uri=tracking_uri,
+        )
+    )
 
 
 def main() -> None:

@@ -2,7 +2,8 @@
 
 Writes ``artifacts/train/`` atomically: ``scorer.pkl`` (the fitted LeadScorer: engine +
 models + quality-lead definition), ``baselines.pkl`` (per target: the points score and the
-logistic regression) and ``report.json``.
+logistic regression) and ``report.json``; and, when asked, the same scorer as an MLflow pyfunc
+model bundle (``artifacts/model/``, :mod:`models.bundle`), in its own atomic directory.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from pipelines.features import read_manifest
 logger = logging.getLogger(__name__)
 
 
-def run(features: Path, validated: Path, out: Path, params_path: Path) -> None:
+def run(
+    features: Path, validated: Path, out: Path, params_path: Path, model: Path | None = None
+) -> None:
     params = load_params(params_path)
     snapshots = pd.read_parquet(features / "snapshots.parquet")
     with (features / "engine.pkl").open("rb") as handle:
@@ -45,3 +48,7 @@ def run(features: Path, validated: Path, out: Path, params_path: Path) -> None:
             json.dumps({t: r.report for t, r in trained.items()}, indent=2) + "\n"
         )
     logger.info("trained %s → %s", ", ".join(trained), out)
+    if model is not None:
+        from models.bundle import write_bundle
+
+        write_bundle(scorer, validated, model)

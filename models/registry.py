@@ -1,0 +1,411 @@
+"""MLflow tracking and the model registry: one run per pipeline run, and the promotion gate.
+
+Tracking URI: ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///mlflow.db`` (embedded, relative
+to the working directory: the repository root under ``dvc repro``). For a sqlite store the
+experiment's artifacts go to ``mlartifacts/`` beside the database file (a local path; nothing
+leaves the machine).
+
+A run holds every parameter (flattened, logged in batches), the evaluation's numeric results
+(flattened), the plots, model card, KPI and metrics reports as artifacts, the DVC data hashes
+and the git commit as tags, and the model bundle as its logged model, registered under
+``params.mlflow.model_name``.
+
+**Promotion gate.** The new version takes the alias ``champion`` only if, on the new test
+slice (the ``test`` split of the new snapshots, primary target, labelled rows), its
+``params.promotion.metric`` is at least as good as the current champion's re-scored on the same
+rows: the champion computes its own features for those snapshots with its own fitted engine from
+the validated tables. "At least as good" allows ``params.promotion.tolerance`` (higher is better
+for roc_auc and pr_auc, lower for brier and log_loss). Otherwise it takes ``challenger`` and the
+champion alias stays where it was.
+
+Decisions for the awkward cases (recorded in ``reason``):
+
+- no champion yet (first model, or the alias was removed): the new version becomes champion;
+- the champion cannot be loaded or re-scored (its package version cannot unpickle, it has no
+  model for the primary target, its engine rejects the new tables): it cannot be compared, and
+  a model that cannot score the current data cannot stay in production, so the new version
+  becomes champion, with a warning; the old version stays registered and can be re-aliased;
+- the metric is undefined on the new test slice (no labelled rows, or one class only): nothing
+  can be judged, so the new version becomes champion only if there is no champion, else
+  challenger.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import mlflow
+import numpy as np
+import pandas as pd
+import yaml
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+from features.params import Params
+from models.bundle import load_scorer, log_bundle
+from models.scorer import LeadScorer
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+ARTIFACT_DIR = "mlartifacts"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "roc_auc": True,
+    "pr_auc": True,
+    "brier": False,
+    "log_loss": False,
+}
+_METRIC_KEY = re.compile(r"[^A-Za-z0-9_\-. /]")
+
+
+# ---------------------------------------------------------------- tracking
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else the embedded ``sqlite:///mlflow.db``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def artifact_location(uri: str) -> str | None:
+    """For a sqlite store, ``mlartifacts/`` beside the database file; else the server's own."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "sqlite":
+        return None
+    database = uri.removeprefix("sqlite:///")
+    return str((Path(database).parent / ARTIFACT_DIR).resolve())
+
+
+@contextmanager
+def tracking(uri: str | None = None) -> Iterator[str]:
+    """Point the fluent MLflow API at ``uri`` (default: see above) for the block, then back
+    (MLflow keeps it in ``MLFLOW_TRACKING_URI``; the registry follows the tracking URI)."""
+    uri = uri or tracking_uri()
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield uri
+    finally:
+        mlflow.set_tracking_uri(before)  # type: ignore[arg-type]  # None unsets it
+
+
+def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return str(experiment.experiment_id)
+    return str(client.create_experiment(name, artifact_location=artifact_location(uri)))
+
+
+# ------------------------------------------------------------- flattening
+def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Nested mappings → ("a.b.c", leaf) pairs; lists and scalars are leaves."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from flatten(item, f"{prefix}.{key}" if prefix else str(key))
+    else:
+        yield prefix, value
+
+
+def param_entities(params: Params) -> list[Param]:
+    out = []
+    for key, value in flatten(params.model_dump(mode="json", by_alias=True)):
+        text = value if isinstance(value, str) else json.dumps(value)
+        out.append(Param(key, text[:MAX_PARAM_VAL_LENGTH]))
+    return out
+
+
+def metric_entities(
+    results: Mapping[str, Any], prefix: str = "", timestamp: int | None = None
+) -> list[Metric]:
+    """Every finite numeric leaf (booleans as 0/1) of a results document as a metric."""
+    stamp = int(time.time() * 1000) if timestamp is None else timestamp
+    out = []
+    for key, value in flatten(results, prefix):
+        if isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            continue
+        out.append(Metric(_METRIC_KEY.sub("_", key), float(value), stamp, 0))
+    return out
+
+
+# -------------------------------------------------------------- provenance
+def dvc_hashes(lock: Path) -> dict[str, str]:
+    """``{out path: md5}`` of every stage output recorded in ``dvc.lock`` (empty if absent)."""
+    if not lock.exists():
+        return {}
+    document = yaml.safe_load(lock.read_text(encoding="utf-8")) or {}
+    hashes = {}
+    for stage in (document.get("stages") or {}).values():
+        for out in stage.get("outs") or ():
+            if out.get("md5"):
+                hashes[str(out["path"])] = str(out["md5"])
+    return hashes
+
+
+def git_commit(cwd: Path | None = None) -> tuple[str | None, bool | None]:
+    """(HEAD commit, whether tracked files differ from it); (None, None) outside git."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return head or None, bool(status.strip())
+
+
+def provenance_tags(lock: Path | None, repo: Path | None) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    hashes = dvc_hashes(lock) if lock is not None else {}
+    for path, md5 in hashes.items():
+        if path.startswith("data/"):
+            tags[f"dvc.md5.{path}"] = md5
+    for path in ("data/features", "data/validated"):
+        if path in hashes:
+            tags["data_md5"] = hashes[path]
+            tags["data_md5_of"] = path
+            break
+    commit, dirty = git_commit(repo)
+    if commit:
+        tags["git.commit"] = commit
+        tags["mlflow.source.git.commit"] = commit
+        tags["git.dirty"] = str(dirty).lower()
+    return tags
+
+
+# --------------------------------------------------------------- promotion
+def metric_value(metric: str, y: np.ndarray, p: np.ndarray) -> float | None:
+    """The promotion metric, or None where it is undefined (no rows, or one class only)."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    if len(y) == 0 or len(np.unique(y)) < 2:
+        return None
+    if metric == "roc_auc":
+        return float(roc_auc_score(y, p))
+    if metric == "pr_auc":
+        return float(average_precision_score(y, p))
+    if metric == "brier":
+        return float(brier_score_loss(y, p))
+    if metric == "log_loss":
+        return float(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))
+    raise ValueError(f"unknown promotion metric {metric!r}")
+
+
+def at_least_as_good(new: float, champion: float, metric: str, tolerance: float) -> bool:
+    if HIGHER_IS_BETTER[metric]:
+        return new >= champion - tolerance
+    return new <= champion + tolerance
+
+
+def labelled_test_rows(snapshots: pd.DataFrame, target: str) -> pd.DataFrame:
+    """Labelled rows of the ``test`` split for ``target``."""
+    label = f"label_{target}"
+    keep = (snapshots["split"] == "test") & snapshots[label].notna()
+    return snapshots.loc[keep].reset_index(drop=True)
+
+
+def new_model_probabilities(scorer: LeadScorer, rows: pd.DataFrame, target: str) -> np.ndarray:
+    """The new model on its own stored features (its engine made them)."""
+    X = scorer.engine.matrix_from_frame(rows)
+    return scorer.probabilities(X)[target]
+
+
+def rescored_probabilities(
+    scorer: LeadScorer, rows: pd.DataFrame, tables: Mapping[str, pd.DataFrame], target: str
+) -> np.ndarray:
+    """A (possibly older) model on the same snapshots, features from its own engine."""
+    if target not in scorer.models:
+        raise ValueError(f"the model has no '{target}' target (it has {sorted(scorer.models)})")
+    X = scorer.engine.transform(
+        rows[["lead_id", "as_of"]],
+        tables["leads"],
+        tables.get("touches"),
+        tables.get("sales_events"),
+    )
+    return scorer.probabilities(X)[target]
+
+
+@dataclass
+class Comparison:
+    metric: str
+    target: str
+    tolerance: float
+    test_rows: int
+    new: float | None
+    champion: float | None = None
+    champion_version: str | None = None
+    promote: bool = True
+    reason: str = ""
+
+
+def compare(
+    client: MlflowClient,
+    model_name: str,
+    new_scorer: LeadScorer,
+    snapshots: pd.DataFrame,
+    tables: Callable[[], Mapping[str, pd.DataFrame]],
+    params: Params,
+    tracking_uri: str | None = None,
+) -> Comparison:
+    """Apply the promotion gate (see the module docstring). ``tables`` is called only when a
+    champion has to be re-scored (the validated tables of the test leads)."""
+    target = params.quality_lead.target
+    metric = params.promotion.metric
+    rows = labelled_test_rows(snapshots, target)
+    y = rows[f"label_{target}"].to_numpy(dtype=np.float64)
+    new = metric_value(metric, y, new_model_probabilities(new_scorer, rows, target))
+    result = Comparison(metric, target, params.promotion.tolerance, len(rows), new)
+    try:
+        current = client.get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException:
+        result.reason = "no champion yet"
+        return result
+    result.champion_version = str(current.version)
+    if new is None:
+        result.promote = False
+        result.reason = (
+            f"{metric} is undefined on the test slice ({len(rows)} labelled rows, "
+            f"{int(np.sum(y == 1))} positive): kept the champion"
+        )
+        return result
+    try:
+        champion = load_scorer(f"models:/{model_name}@{CHAMPION}", tracking_uri)
+        probabilities = rescored_probabilities(champion, rows, tables(), target)
+    except Exception as error:  # an incompatible champion must not block a new model
+        logger.warning(
+            "champion version %s cannot be re-scored on the new test slice (%s: %s); "
+            "promoting the new model as if there were no champion",
+            current.version,
+            type(error).__name__,
+            error,
+        )
+        result.reason = (
+            f"champion version {current.version} could not be re-scored "
+            f"({type(error).__name__}: {error}); compared as if there were none"
+        )
+        return result
+    result.champion = metric_value(metric, y, probabilities)
+    assert result.champion is not None  # same labels as the new model's, which were defined
+    result.promote = at_least_as_good(new, result.champion, metric, result.tolerance)
+    relation = "at least as good as" if result.promote else "worse than"
+    result.reason = (
+        f"{metric} {new:.4f} is {relation} champion version {current.version}'s "
+        f"{result.champion:.4f} (tolerance {result.tolerance:g}) on {len(rows)} test snapshots"
+    )
+    return result
+
+
+# ---------------------------------------------------------------- the run
+@dataclass
+class RunInputs:
+    """Everything one registration logs. Paths that do not exist are skipped."""
+
+    model_dir: Path
+    params: Params
+    snapshots: pd.DataFrame
+    tables: Callable[[], Mapping[str, pd.DataFrame]]
+    results: Mapping[str, Any] | None = None
+    artifacts: Sequence[tuple[str, Path]] = ()
+    dvc_lock: Path | None = None
+    repo: Path | None = None
+    run_name: str | None = None
+
+
+def register(inputs: RunInputs, uri: str | None = None) -> dict[str, Any]:
+    """Log one run, register its bundle, apply the promotion gate; returns the registry record
+    (model name, version, alias, both metric values, run id…)."""
+    with tracking(uri) as resolved:
+        return _register(inputs, resolved)
+
+
+def _register(inputs: RunInputs, uri: str) -> dict[str, Any]:
+    params = inputs.params
+    name = params.mlflow.model_name
+    client = MlflowClient(tracking_uri=uri)
+    experiment = experiment_id(client, params.mlflow.experiment, uri)
+    scorer = load_scorer(str(inputs.model_dir))
+    comparison = compare(client, name, scorer, inputs.snapshots, inputs.tables, params, uri)
+    alias = CHAMPION if comparison.promote else CHALLENGER
+
+    tags = provenance_tags(inputs.dvc_lock, inputs.repo)
+    tags["primary_target"] = params.quality_lead.target
+    tags["promotion.reason"] = comparison.reason
+    promotion = {
+        f"promotion.{comparison.metric}.new": comparison.new,
+        f"promotion.{comparison.metric}.champion": comparison.champion,
+        "promotion.test_rows": comparison.test_rows,
+        "promotion.promoted": comparison.promote,
+    }
+    with mlflow.start_run(experiment_id=experiment, run_name=inputs.run_name) as run:
+        run_id = run.info.run_id
+        client.log_batch(
+            run_id,
+            metrics=metric_entities(inputs.results or {}) + metric_entities(promotion),
+            params=param_entities(params),
+            tags=[RunTag(k, v) for k, v in tags.items()],
+        )
+        for artifact_path, path in inputs.artifacts:
+            if path.is_dir():
+                client.log_artifacts(run_id, str(path), artifact_path)
+            elif path.is_file():
+                client.log_artifact(run_id, str(path), artifact_path or None)
+        info = log_bundle(inputs.model_dir, name="model")
+        version = mlflow.register_model(info.model_uri, name)
+        client.set_registered_model_alias(name, alias, version.version)
+        for key, value in {
+            "alias_given": alias,
+            "promotion.metric": comparison.metric,
+            "promotion.reason": comparison.reason,
+        }.items():
+            client.set_model_version_tag(name, version.version, key, value)
+        client.set_tag(run_id, "registry.version", str(version.version))
+        client.set_tag(run_id, "registry.alias", alias)
+    logger.info(
+        "registered %s version %s as %s (%s)", name, version.version, alias, comparison.reason
+    )
+    return {
+        "model_name": name,
+        "version": str(version.version),
+        "alias": alias,
+        "promoted": comparison.promote,
+        "run_id": run_id,
+        "experiment": params.mlflow.experiment,
+        "model_uri": f"models:/{name}/{version.version}",
+        "target": comparison.target,
+        "metric": comparison.metric,
+        "tolerance": comparison.tolerance,
+        "test_rows": comparison.test_rows,
+        "new_value": comparison.new,
+        "champion_value": comparison.champion,
+        "champion_version": comparison.champion_version,
+        "reason": comparison.reason,
+    }

@@ -1,0 +1,331 @@
+"""MLflow registry and the promotion gate, on a real sqlite store (one per module)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from threadpoolctl import threadpool_limits
+
+from features.params import GenerateParams, Params, parse_params
+from features.simulate import simulate
+from models.bundle import example_input, load_scorer, save_bundle
+from models.registry import (
+    CHALLENGER,
+    CHAMPION,
+    RunInputs,
+    artifact_location,
+    at_least_as_good,
+    compare,
+    dvc_hashes,
+    git_commit,
+    metric_entities,
+    metric_value,
+    param_entities,
+    register,
+    tracking,
+)
+from models.scorer import LeadScorer
+from models.training import train_all
+from pipelines.features import build, read_tables
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def fast(params: Params, **train: Any) -> Params:
+    """Quick training (these tests are about the registry, not accuracy)."""
+    settings = {"num_threads": 1, "learning_rate": 0.1, "max_rounds": 150}
+    settings |= {"early_stopping_rounds": 20, **train}
+    return params.model_copy(update={"train": params.train.model_copy(update=settings)})
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
+    out = tmp_path_factory.mktemp("registry-raw")
+    simulate(GenerateParams(leads=3000, seed=21), out)
+    return read_tables(out)
+
+
+@pytest.fixture(scope="module")
+def params(repo_params: Params) -> Params:
+    return fast(repo_params)
+
+
+@pytest.fixture(scope="module")
+def snapshots(tables: dict[str, pd.DataFrame], params: Params) -> pd.DataFrame:
+    return build(tables, params, None)[1]
+
+
+def _bundle(
+    tmp_path_factory: pytest.TempPathFactory,
+    tables: dict[str, pd.DataFrame],
+    params: Params,
+    name: str,
+) -> Path:
+    engine, snapshots = build(tables, params, None)
+    with threadpool_limits(1):
+        scorer, _ = train_all(snapshots, engine, params)
+    path = tmp_path_factory.mktemp(name) / "model"
+    save_bundle(scorer, path, example_input(tables, 2, scorer=scorer))
+    return path
+
+
+@pytest.fixture(scope="module")
+def good(
+    tmp_path_factory: pytest.TempPathFactory, tables: dict[str, pd.DataFrame], params: Params
+) -> Path:
+    return _bundle(tmp_path_factory, tables, params, "good")
+
+
+@pytest.fixture(scope="module")
+def worse(
+    tmp_path_factory: pytest.TempPathFactory, tables: dict[str, pd.DataFrame], params: Params
+) -> Path:
+    """One boosting round: a deliberately worse model."""
+    return _bundle(tmp_path_factory, tables, fast(params, max_rounds=1), "worse")
+
+
+def _inputs(
+    model: Path, params: Params, snapshots: pd.DataFrame, tables: dict[str, pd.DataFrame]
+) -> RunInputs:
+    return RunInputs(model_dir=model, params=params, snapshots=snapshots, tables=lambda: tables)
+
+
+@pytest.fixture(scope="module")
+def sequence(
+    store: str,
+    good: Path,
+    worse: Path,
+    params: Params,
+    snapshots: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
+) -> list[dict[str, Any]]:
+    """First the good model, then the worse one, then the good one again."""
+    return [
+        register(_inputs(model, params, snapshots, tables), uri=store)
+        for model in (good, worse, good)
+    ]
+
+
+def _alias(store: str, name: str, alias: str) -> str:
+    return str(MlflowClient(store).get_model_version_by_alias(name, alias).version)
+
+
+def test_first_model_becomes_champion(sequence: list[dict[str, Any]], store: str) -> None:
+    first = sequence[0]
+    assert first["alias"] == CHAMPION
+    assert first["promoted"] is True
+    assert first["champion_value"] is None
+    assert first["reason"] == "no champion yet"
+    assert first["version"] == "1"
+
+
+def test_worse_model_becomes_challenger(
+    sequence: list[dict[str, Any]], store: str, params: Params
+) -> None:
+    first, second, _ = sequence
+    assert second["alias"] == CHALLENGER
+    assert second["promoted"] is False
+    assert second["champion_version"] == first["version"]
+    assert second["new_value"] < second["champion_value"] - params.promotion.tolerance
+    client = MlflowClient(store)
+    version = client.get_model_version(params.mlflow.model_name, second["version"])
+    assert version.tags["alias_given"] == CHALLENGER
+    assert _alias(store, params.mlflow.model_name, CHALLENGER) == second["version"]
+
+
+def test_champion_is_rescored_on_the_new_slice_like_its_own_features(
+    sequence: list[dict[str, Any]],
+) -> None:
+    """Re-scored from raw tables with its own engine, the champion gets exactly the metric it
+    had on its stored features."""
+    first, second, third = sequence
+    assert second["champion_value"] == pytest.approx(first["new_value"], abs=1e-12)
+    assert third["champion_value"] == pytest.approx(first["new_value"], abs=1e-12)
+
+
+def test_equal_model_takes_champion_and_challenger_stays(
+    sequence: list[dict[str, Any]], store: str, params: Params
+) -> None:
+    first, second, third = sequence
+    assert third["alias"] == CHAMPION
+    assert third["champion_version"] == first["version"]
+    assert third["new_value"] == pytest.approx(third["champion_value"], abs=1e-12)
+    name = params.mlflow.model_name
+    assert _alias(store, name, CHAMPION) == third["version"]
+    assert _alias(store, name, CHALLENGER) == second["version"]
+
+
+def test_champion_alias_stayed_on_the_old_version_meanwhile(
+    sequence: list[dict[str, Any]], store: str, params: Params
+) -> None:
+    """Between the second and third registration the champion was still version 1: the
+    worse model's record compares against it, and version 1 keeps its tag."""
+    client = MlflowClient(store)
+    first = client.get_model_version(params.mlflow.model_name, sequence[0]["version"])
+    assert first.tags["alias_given"] == CHAMPION
+    assert sequence[1]["champion_version"] == sequence[0]["version"]
+
+
+def test_load_scorer_from_the_registry(
+    sequence: list[dict[str, Any]], store: str, params: Params, good: Path
+) -> None:
+    champion = load_scorer(f"models:/{params.mlflow.model_name}@{CHAMPION}", store)
+    assert isinstance(champion, LeadScorer)
+    assert champion.definition == load_scorer(str(good)).definition
+    assert os.environ.get("MLFLOW_TRACKING_URI") != store  # the block restored it
+
+
+def test_undefined_metric_keeps_the_champion(
+    sequence: list[dict[str, Any]],
+    store: str,
+    good: Path,
+    params: Params,
+    snapshots: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
+) -> None:
+    label = f"label_{params.quality_lead.target}"
+    one_class = snapshots[(snapshots["split"] != "test") | (snapshots[label] == 0)]
+    with tracking(store):
+        result = compare(
+            MlflowClient(store),
+            params.mlflow.model_name,
+            load_scorer(str(good)),
+            one_class,
+            lambda: tables,
+            params,
+            store,
+        )
+    assert result.new is None
+    assert result.promote is False
+    assert "undefined" in result.reason
+
+
+def test_incompatible_champion_is_replaced(
+    store: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    tables: dict[str, pd.DataFrame],
+    params: Params,
+    good: Path,
+    snapshots: pd.DataFrame,
+) -> None:
+    """A champion without the primary target cannot be compared: the new model replaces it."""
+    raw = params.model_dump(mode="json", by_alias=True)
+    raw["quality_lead"]["target"] = "accepted"
+    raw["targets"] = {"accepted": raw["targets"]["accepted"]}
+    raw["mlflow"]["model_name"] = "lead-scoring-compat"
+    accepted_only = parse_params(raw)
+    old = _bundle(tmp_path_factory, tables, accepted_only, "accepted-only")
+    first = register(_inputs(old, accepted_only, snapshots, tables), uri=store)
+    assert first["alias"] == CHAMPION
+
+    new_params = params.model_copy(
+        update={"mlflow": params.mlflow.model_copy(update={"model_name": "lead-scoring-compat"})}
+    )
+    second = register(_inputs(good, new_params, snapshots, tables), uri=store)
+    assert second["alias"] == CHAMPION
+    assert second["champion_value"] is None
+    assert "could not be re-scored" in second["reason"]
+    assert _alias(store, "lead-scoring-compat", CHAMPION) == second["version"]
+
+
+@pytest.mark.parametrize(
+    ("metric", "new", "champion", "tolerance", "expected"),
+    [
+        ("roc_auc", 0.80, 0.80, 0.0, True),
+        ("roc_auc", 0.797, 0.80, 0.005, True),
+        ("roc_auc", 0.79, 0.80, 0.005, False),
+        ("pr_auc", 0.31, 0.30, 0.0, True),
+        ("brier", 0.100, 0.098, 0.005, True),
+        ("brier", 0.110, 0.098, 0.005, False),
+        ("log_loss", 0.30, 0.35, 0.0, True),
+        ("log_loss", 0.36, 0.35, 0.005, False),
+    ],
+)
+def test_gate_direction_and_tolerance(
+    metric: str, new: float, champion: float, tolerance: float, expected: bool
+) -> None:
+    assert at_least_as_good(new, champion, metric, tolerance) is expected
+
+
+def test_metric_values() -> None:
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0.1, 0.4, 0.35, 0.8])
+    assert metric_value("roc_auc", y, p) == pytest.approx(0.75)
+    assert metric_value("brier", y, p) == pytest.approx(np.mean((p - y) ** 2))
+    assert (metric_value("log_loss", y, p) or 0.0) > 0
+    assert metric_value("pr_auc", y, p) == pytest.approx(0.8333333)
+    assert metric_value("roc_auc", np.zeros(4), p) is None
+    assert metric_value("roc_auc", np.zeros(0), np.zeros(0)) is None
+
+
+def test_metrics_are_the_numeric_leaves() -> None:
+    results = {
+        "converted": {"model": {"roc_auc": 0.8, "ece": 0.01}, "n_test": 120},
+        "leakage_suspected": False,
+        "primary_target": "converted",
+        "bad": {"nan": math.nan, "none": None, "list": [1, 2]},
+        "by channel": {"paid search (EU)": 0.7},
+    }
+    logged = {m.key: m.value for m in metric_entities(results)}
+    assert logged == {
+        "converted.model.roc_auc": 0.8,
+        "converted.model.ece": 0.01,
+        "converted.n_test": 120.0,
+        "leakage_suspected": 0.0,
+        "by channel.paid search _EU_": 0.7,
+    }
+
+
+def test_every_param_is_flattened(repo_params: Params) -> None:
+    logged = {p.key: p.value for p in param_entities(repo_params)}
+    assert logged["validate.max_quarantine_share"] == str(
+        repo_params.validate_.max_quarantine_share
+    )
+    assert logged["train.monotone.increasing"].startswith('["demo_request')
+    assert logged["targets.converted.stages"] == '["won"]'
+    assert logged["promotion.metric"] == repo_params.promotion.metric
+    assert len(logged) > 60
+
+
+def test_dvc_hashes(tmp_path: Path) -> None:
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(
+        "schema: '2.0'\nstages:\n  features:\n    cmd: leadscore features\n    deps:\n"
+        "    - path: data/validated\n      md5: aaa.dir\n    outs:\n"
+        "    - path: data/features\n      hash: md5\n      md5: bbb.dir\n      size: 3\n"
+    )
+    assert dvc_hashes(lock) == {"data/features": "bbb.dir"}
+    assert dvc_hashes(tmp_path / "missing.lock") == {}
+
+
+def test_git_commit(tmp_path: Path) -> None:
+    commit, dirty = git_commit(REPO)
+    assert commit is not None
+    assert len(commit) == 40
+    assert dirty in (True, False)
+    assert git_commit(tmp_path) == (None, None)
+
+
+def test_artifact_location_is_beside_a_sqlite_store(tmp_path: Path) -> None:
+    assert artifact_location(f"sqlite:///{tmp_path}/x/mlflow.db") == str(tmp_path / "x/mlartifacts")
+    assert artifact_location("sqlite:///mlflow.db") == str(Path.cwd() / "mlartifacts")
+    assert artifact_location("http://127.0.0.1:5000") is None
+
+
+def test_tracking_block_restores_the_environment(tmp_path: Path) -> None:
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    with tracking(f"sqlite:///{tmp_path}/t.db") as uri:
+        assert os.environ["MLFLOW_TRACKING_URI"] == uri
+    assert os.environ.get("MLFLOW_TRACKING_URI") == before

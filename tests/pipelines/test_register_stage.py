@@ -1,0 +1,279 @@
+"""Stages `train --model` and `register` through the CLI: one MLflow run with everything."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+from mlflow.models import Model
+from mlflow.tracking import MlflowClient
+
+from features.params import GenerateParams, Params, load_params
+from features.simulate import simulate
+from models.registry import flatten, tracking
+from pipelines import features as features_stage
+from pipelines import register as register_stage
+
+REPO = Path(__file__).resolve().parents[2]
+LEADSCORE = str(Path(sys.executable).with_name("leadscore"))
+FEATURES_MD5 = "0f343b0931126a20f133d67c2b018a3b.dir"
+METRICS = {
+    "converted": {
+        "model": {"roc_auc": 0.81, "pr_auc": 0.3, "brier": 0.07, "log_loss": 0.25, "ece": 0.01},
+        "rules": {"roc_auc": 0.66},
+        "logistic": {"roc_auc": 0.74},
+        "n_test": 900,
+    },
+    "leakage_suspected": False,
+    "primary_target": "converted",
+}
+
+
+def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [LEADSCORE, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        # One BLAS thread: the logistic baseline is 30× slower with oversubscribed threads.
+        env={**os.environ, "COLUMNS": "120", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory: pytest.TempPathFactory, repo_params: Params) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("register-stage")
+    paths = {
+        "validated": root / "data" / "validated",
+        "features": root / "data" / "features",
+        "train": root / "artifacts" / "train",
+        "model": root / "artifacts" / "model",
+        "metrics": root / "artifacts" / "metrics.json",
+        "plots": root / "artifacts" / "plots",
+        "card": root / "artifacts" / "model_card.md",
+        "kpis": root / "artifacts" / "kpis.json",
+        "registry": root / "artifacts" / "registry.json",
+        "lock": root / "dvc.lock",
+        "params": root / "params.yaml",
+        "store": root / "mlflow.db",
+    }
+    raw = repo_params.model_dump(mode="json", by_alias=True)
+    raw["train"].update(num_threads=1, learning_rate=0.1, max_rounds=150, early_stopping_rounds=20)
+    paths["params"].write_text(yaml.safe_dump(raw, sort_keys=False))
+    simulate(GenerateParams(leads=3000, seed=31), paths["validated"])
+    features_stage.run(paths["validated"], paths["features"], paths["params"])
+
+    paths["plots"].mkdir(parents=True)
+    (paths["plots"] / "roc.csv").write_text("fpr,tpr\n0,0\n1,1\n")
+    paths["metrics"].write_text(json.dumps(METRICS))
+    paths["card"].write_text("# Model card\n")
+    paths["kpis"].write_text(json.dumps({"acceptance_rate": 0.3}))
+    paths["lock"].write_text(
+        yaml.safe_dump(
+            {
+                "schema": "2.0",
+                "stages": {
+                    "features": {
+                        "cmd": "leadscore features",
+                        "outs": [{"path": "data/features", "md5": FEATURES_MD5, "size": 1}],
+                    }
+                },
+            }
+        )
+    )
+    return paths
+
+
+@pytest.fixture(scope="module")
+def trained(layout: dict[str, Path]) -> subprocess.CompletedProcess[str]:
+    p = layout
+    return _cli(
+        "train",
+        "--features",
+        str(p["features"]),
+        "--validated",
+        str(p["validated"]),
+        "--out",
+        str(p["train"]),
+        "--model",
+        str(p["model"]),
+        "--params",
+        str(p["params"]),
+    )
+
+
+@pytest.fixture(scope="module")
+def uri(layout: dict[str, Path]) -> str:
+    return f"sqlite:///{layout['store']}"
+
+
+@pytest.fixture(scope="module")
+def registered(
+    layout: dict[str, Path], trained: subprocess.CompletedProcess[str], uri: str
+) -> dict[str, Any]:
+    assert trained.returncode == 0, trained.stderr
+    p = layout
+    result = _cli(
+        "register",
+        "--model",
+        str(p["model"]),
+        "--features",
+        str(p["features"]),
+        "--validated",
+        str(p["validated"]),
+        "--metrics",
+        str(p["metrics"]),
+        "--plots",
+        str(p["plots"]),
+        "--model-card",
+        str(p["card"]),
+        "--kpis",
+        str(p["kpis"]),
+        "--artifact",
+        str(p["train"] / "report.json"),
+        "--dvc-lock",
+        str(p["lock"]),
+        "--out",
+        str(p["registry"]),
+        "--tracking-uri",
+        uri,
+        "--params",
+        str(p["params"]),
+    )
+    assert result.returncode == 0, result.stderr
+    record: dict[str, Any] = json.loads(p["registry"].read_text())
+    return record
+
+
+def test_train_writes_the_bundle_beside_the_train_output(
+    layout: dict[str, Path], trained: subprocess.CompletedProcess[str]
+) -> None:
+    assert trained.returncode == 0, trained.stderr
+    assert (layout["train"] / "scorer.pkl").exists()
+    model = Model.load(str(layout["model"]))
+    assert model.signature is not None
+    assert "python_function" in model.flavors
+    example = pd.DataFrame(model.load_input_example(str(layout["model"])))
+    assert set(example["lead_id"]) <= set(
+        pd.read_parquet(layout["validated"] / "leads.parquet")["lead_id"]
+    )
+    leftovers = [p.name for p in layout["model"].parent.iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_registry_record(registered: dict[str, Any], layout: dict[str, Path]) -> None:
+    params = load_params(layout["params"])
+    assert registered["model_name"] == params.mlflow.model_name
+    assert registered["version"] == "1"
+    assert registered["alias"] == "champion"
+    assert registered["metric"] == params.promotion.metric
+    assert 0.5 < registered["new_value"] <= 1.0
+    assert registered["champion_value"] is None
+    assert registered["run_id"]
+
+
+def test_run_holds_params_metrics_tags_and_artifacts(
+    registered: dict[str, Any], layout: dict[str, Path], uri: str
+) -> None:
+    client = MlflowClient(uri)
+    run = client.get_run(registered["run_id"])
+    experiment = client.get_experiment(run.info.experiment_id)
+    params = load_params(layout["params"])
+    assert experiment.name == params.mlflow.experiment
+    assert experiment.artifact_location == str(layout["store"].parent / "mlartifacts")
+
+    expected = dict(flatten(params.model_dump(mode="json", by_alias=True)))
+    assert set(run.data.params) == set(expected)
+    assert run.data.params["train.learning_rate"] == "0.1"
+    assert run.data.params["quality_lead.target"] == "converted"
+
+    metrics = run.data.metrics
+    assert metrics["converted.model.roc_auc"] == 0.81
+    assert metrics["converted.n_test"] == 900
+    assert metrics["leakage_suspected"] == 0.0
+    assert metrics[f"promotion.{params.promotion.metric}.new"] == pytest.approx(
+        registered["new_value"]
+    )
+
+    tags = run.data.tags
+    assert tags["data_md5"] == FEATURES_MD5
+    assert tags["dvc.md5.data/features"] == FEATURES_MD5
+    assert len(tags["git.commit"]) == 40
+    assert tags["registry.alias"] == "champion"
+
+    logged = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"metrics.json", "model_card.md", "kpis.json", "report.json", "plots"} <= logged
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "plots")] == ["plots/roc.csv"]
+
+
+def test_registered_champion_loads_and_scores(
+    registered: dict[str, Any], layout: dict[str, Path], uri: str
+) -> None:
+    model = Model.load(str(layout["model"]))
+    example = model.load_input_example(str(layout["model"]))
+    with tracking(uri):
+        champion = mlflow.pyfunc.load_model("models:/lead-scoring@champion")
+    local = mlflow.pyfunc.load_model(str(layout["model"]))
+    pd.testing.assert_frame_equal(champion.predict(example), local.predict(example))
+
+
+def test_second_run_without_reports_is_logged_too(
+    registered: dict[str, Any], layout: dict[str, Path], uri: str
+) -> None:
+    """The same model again, evaluate outputs missing: one more run, equal metric → champion."""
+    p = layout
+    record = register_stage.run(
+        model=p["model"],
+        features=p["features"],
+        validated=p["validated"],
+        out=p["registry"],
+        params_path=p["params"],
+        metrics=p["metrics"].with_name("absent.json"),
+        artifacts=[("plots", p["plots"].with_name("absent"))],
+        dvc_lock=p["lock"].with_name("absent.lock"),
+        tracking_uri=uri,
+    )
+    assert record["version"] == "2"
+    assert record["alias"] == "champion"
+    assert record["champion_value"] == pytest.approx(registered["new_value"], abs=1e-12)
+    assert json.loads(p["registry"].read_text()) == record
+    client = MlflowClient(uri)
+    run = client.get_run(record["run_id"])
+    assert "converted.model.roc_auc" not in run.data.metrics
+    assert "data_md5" not in run.data.tags
+    runs = client.search_runs([run.info.experiment_id])
+    assert len(runs) == 2
+
+
+def test_register_refuses_a_missing_bundle(layout: dict[str, Path], tmp_path: Path) -> None:
+    result = _cli(
+        "register",
+        "--model",
+        str(tmp_path / "nothing"),
+        "--params",
+        str(layout["params"]),
+        "--out",
+        str(tmp_path / "registry.json"),
+        "--tracking-uri",
+        f"sqlite:///{tmp_path / 'unused.db'}",
+    )
+    assert result.returncode == 2
+    assert "MLmodel: missing; run the train stage first" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["register", "train"])
+def test_help(command: str) -> None:
+    result = _cli(command, "--help")
+    assert result.returncode == 0
+    assert "--model" in result.stdout
