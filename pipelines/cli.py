@@ -235,6 +235,77 @@ def register(
     )
 
 
+@app.command()
+def score(
+    model: Annotated[
+        str, typer.Option(help="model: registry URI (models:/name@alias), run URI or directory")
+    ],
+    input: Annotated[Path, typer.Option("--input", help="leads table (CSV or Parquet)")],
+    output: Annotated[Path, typer.Option(help="scores (CSV or Parquet, by extension)")],
+    touches: Annotated[
+        Path | None, typer.Option(help="touches table of those leads (CSV or Parquet)")
+    ] = None,
+    sales_events: Annotated[
+        Path | None,
+        typer.Option("--sales-events", help="sales events table of those leads (CSV or Parquet)"),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", help="score as of this time (ISO; default now; an as_of column wins)"
+        ),
+    ] = None,
+    reasons: Annotated[
+        int, typer.Option(min=0, max=20, help="top reasons per lead each way (0: none, fastest)")
+    ] = 3,
+    chunk: Annotated[int, typer.Option(min=1, help="leads per chunk (memory bound)")] = 100_000,
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+    ] = None,
+) -> None:
+    """Batch scoring: a leads table (+ optional touches / sales events) → the API's answer
+    per lead, chunked, with a progress bar."""
+    from pipelines import batch_score
+
+    _run(
+        lambda: batch_score.run(
+            model=model,
+            input=input,
+            output=output,
+            touches=touches,
+            sales_events=sales_events,
+            as_of=as_of,
+            reasons=reasons,
+            chunk=chunk,
+            tracking_uri=tracking_uri,
+        )
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port")] = 8000,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="model URI or directory (default: $LEADSCORE_MODEL_URI or "
+            "models:/lead-scoring@champion)"
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="log every request")
+    ] = False,
+) -> None:
+    """The scoring API and the shared dashboard (FastAPI under uvicorn)."""
+    from pipelines import serve as stage
+
+    _run(
+        lambda: stage.run(host=host, port=port, model=model, workers=workers, access_log=access_log)
+    )
+
+
 def main() -> None:
     app()
 

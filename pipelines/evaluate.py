@@ -1,0 +1,199 @@
+"""Stage `evaluate`: the model beside both baselines on the `test` snapshots, the shared KPIs
+and the model card.
+
+Reads the features stage's ``snapshots.parquet``, the train stage's ``scorer.pkl`` and
+``baselines.pkl``, and the validated tables (plus ``truth.parquet`` when the data is simulated).
+Writes into ``out`` (each file atomically):
+
+- ``metrics.json`` (DVC metrics): per target, model / rules / logistic metrics, test counts,
+  truth's ROC AUC on simulator data; ``leakage_suspected``; ``primary_target``;
+- ``metrics_by_group.json``: per target, ``by_channel`` and ``by_month`` (as_of month): rows,
+  positives and every metric of every model, for groups of ``evaluate.min_group_size`` rows
+  or more (kept out of metrics.json: ``dvc metrics show`` prints every number);
+- ``plots/``: DVC plot data for the primary target (ROC, precision-recall, gains,
+  calibration per model, grades, score histogram), as CSV;
+- ``kpis.json``: the shared KPIs by channel, campaign and month;
+- ``model_card.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features import contract
+from features.errors import UserError
+from features.params import Params, load_params
+from features.storage import atomic_directory, atomic_file, write_json
+from models.evaluation import Evaluation, evaluate
+from models.kpis import compute_kpis
+from models.model_card import CardInputs, render
+from models.scorer import LeadScorer
+from pipelines.features import read_manifest, read_tables
+
+logger = logging.getLogger(__name__)
+
+
+def load_pickle(path: Path, stage: str) -> Any:
+    if not path.exists():
+        raise UserError(f"{path}: missing; run the {stage} stage first")
+    with path.open("rb") as handle:
+        return pickle.load(handle)
+
+
+def read_snapshots(features: Path, scorer: LeadScorer) -> pd.DataFrame:
+    path = features / "snapshots.parquet"
+    if not path.exists():
+        raise UserError(f"{path}: missing; run the features stage first")
+    snapshots = pd.read_parquet(path)
+    missing = [n for n in scorer.engine.feature_names_ if n not in snapshots]
+    if missing:
+        raise UserError(
+            f"{path}: {len(missing)} model features missing (e.g. {missing[0]!r}); "
+            "the features and train outputs are out of step: rerun both"
+        )
+    return snapshots
+
+
+def first_snapshot_predictions(
+    snapshots: pd.DataFrame, X: np.ndarray, scorer: LeadScorer
+) -> pd.DataFrame:
+    """Per lead: the primary target's probability at its first snapshot, and that
+    snapshot's label (NaN when censored)."""
+    primary = scorer.definition.target
+    order = snapshots.sort_values(["lead_id", "as_of"], kind="stable")
+    rows = order.drop_duplicates("lead_id").index.to_numpy()
+    probabilities = scorer.probabilities(X[rows])[primary]
+    return pd.DataFrame(
+        {
+            "lead_id": snapshots["lead_id"].to_numpy()[rows],
+            "predicted": probabilities,
+            "actual": snapshots[f"label_{primary}"].to_numpy(dtype=np.float64)[rows],
+        }
+    )
+
+
+def split_counts(snapshots: pd.DataFrame, primary: str) -> pd.DataFrame:
+    label = snapshots[f"label_{primary}"]
+    frame = pd.DataFrame(
+        {"split": snapshots["split"], "labelled": label.notna(), "positives": label == 1}
+    )
+    counts = frame.groupby("split").agg(
+        snapshots=("split", "size"), labelled=("labelled", "sum"), positives=("positives", "sum")
+    )
+    order = [s for s in ("train", "valid", "calibration", "test") if s in counts.index]
+    return counts.loc[order]
+
+
+def _day(value: Any) -> str:
+    return pd.Timestamp(value).strftime("%Y-%m-%d")
+
+
+def card_inputs(
+    snapshots: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
+    horizon: pd.Timestamp,
+    scorer: LeadScorer,
+    evaluation: Evaluation,
+    kpis: dict[str, Any],
+    params: Params,
+    random_split: bool,
+    simulated: bool,
+) -> CardInputs:
+    primary = scorer.definition.target
+    created = pd.to_datetime(tables["leads"]["created_at"], utc=True)
+    return CardInputs(
+        definition=scorer.definition,
+        metrics=evaluation.metrics,
+        by_group=evaluation.by_group,
+        splits=split_counts(snapshots, primary),
+        window={
+            "first_created": _day(created.min()),
+            "last_created": _day(created.max()),
+            "first_as_of": _day(snapshots["as_of"].min()),
+            "last_as_of": _day(snapshots["as_of"].max()),
+            "horizon": horizon.isoformat(),
+        },
+        top_fields=evaluation.top_fields,
+        kpis=kpis,
+        leakage_auc=params.train.leakage_auc,
+        min_group_size=params.evaluate.min_group_size,
+        random_split=random_split,
+        simulated=simulated,
+        censored=int(snapshots[f"label_{primary}"].isna().sum()),
+        snapshots=len(snapshots),
+        shap_rows=min(params.evaluate.shap_rows, evaluation.metrics[primary]["n_test"]),
+    )
+
+
+def run(features: Path, validated: Path, train: Path, out: Path, params_path: Path) -> None:
+    params = load_params(params_path)
+    scorer: LeadScorer = load_pickle(train / "scorer.pkl", "train")
+    baselines = load_pickle(train / "baselines.pkl", "train")
+    snapshots = read_snapshots(features, scorer)
+    tables = read_tables(validated)
+    manifest = read_manifest(validated)
+    truth_path = validated / "truth.parquet"
+    truth = pd.read_parquet(truth_path) if truth_path.exists() else None
+    horizon = contract.data_horizon(tables, params.data.horizon)
+    random_split = manifest is not None and manifest.get("order") == "random"
+
+    X = scorer.engine.matrix_from_frame(snapshots)
+    evaluation = evaluate(
+        snapshots,
+        X,
+        scorer,
+        baselines,
+        params,
+        truth=truth,
+        shap_rows=params.evaluate.shap_rows,
+        by_month=not random_split,
+    )
+    kpis = compute_kpis(
+        tables,
+        horizon=horizon,
+        primary_target=scorer.definition.target,
+        window_days=scorer.definition.window_days,
+        currency=params.data.currency,
+        predictions=first_snapshot_predictions(snapshots, X, scorer),
+        timed=not random_split,
+    )
+    card = render(
+        card_inputs(
+            snapshots,
+            tables,
+            horizon,
+            scorer,
+            evaluation,
+            kpis,
+            params,
+            random_split=random_split,
+            simulated=truth is not None or scorer.definition.source == "synthetic",
+        )
+    )
+
+    write_json(out / "metrics.json", evaluation.metrics)
+    write_json(out / "metrics_by_group.json", evaluation.by_group)
+    write_json(out / "kpis.json", kpis)
+    with atomic_directory(out / "plots") as staging:
+        for name, frame in evaluation.plots.items():
+            frame.to_csv(staging / f"{name}.csv", index=False)
+    with atomic_file(out / "model_card.md") as staging:
+        staging.write_text(card, encoding="utf-8")
+    primary = scorer.definition.target
+    model = evaluation.metrics[primary]["model"]
+    logger.info(
+        "evaluate: %s on %d test snapshots: ROC AUC %s, PR AUC %s, ECE %s%s → %s",
+        primary,
+        evaluation.metrics[primary]["n_test"],
+        model["roc_auc"],
+        model["pr_auc"],
+        model["ece"],
+        " (LEAKAGE SUSPECTED)" if evaluation.metrics["leakage_suspected"] else "",
+        out,
+    )

@@ -1,0 +1,185 @@
+"""The FastAPI app factory: ``create_app(settings)``. Nothing happens at import time.
+
+``leadscore serve`` builds the app from the environment's :class:`~serving.settings.Settings`
+(plus its command-line overrides) and runs it under uvicorn. The model is loaded in the
+lifespan, kept in a :class:`~serving.holder.ModelHolder` on ``app.state`` and reaches handlers
+through a typed dependency; ``POST /v1/admin/reload`` and SIGHUP swap it atomically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from serving.artifacts import ArtifactStore
+from serving.dependencies import Authenticator
+from serving.holder import ModelHolder, ModelLoadError
+from serving.lifecycle import reload_model
+from serving.metrics import ApiMetrics, MetricsMiddleware
+from serving.middleware import BodyLimitMiddleware
+from serving.routers import admin, dashboard, health, model, queue, score
+from serving.schemas import REF, build_models
+from serving.settings import Limits, Settings
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+MAX_ECHO = 200
+"""Longest input value echoed back in a 422 (longer ones are left out)."""
+
+DESCRIPTION = """\
+Predictive lead scoring shared by marketing and sales: one calibrated probability that a lead
+converts, with the reasons behind it.
+
+Send `X-API-Key` on every `/v1` route (roles `score` and `admin`). The dashboard is at `/`.
+"""
+
+
+def _version() -> str:
+    try:
+        return metadata.version("leadscore")
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+def _short(value: Any) -> bool:
+    return (
+        value is None
+        or isinstance(value, (bool, int, float))
+        or (isinstance(value, str) and len(value) <= MAX_ECHO)
+    )
+
+
+async def validation_handler(request: Request, error: Exception) -> JSONResponse:
+    """422 with one entry per bad field: ``loc`` (path in the request), ``msg``, ``type``, and
+    the offending ``input`` when it is a short scalar (never a whole body)."""
+    assert isinstance(error, RequestValidationError)
+    detail = []
+    for item in error.errors():
+        entry: dict[str, Any] = {
+            "loc": [part if isinstance(part, int) else str(part) for part in item.get("loc", ())],
+            "msg": str(item.get("msg", "invalid")),
+            "type": str(item.get("type", "value_error")),
+        }
+        if "input" in item and _short(item["input"]):
+            entry["input"] = item["input"]
+        detail.append(entry)
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+def _install_sighup(app: FastAPI) -> bool:
+    """SIGHUP → reload (only possible in the main thread's event loop, i.e. under uvicorn)."""
+    state = app.state
+
+    def on_hangup() -> None:
+        logger.info("SIGHUP: reloading the model")
+
+        async def run() -> None:
+            with suppress(ModelLoadError):
+                await reload_model(state.holder, state.metrics, state.settings)
+
+        state.reload_task = asyncio.ensure_future(run())
+
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_hangup)
+    except (NotImplementedError, RuntimeError, ValueError, AttributeError):
+        logger.debug("SIGHUP reload not available here (not the main thread)")
+        return False
+    return True
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    auth: Authenticator = app.state.auth
+    if not auth.enabled:
+        logger.warning(
+            "!!! LEADSCORE_AUTH=off: AUTHENTICATION IS DISABLED. Every caller is admin. "
+            "For local demos only; never expose this server. !!!"
+        )
+    elif auth.key_count == 0:
+        logger.warning("no API keys configured (LEADSCORE_API_KEYS): every /v1 route answers 401")
+    if settings.load_model:
+        try:
+            await reload_model(app.state.holder, app.state.metrics, settings)
+        except ModelLoadError:
+            logger.error("starting without a model: scoring routes answer 503, /readyz 503")
+    sighup = _install_sighup(app)
+    try:
+        yield
+    finally:
+        if sighup:
+            with suppress(Exception):
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A new app for ``settings`` (default: from the environment)."""
+    settings = settings if settings is not None else Settings()
+    limits = Limits.from_settings(settings)
+    app = FastAPI(
+        title="leadscore",
+        version=_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    state = app.state
+    state.settings = settings
+    state.limits = limits
+    state.api_models = build_models(limits, settings.targets())
+    state.auth = Authenticator(settings.key_roles(), enabled=settings.auth == "on")
+    state.holder = ModelHolder()
+    state.metrics = ApiMetrics()
+    state.artifacts = ArtifactStore(settings.artifacts)
+    state.reload_task = None
+
+    for router in (
+        score.router,
+        queue.router,
+        model.router,
+        admin.router,
+        dashboard.router,
+        health.router,
+    ):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_exception_handler(RequestValidationError, validation_handler)
+    # Last added runs first: metrics see every request, including those refused for size.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(state.api_models.components())
+            components["ReloadRequest"] = admin.ReloadRequest.model_json_schema(ref_template=REF)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """For ``uvicorn --factory serving.app:create_app_from_env`` (several workers)."""
+    return create_app(Settings())

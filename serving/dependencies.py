@@ -1,0 +1,205 @@
+"""Typed dependencies: everything a handler needs reaches it through ``Annotated`` aliases.
+
+App-wide objects live on ``app.state`` (made by :func:`serving.app.create_app`, never at import
+time): ``settings``, ``holder`` (the served model), ``api_models`` (request/response models),
+``auth``, ``metrics``, ``artifacts``.
+
+**Auth.** ``X-API-Key`` header; keys and roles from ``LEADSCORE_API_KEYS`` (``key:role,…``).
+Only SHA-256 digests of the keys are kept, compared with :func:`hmac.compare_digest` against
+every known key (no early exit). Roles: ``score`` (scoring, queue, model, dashboard data) and
+``admin`` (also reload). No key or an unknown key → 401; a key whose role is too weak → 403.
+``LEADSCORE_AUTH=off`` makes every caller admin (local demos; a warning at start-up).
+
+**Bodies.** A request body is read (within the size limit enforced by the body-limit
+middleware) and validated by the app's generated model straight from the JSON bytes; errors
+become the usual 422 with field-level locations under ``body``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, ValidationError
+
+from serving.artifacts import ArtifactStore
+from serving.holder import LoadedModel, ModelHolder
+from serving.metrics import ApiMetrics
+from serving.schemas import ApiModels, BatchRequestBase, QueueRequestBase, ScoreRequestBase
+from serving.settings import ROLES, Settings
+
+API_KEY_HEADER = "X-API-Key"
+
+
+# ------------------------------------------------------------------ app state
+async def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_holder(request: Request) -> ModelHolder:
+    holder: ModelHolder = request.app.state.holder
+    return holder
+
+
+async def get_metrics(request: Request) -> ApiMetrics:
+    metrics: ApiMetrics = request.app.state.metrics
+    return metrics
+
+
+async def get_artifacts(request: Request) -> ArtifactStore:
+    store: ArtifactStore = request.app.state.artifacts
+    return store
+
+
+async def get_api_models(request: Request) -> ApiModels:
+    models: ApiModels = request.app.state.api_models
+    return models
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+HolderDep = Annotated[ModelHolder, Depends(get_holder)]
+MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+ArtifactsDep = Annotated[ArtifactStore, Depends(get_artifacts)]
+ApiModelsDep = Annotated[ApiModels, Depends(get_api_models)]
+
+
+async def get_model(holder: HolderDep) -> LoadedModel:
+    """The model serving now (one reference for the whole request); 503 if none."""
+    model = holder.current
+    if model is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "no model loaded" + (f": {holder.last_error}" if holder.last_error else ""),
+            headers={"Retry-After": "10"},
+        )
+    return model
+
+
+async def get_optional_model(holder: HolderDep) -> LoadedModel | None:
+    return holder.current
+
+
+ModelDep = Annotated[LoadedModel, Depends(get_model)]
+OptionalModelDep = Annotated[LoadedModel | None, Depends(get_optional_model)]
+
+
+# ----------------------------------------------------------------------- auth
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+@dataclass(frozen=True)
+class Caller:
+    role: str
+    key_id: str
+    """First hex digits of the key's SHA-256: names a key in logs without revealing it."""
+
+
+class Authenticator:
+    def __init__(self, keys: Mapping[str, str], enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._keys = [(_digest(key), role) for key, role in keys.items()]
+
+    @property
+    def key_count(self) -> int:
+        return len(self._keys)
+
+    def identify(self, key: str | None) -> Caller | None:
+        if not self.enabled:
+            return Caller("admin", "auth-off")
+        if not key:
+            return None
+        presented = _digest(key)
+        found: str | None = None
+        for digest, role in self._keys:  # every key compared: timing does not tell which
+            if hmac.compare_digest(presented, digest):
+                found = role
+        return Caller(found, presented.hex()[:8]) if found else None
+
+
+async def get_auth(request: Request) -> Authenticator:
+    auth: Authenticator = request.app.state.auth
+    return auth
+
+
+api_key_header = APIKeyHeader(
+    name=API_KEY_HEADER,
+    auto_error=False,
+    description="API key; roles `score` (scoring, queue, model, dashboard data) and `admin`.",
+)
+
+
+class RequireRole:
+    """Dependency: the caller, if its key's role is ``role`` or stronger."""
+
+    def __init__(self, role: str) -> None:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        self.role = role
+
+    async def __call__(
+        self,
+        auth: Annotated[Authenticator, Depends(get_auth)],
+        key: Annotated[str | None, Depends(api_key_header)],
+    ) -> Caller:
+        caller = auth.identify(key)
+        if caller is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                f"missing API key ({API_KEY_HEADER} header)" if not key else "unknown API key",
+                headers={"WWW-Authenticate": API_KEY_HEADER},
+            )
+        if ROLES.index(caller.role) < ROLES.index(self.role):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"this key's role '{caller.role}' may not use this route (needs '{self.role}')",
+            )
+        return caller
+
+
+ScoreCaller = Annotated[Caller, Depends(RequireRole("score"))]
+AdminCaller = Annotated[Caller, Depends(RequireRole("admin"))]
+
+
+# ----------------------------------------------------------------------- bodies
+def validation_error(
+    errors: list[Any], prefix: tuple[str | int, ...] = ("body",)
+) -> RequestValidationError:
+    return RequestValidationError(
+        [{**error, "loc": (*prefix, *error.get("loc", ()))} for error in errors]
+    )
+
+
+async def parse_body(request: Request, model: type[BaseModel]) -> Any:
+    raw = await request.body()
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as error:
+        raise validation_error(error.errors(include_url=False)) from None
+
+
+async def score_body(request: Request, api: ApiModelsDep) -> ScoreRequestBase:
+    body: ScoreRequestBase = await parse_body(request, api.score_request)
+    return body
+
+
+async def batch_body(request: Request, api: ApiModelsDep) -> BatchRequestBase:
+    body: BatchRequestBase = await parse_body(request, api.batch_request)
+    return body
+
+
+async def queue_body(request: Request, api: ApiModelsDep) -> QueueRequestBase:
+    body: QueueRequestBase = await parse_body(request, api.queue_request)
+    return body
+
+
+ScoreBody = Annotated[ScoreRequestBase, Depends(score_body)]
+BatchBody = Annotated[BatchRequestBase, Depends(batch_body)]
+QueueBody = Annotated[QueueRequestBase, Depends(queue_body)]

@@ -1,0 +1,75 @@
+"""Request-size limit, as pure ASGI middleware (no buffering, no reading of huge bodies).
+
+A declared ``Content-Length`` over the limit is refused with 413 before a byte of the body is
+read. Bodies without one (chunked) are counted as they stream in: the moment the count passes
+the limit, the read raises :class:`BodyTooLarge` (an ``HTTPException`` 413), so the handler
+never sees the body and at most one chunk beyond the limit is held in memory.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import HTTPException, status
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"request body larger than {limit} bytes (LEADSCORE_MAX_BODY_BYTES / "
+            "params serving.max_body_bytes)",
+        )
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _refuse(self, send: Send, code: int, detail: str) -> None:
+        body = json.dumps({"detail": detail}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": code,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_bytes
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await self._refuse(send, status.HTTP_400_BAD_REQUEST, "invalid Content-Length")
+                    return
+                if declared > limit:
+                    await self._refuse(
+                        send, status.HTTP_413_CONTENT_TOO_LARGE, BodyTooLarge(limit).detail
+                    )
+                    return
+                break
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, limited, send)

@@ -1,0 +1,1 @@
+"""One router per resource: score, queue, model, admin, dashboard, health (+ metrics)."""

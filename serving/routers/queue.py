@@ -1,0 +1,53 @@
+"""``POST /v1/queue``: leads ranked by predicted conversion, cut at the team's capacity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from serving.dependencies import MetricsDep, ModelDep, QueueBody, ScoreCaller
+from serving.holder import LoadedModel
+from serving.routers.common import AUTH_ERRORS, BODY_ERRORS, NO_MODEL, documented_body, prepare
+from serving.schemas import QueueRequestBase
+
+router = APIRouter(prefix="/v1", tags=["queue"])
+
+
+def build_queue(model: LoadedModel, body: QueueRequestBase) -> dict[str, Any]:
+    """All leads scored; sorted by the primary target's probability (ties by lead_id); the
+    first ``capacity`` kept, each with its reasons (computed only for the kept ones)."""
+    fast = model.fast
+    prepared = [prepare(model, item, ("leads", i)) for i, item in enumerate(body.leads)]
+    order, _ = fast.ranking(prepared)
+    kept = order[: body.capacity] if body.capacity is not None else order
+    answers = fast.answers([prepared[i] for i in kept], model.ref)
+    for rank, entry in enumerate(answers, start=1):
+        entry["rank"] = rank
+    return {
+        "model": model.ref,
+        "primary_target": fast.primary,
+        "total": len(prepared),
+        "capacity": body.capacity,
+        "left_out": len(prepared) - len(kept),
+        "queue": answers,
+    }
+
+
+@router.post(
+    "/queue",
+    summary="Rank leads for sales",
+    description="Leads → sorted by predicted conversion (the quality-lead definition's primary "
+    "target), best first, each with its reasons; with `capacity`, only that many are kept "
+    "(e.g. reps × leads each rep can work per week).",
+    responses={**AUTH_ERRORS, **BODY_ERRORS, **NO_MODEL},
+    openapi_extra=documented_body("QueueRequest", "Queue", "the ranked queue"),
+)
+async def queue(
+    caller: ScoreCaller, model: ModelDep, body: QueueBody, metrics: MetricsDep
+) -> JSONResponse:
+    result = await run_in_threadpool(build_queue, model, body)
+    metrics.leads_scored.inc("queue", amount=len(body.leads))
+    return JSONResponse(result)

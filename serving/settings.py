@@ -1,0 +1,131 @@
+"""Runtime settings of the API, from the environment (pydantic-settings).
+
+- ``LEADSCORE_MODEL_URI`` (default ``models:/lead-scoring@champion``): the model to serve, a
+  registry URI, ``runs:/…`` or a directory (model bundle, or a train output with scorer.pkl);
+- ``MLFLOW_TRACKING_URI`` (default ``sqlite:///mlflow.db``): where registry URIs are looked up;
+- ``LEADSCORE_API_KEYS``: comma-separated ``key:role`` pairs; roles ``score`` and ``admin``;
+- ``LEADSCORE_AUTH`` (``on``): ``off`` only for local demos, every caller is then admin (a loud
+  warning at start-up);
+- ``LEADSCORE_ARTIFACTS`` (``artifacts``): the evaluate/queue outputs the dashboard shows;
+- ``LEADSCORE_PARAMS`` (``params.yaml``): where the default request limits (``serving``) are;
+- ``LEADSCORE_MAX_BATCH``, ``LEADSCORE_MAX_BODY_BYTES``, ``LEADSCORE_MAX_EVENTS_PER_LEAD``:
+  override one limit;
+- ``LEADSCORE_REASONS`` (``3``): positive and negative reasons per lead.
+
+The keys are held as a :class:`~pydantic.SecretStr` (never printed, never logged); only their
+SHA-256 digests are kept by the authenticator.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from features.errors import UserError
+from features.params import Params, ServingParams, load_params
+
+logger = logging.getLogger(__name__)
+
+ROLES: tuple[str, ...] = ("score", "admin")
+"""Roles in increasing power: ``admin`` may do everything ``score`` may."""
+DEFAULT_MODEL_URI = "models:/lead-scoring@champion"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LEADSCORE_",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+        protected_namespaces=(),
+    )
+
+    model_uri: str = DEFAULT_MODEL_URI
+    tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "tracking_uri"),
+    )
+    api_keys: SecretStr = SecretStr("")
+    auth: Literal["on", "off"] = "on"
+    artifacts: Path = Path("artifacts")
+    params: Path = Path("params.yaml")
+    max_batch: Annotated[int | None, Field(ge=1)] = None
+    max_body_bytes: Annotated[int | None, Field(ge=1024)] = None
+    max_events_per_lead: Annotated[int | None, Field(ge=1)] = None
+    reasons: Annotated[int, Field(ge=0, le=20)] = 3
+    load_model: bool = True
+    """False: start without loading (tests of the no-model path)."""
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _auth_words(cls, value: object) -> object:
+        if isinstance(value, str):
+            word = value.strip().lower()
+            return {"false": "off", "0": "off", "no": "off", "true": "on", "1": "on"}.get(
+                word, word
+            )
+        return value
+
+    def key_roles(self) -> dict[str, str]:
+        """``{key: role}`` from ``LEADSCORE_API_KEYS``; a malformed entry is a UserError that
+        names its position, never the key."""
+        out: dict[str, str] = {}
+        text = self.api_keys.get_secret_value()
+        for position, entry in enumerate(text.split(","), start=1):
+            entry = entry.strip()
+            if not entry:
+                continue
+            key, sep, role = entry.rpartition(":")
+            key, role = key.strip(), role.strip().lower()
+            if not sep or not key:
+                raise UserError(
+                    f"LEADSCORE_API_KEYS: entry {position} is not 'key:role' "
+                    f"(roles: {', '.join(ROLES)})"
+                )
+            if role not in ROLES:
+                raise UserError(
+                    f"LEADSCORE_API_KEYS: entry {position} has role {role!r}; "
+                    f"roles are {', '.join(ROLES)}"
+                )
+            out[key] = role
+        return out
+
+    def limits(self) -> ServingParams:
+        """Request limits: params.yaml's ``serving`` section, each overridable here."""
+        base = self._params().serving if self.params.exists() else ServingParams()
+        overrides = {
+            name: value
+            for name, value in (
+                ("max_batch", self.max_batch),
+                ("max_body_bytes", self.max_body_bytes),
+                ("max_events_per_lead", self.max_events_per_lead),
+            )
+            if value is not None
+        }
+        return base.model_copy(update=overrides)
+
+    def targets(self) -> tuple[str, ...]:
+        """Targets named in params (for the documented response shape); the served model's
+        own targets are what the answers carry."""
+        params = self._params() if self.params.exists() else Params()
+        return tuple(params.targets)
+
+    def _params(self) -> Params:
+        return load_params(self.params)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_batch: int
+    max_body_bytes: int
+    max_events_per_lead: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        serving = settings.limits()
+        return cls(serving.max_batch, serving.max_body_bytes, serving.max_events_per_lead)

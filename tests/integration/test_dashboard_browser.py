@@ -1,0 +1,275 @@
+"""The dashboard in a real headless Chromium (Debian's ``chromium``), driven over the Chrome
+DevTools Protocol with a small websocket client: the page asks for the API key, then loads
+without console errors, draws its charts (SVG), and shows the sales queue sorted by predicted
+conversion and filtered by owner. Saves ``test-artifacts/dashboard.png``.
+
+Skipped when ``/usr/bin/chromium`` is missing (``apt-get install chromium``).
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from tests.integration.test_api_server import KEYS, Server, start_server
+from tests.serving.world import REPO, World, make_world
+
+CHROMIUM = os.environ.get("LEADSCORE_CHROMIUM", "/usr/bin/chromium")
+SCREENSHOT = REPO / "test-artifacts" / "dashboard.png"
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--disable-dev-shm-usage",
+    "--remote-debugging-address=127.0.0.1",
+    "--remote-debugging-port=0",
+    "--window-size=1400,1000",
+)
+
+pytestmark = pytest.mark.skipif(
+    not (Path(CHROMIUM).exists() or shutil.which("chromium")),
+    reason="chromium is not installed (apt-get install chromium)",
+)
+
+
+class Browser:
+    """Just enough CDP: commands with ids, events collected in the background."""
+
+    def __init__(self, socket: ClientConnection) -> None:
+        self.socket = socket
+        self.ids = itertools.count(1)
+        self.events: list[dict[str, Any]] = []
+        self.replies: dict[int, dict[str, Any]] = {}
+        self.lock = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        try:
+            for raw in self.socket:
+                message = json.loads(raw)
+                with self.lock:
+                    if "id" in message:
+                        self.replies[message["id"]] = message
+                    else:
+                        self.events.append(message)
+                    self.lock.notify_all()
+        except Exception:  # the socket closes at the end
+            return
+
+    def send(self, method: str, timeout: float = 30.0, **params: Any) -> dict[str, Any]:
+        ident = next(self.ids)
+        self.socket.send(json.dumps({"id": ident, "method": method, "params": params}))
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while ident not in self.replies:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(method)
+                self.lock.wait(left)
+            reply = self.replies.pop(ident)
+        if "error" in reply:
+            raise RuntimeError(f"{method}: {reply['error']}")
+        result: dict[str, Any] = reply.get("result", {})
+        return result
+
+    def evaluate(self, expression: str) -> Any:
+        result = self.send(
+            "Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True
+        )
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = 20.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = self.evaluate(expression)
+            if value:
+                return value
+            time.sleep(0.1)
+        raise TimeoutError(f"never true: {expression}")
+
+    def errors(self) -> list[str]:
+        out = []
+        with self.lock:
+            events = list(self.events)
+        for event in events:
+            method, params = event.get("method"), event.get("params", {})
+            if method == "Runtime.exceptionThrown":
+                out.append(json.dumps(params.get("exceptionDetails", {}))[:500])
+            elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+                out.append(json.dumps(params.get("args", []))[:500])
+            elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
+                out.append(json.dumps(params["entry"])[:500])
+        return out
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return make_world(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def server(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with start_server(world, tmp_path_factory.mktemp("browser-server")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    executable = CHROMIUM if Path(CHROMIUM).exists() else str(shutil.which("chromium"))
+    process = subprocess.Popen(
+        [executable, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert process.stderr is not None
+        port = None
+        deadline = time.monotonic() + 30
+        while port is None and time.monotonic() < deadline:
+            line = process.stderr.readline()
+            match = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
+            if match:
+                port = int(match.group(1))
+            elif not line and process.poll() is not None:
+                break
+        assert port is not None, "chromium did not start its DevTools endpoint"
+        threading.Thread(target=process.stderr.read, daemon=True).start()  # drain
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as reply:
+            targets = json.loads(reply.read())
+        page = next(t for t in targets if t.get("type") == "page")
+        with connect(page["webSocketDebuggerUrl"], max_size=64 * 2**20) as socket:
+            client = Browser(socket)
+            for domain in ("Page", "Runtime", "Log"):
+                client.send(f"{domain}.enable")
+            client.send(
+                "Emulation.setDeviceMetricsOverride",
+                width=1400,
+                height=1000,
+                deviceScaleFactor=1,
+                mobile=False,
+            )
+            yield client
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_dashboard_in_chromium(server: Server, browser: Browser, world: World) -> None:
+    browser.send("Page.navigate", url=server.base + "/")
+    # auth is on: the page asks for a key without firing a request that would fail
+    browser.wait_for("document.getElementById('auth') && !document.getElementById('auth').hidden")
+    browser.evaluate(
+        f"""(() => {{
+          document.getElementById('api-key').value = {json.dumps(KEYS["score"])};
+          document.getElementById('auth-form').requestSubmit();
+          return true; }})()"""
+    )
+    browser.wait_for("document.body.dataset.ready === 'true'")
+
+    # charts: KPI chart, calibration, features and grades are SVG with marks
+    charts = browser.evaluate(
+        """(() => Object.fromEntries(['kpi-chart', 'calibration-chart', 'features-chart',
+             'grades-chart'].map(id => [id,
+               document.querySelectorAll('#' + id + ' svg rect, #' + id + ' svg path, #'
+                 + id + ' svg circle').length])))()"""
+    )
+    assert all(count > 0 for count in charts.values()), charts
+    assert browser.evaluate("document.querySelectorAll('#kpi-table tbody tr').length") > 3
+    assert browser.evaluate("document.querySelectorAll('#metrics-table tbody tr').length") >= 5
+    assert "quality lead" in browser.evaluate("document.getElementById('definition').textContent")
+    # every KPI measure draws (month line chart and channel bars included)
+    for group in ("by_month", "by_campaign", "by_channel"):
+        marks = browser.evaluate(
+            f"""(() => {{ const g = document.getElementById('kpi-group');
+               g.value = '{group}'; g.dispatchEvent(new Event('change'));
+               const m = document.getElementById('kpi-metric'); let n = 0;
+               for (const o of [...m.options]) {{ m.value = o.value;
+                 m.dispatchEvent(new Event('change'));
+                 n += document.querySelectorAll('#kpi-chart svg').length; }}
+               return [n, m.options.length]; }})()"""
+        )
+        assert marks[0] == marks[1] > 3, (group, marks)
+    browser.evaluate(
+        """(() => { const g = document.getElementById('kpi-group'); g.value = 'by_channel';
+           g.dispatchEvent(new Event('change')); const m = document.getElementById('kpi-metric');
+           m.value = m.options[0].value; m.dispatchEvent(new Event('change')); return true; })()"""
+    )
+
+    # queue: sorted by predicted conversion, best first
+    probabilities = browser.evaluate(
+        "[...document.querySelectorAll('#queue-table tbody tr')].map(r => Number(r.dataset.p))"
+    )
+    assert len(probabilities) > 10
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert browser.evaluate("document.querySelectorAll('#queue-table .reasons li').length") > 0
+
+    # filter by owner: only that owner's leads, still sorted
+    owner = browser.evaluate(
+        "[...document.getElementById('owner-filter').options].map(o => o.value)"
+        ".find(v => v && v !== '(none)')"
+    )
+    assert owner
+    browser.evaluate(
+        f"""(() => {{ const s = document.getElementById('owner-filter');
+           s.value = {json.dumps(owner)}; s.dispatchEvent(new Event('change'));
+           return true; }})()"""
+    )
+    browser.wait_for(
+        f"""[...document.querySelectorAll('#queue-table tbody tr')].length > 0 &&
+            [...document.querySelectorAll('#queue-table tbody tr')]
+              .every(r => r.dataset.owner === {json.dumps(owner)})"""
+    )
+    filtered = browser.evaluate(
+        "[...document.querySelectorAll('#queue-table tbody tr')].map(r => Number(r.dataset.p))"
+    )
+    assert filtered == sorted(filtered, reverse=True)
+    queue = world.tables["sales_events"]
+    assert len(filtered) <= queue["lead_id"].nunique()
+    browser.evaluate(
+        """(() => { const s = document.getElementById('owner-filter'); s.value = '';
+           s.dispatchEvent(new Event('change')); return true; })()"""
+    )
+    browser.wait_for(f"document.querySelectorAll('#queue-table tbody tr').length > {len(filtered)}")
+
+    assert browser.errors() == []
+
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    height = browser.evaluate("document.documentElement.scrollHeight")
+    shot = browser.send(
+        "Page.captureScreenshot",
+        format="png",
+        captureBeyondViewport=True,
+        clip={"x": 0, "y": 0, "width": 1400, "height": min(int(height), 12000), "scale": 1},
+    )
+    SCREENSHOT.write_bytes(base64.b64decode(shot["data"]))
+    assert SCREENSHOT.stat().st_size > 10_000

@@ -1,0 +1,160 @@
+"""``leadscore score``: chunked batch scoring with the API's answers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features.errors import UserError
+from pipelines import batch_score
+from pipelines.cli import app as cli
+from serving.holder import load_model
+from tests.serving.world import World, request_for
+
+AS_OF = "2025-04-01T00:00:00+00:00"
+
+
+@pytest.fixture(scope="module")
+def inputs(world: World, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("batch-in")
+    tables = world.tables
+    leads = tables["leads"].iloc[::5].reset_index(drop=True)  # 600 leads
+    ids = set(leads["lead_id"])
+    leads.to_csv(root / "leads.csv", index=False)
+    leads.to_parquet(root / "leads.parquet")
+    touches = tables["touches"][tables["touches"]["lead_id"].isin(ids)]
+    touches.to_csv(root / "touches.csv", index=False)
+    sales = tables["sales_events"][tables["sales_events"]["lead_id"].isin(ids)]
+    sales.to_parquet(root / "sales_events.parquet")
+    return {
+        "csv": root / "leads.csv",
+        "parquet": root / "leads.parquet",
+        "touches": root / "touches.csv",
+        "sales": root / "sales_events.parquet",
+    }
+
+
+def _run(world: World, inputs: dict[str, Path], source: str, out: Path, **kw: object) -> None:
+    batch_score.run(
+        model=str(world.bundle),
+        input=inputs[source],
+        output=out,
+        touches=inputs["touches"],
+        sales_events=inputs["sales"],
+        as_of=AS_OF,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_parquet_answers_equal_the_api(
+    world: World, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "scores.parquet"
+    _run(world, inputs, "parquet", out, chunk=128)
+    scores = pd.read_parquet(out)
+    leads = pd.read_parquet(inputs["parquet"])
+    assert scores["lead_id"].tolist() == leads["lead_id"].tolist()
+    loaded = load_model(str(world.bundle))
+    for lead_id in scores["lead_id"].iloc[::37]:
+        body = request_for(world.tables, lead_id, pd.Timestamp(AS_OF))
+        prepared = loaded.fast.prepare(
+            body["lead"], body["touches"], body["sales_events"], pd.Timestamp(AS_OF)
+        )
+        api = loaded.fast.answers([prepared], loaded.ref)[0]
+        row = scores[scores["lead_id"] == lead_id].iloc[0]
+        assert row["as_of"] == pd.Timestamp(AS_OF)
+        for key in ("p_accepted", "p_converted", "score", "grade", "handoff"):
+            assert row[key] == api[key], (lead_id, key)
+        assert list(row["reasons_positive"]) == api["reasons_positive"]
+        assert list(row["reasons_negative"]) == api["reasons_negative"]
+
+
+def test_csv_in_csv_out_matches_parquet(
+    world: World, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    _run(world, inputs, "parquet", tmp_path / "a.parquet", reasons=0, chunk=1000)
+    _run(world, inputs, "csv", tmp_path / "b.csv", reasons=2, chunk=77)
+    a = pd.read_parquet(tmp_path / "a.parquet")
+    b = pd.read_csv(tmp_path / "b.csv")
+    assert (a["p_converted"].to_numpy() == b["p_converted"].to_numpy()).all()  # repr round-trip
+    assert (a["grade"] == b["grade"]).all()
+    reasons = json.loads(b["reasons_positive"].iloc[0])
+    assert len(reasons) <= 2
+    assert {"field", "text", "contribution"} == set(reasons[0])
+    assert a["reasons_positive"].map(len).eq(0).all()
+
+
+def test_per_row_as_of(world: World, inputs: dict[str, Path], tmp_path: Path) -> None:
+    leads = pd.read_parquet(inputs["parquet"]).head(50)
+    leads["as_of"] = pd.to_datetime(leads["created_at"], utc=True) + pd.Timedelta(days=10)
+    leads.to_parquet(tmp_path / "leads.parquet")
+    out = tmp_path / "out.parquet"
+    batch_score.run(model=str(world.bundle), input=tmp_path / "leads.parquet", output=out)
+    scores = pd.read_parquet(out)
+    assert (scores["as_of"] == leads["as_of"]).all()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda f: f.drop(columns=["created_at"]), "column 'created_at' is missing"),
+        (lambda f: f.assign(created_at="not a time"), "column 'created_at': 600 rows"),
+        (lambda f: pd.concat([f, f.head(3)]), "3 duplicate ids"),
+    ],
+)
+def test_bad_input_is_one_clear_line(
+    world: World, inputs: dict[str, Path], tmp_path: Path, mutate: object, message: str
+) -> None:
+    leads = mutate(pd.read_csv(inputs["csv"], dtype=str))  # type: ignore[operator]
+    path = tmp_path / "leads.csv"
+    leads.to_csv(path, index=False)
+    out = tmp_path / "out.csv"
+    with pytest.raises(UserError, match=message) as error:
+        batch_score.run(model=str(world.bundle), input=path, output=out)
+    assert str(path) in str(error.value)
+    assert not out.exists()  # nothing half-written
+
+
+def test_bad_event_rows(world: World, inputs: dict[str, Path], tmp_path: Path) -> None:
+    sales = pd.read_parquet(inputs["sales"])
+    sales.loc[sales.index[:4], "stage"] = "maybe"
+    sales.to_parquet(tmp_path / "sales.parquet")
+    with pytest.raises(UserError, match="column 'stage': 4 rows not in"):
+        batch_score.run(
+            model=str(world.bundle),
+            input=inputs["parquet"],
+            output=tmp_path / "o.parquet",
+            sales_events=tmp_path / "sales.parquet",
+        )
+
+
+def test_cli(world: World, inputs: dict[str, Path], tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "cli.parquet"
+    result = runner.invoke(
+        cli,
+        [
+            "score",
+            "--model",
+            str(world.bundle),
+            "--input",
+            str(inputs["parquet"]),
+            "--touches",
+            str(inputs["touches"]),
+            "--output",
+            str(out),
+            "--reasons",
+            "0",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_parquet(out)) == 600
+    bad = runner.invoke(
+        cli, ["score", "--model", str(tmp_path), "--input", str(inputs["csv"]), "--output", "x.txt"]
+    )
+    assert bad.exit_code == 2
+    assert "must be .csv or .parquet" in bad.output

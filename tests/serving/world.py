@@ -1,0 +1,178 @@
+"""A small trained world for the serving tests: simulator data (3,000 leads), a quickly trained
+scorer, its model bundle, the evaluate stage's reports and the sales queue, all in one
+directory made once per test session (per xdist worker) and shared by the serving and
+integration tests."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from threadpoolctl import threadpool_limits
+
+from features import contract
+from features.params import GenerateParams, Params, load_params
+from features.simulate import simulate
+from features.storage import write_parquet
+from models.bundle import example_input, save_bundle
+from models.scorer import LeadScorer
+from models.training import train_all
+from pipelines.features import build, read_tables
+
+REPO = Path(__file__).resolve().parents[2]
+LEADS = 3000
+SEED = 5
+
+
+@dataclass
+class World:
+    root: Path
+    raw: Path
+    bundle: Path
+    train: Path
+    artifacts: Path
+    params_path: Path
+
+    @property
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return _tables(self.raw)
+
+    @property
+    def scorer(self) -> LeadScorer:
+        return _scorer(self.train)
+
+    @property
+    def snapshots(self) -> pd.DataFrame:
+        return pd.read_parquet(self.root / "snapshots.parquet")
+
+
+_TABLES: dict[Path, dict[str, pd.DataFrame]] = {}
+_SCORERS: dict[Path, LeadScorer] = {}
+
+
+def _tables(raw: Path) -> dict[str, pd.DataFrame]:
+    if raw not in _TABLES:
+        _TABLES[raw] = read_tables(raw)
+    return _TABLES[raw]
+
+
+def _scorer(train: Path) -> LeadScorer:
+    if train not in _SCORERS:
+        with (train / "scorer.pkl").open("rb") as handle:
+            _SCORERS[train] = pickle.load(handle)
+    return _SCORERS[train]
+
+
+def fast(params: Params) -> Params:
+    settings = {"num_threads": 1, "learning_rate": 0.1, "max_rounds": 150}
+    settings |= {"early_stopping_rounds": 20}
+    return params.model_copy(update={"train": params.train.model_copy(update=settings)})
+
+
+def _build(root: Path) -> None:
+    from models.evaluation import evaluate
+    from models.kpis import compute_kpis
+    from pipelines.evaluate import first_snapshot_predictions
+    from pipelines.score import build_queue
+
+    params = fast(load_params(REPO / "params.yaml"))
+    raw = root / "raw"
+    simulate(GenerateParams(leads=LEADS, seed=SEED), raw)
+    tables = read_tables(raw)
+    engine, snapshots = build(tables, params, None)
+    with threadpool_limits(1):
+        scorer, trained = train_all(snapshots, engine, params)
+    snapshots.to_parquet(root / "snapshots.parquet")
+    train = root / "train"
+    train.mkdir()
+    with (train / "scorer.pkl").open("wb") as handle:
+        pickle.dump(scorer, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    save_bundle(scorer, root / "model", example_input(tables, 3, scorer=scorer))
+
+    artifacts = root / "artifacts"
+    (artifacts / "plots").mkdir(parents=True)
+    X = engine.matrix_from_frame(snapshots)
+    baselines = {t: {"rules": r.rules, "logistic": r.logistic} for t, r in trained.items()}
+    with threadpool_limits(1):
+        evaluation = evaluate(snapshots, X, scorer, baselines, params, shap_rows=200)
+    horizon = contract.data_horizon(tables)
+    kpis = compute_kpis(
+        tables,
+        horizon=horizon,
+        primary_target=scorer.definition.target,
+        window_days=scorer.definition.window_days,
+        currency=params.data.currency,
+        predictions=first_snapshot_predictions(snapshots, X, scorer),
+    )
+    (artifacts / "metrics.json").write_text(json.dumps(evaluation.metrics, default=_plain))
+    (artifacts / "kpis.json").write_text(json.dumps(kpis, default=_plain))
+    for name, frame in evaluation.plots.items():
+        frame.to_csv(artifacts / "plots" / f"{name}.csv", index=False)
+    (artifacts / "model_card.md").write_text("# Model card\n\nA test model.\n")
+    write_parquet(artifacts / "queue.parquet", build_queue(tables, scorer, horizon))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def make_world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """The session's world (built on first use; later callers reuse the directory)."""
+    base = tmp_path_factory.getbasetemp()
+    root = base / "serving-world"
+    if not (root / "done").exists():  # each xdist worker has its own base directory
+        root.mkdir(exist_ok=True)
+        _build(root)
+        (root / "done").write_text("ok")
+    return World(
+        root=root,
+        raw=root / "raw",
+        bundle=root / "model",
+        train=root / "train",
+        artifacts=root / "artifacts",
+        params_path=REPO / "params.yaml",
+    )
+
+
+def request_for(
+    tables: dict[str, pd.DataFrame], lead_id: str, as_of: pd.Timestamp | None = None
+) -> dict[str, Any]:
+    """The API request of one lead of the canonical tables (its history before ``as_of``)."""
+    from models.bundle import bundle_input
+
+    leads = tables["leads"]
+    lead = leads[leads["lead_id"] == lead_id]
+    history = {
+        name: tables[name][tables[name]["lead_id"] == lead_id]
+        for name in ("touches", "sales_events")
+        if name in tables
+    }
+    frame = bundle_input(lead, history.get("touches"), history.get("sales_events"), as_of=as_of)
+    record = json.loads(json.dumps(frame.to_dict("records")[0], default=_plain))
+    body: dict[str, Any] = {
+        "lead": {
+            k: v
+            for k, v in record.items()
+            if k not in ("touches", "sales_events", "as_of") and v is not None
+        },
+        "touches": record.get("touches", []),
+        "sales_events": record.get("sales_events", []),
+    }
+    if as_of is not None:
+        body["as_of"] = record["as_of"]
+    return body
+
+
+def open_lead_ids(tables: dict[str, pd.DataFrame], n: int, seed: int = 0) -> list[str]:
+    """``n`` leads with touches, spread over the data (deterministic)."""
+    touched = tables["touches"]["lead_id"].astype(str).unique()
+    rng = np.random.default_rng(seed)
+    return [str(v) for v in rng.choice(np.sort(touched), size=n, replace=False)]
