@@ -21,13 +21,9 @@ means the text ``yes``); only ``true``/``false`` are booleans.
 
 from __future__ import annotations
 
-import csv
 import difflib
-import gzip
 import logging
 import re
-import shutil
-import tempfile
 import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -40,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from features import contract
 from features.errors import UserError
+from features.readers import find_table_files, read_csv_file, read_table_file
 from features.storage import write_json, write_parquet
 
 logger = logging.getLogger(__name__)
@@ -500,91 +497,15 @@ def match_values(values: pd.Series, accepted: Sequence[Value]) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- reading
-# ``features/readers.py`` (robust CSV/Parquet reading, shared with validation) is the reader.
-# Until it is in the tree, a small interim reader below stands in for it; delete the interim
-# functions once readers.py has landed.
 def _read_csv(path: Path, read: ReadOptions) -> pd.DataFrame:
-    try:
-        from features.readers import read_csv_file
-    except ImportError:  # pragma: no cover - interim, see above
-        return _interim_read_csv(path, read.sep, read.encoding, read.na_values)
-    options: dict[str, Any] = {
-        "sep": read.sep,
-        "encoding": read.encoding,
-        "na_values": list(read.na_values) or None,
-    }
-    if not path.name.lower().endswith(".gz"):
-        return read_csv_file(path, **options)
-    # Compressed export: hand the reader the plain file, errors still name the user's file.
-    with tempfile.TemporaryDirectory(prefix="leadscore-import-") as scratch:
-        plain = Path(scratch) / path.name[: -len(".gz")]
-        try:
-            with gzip.open(path, "rb") as packed, plain.open("wb") as unpacked:
-                shutil.copyfileobj(packed, unpacked, 1 << 20)
-        except (OSError, EOFError) as error:
-            raise UserError(f"{path}: not a readable gzip file ({error})") from None
-        try:
-            return read_csv_file(plain, **options)
-        except UserError as error:
-            raise UserError(str(error).replace(str(plain), str(path))) from None
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    try:
-        from features.readers import read_table_file
-    except ImportError:  # pragma: no cover - interim
-        if _is_parquet(path):
-            return pd.read_parquet(path)
-        return _interim_read_csv(path, None, None, ())
-    return read_table_file(path)
+    return read_csv_file(
+        path, sep=read.sep, encoding=read.encoding, na_values=list(read.na_values) or None
+    )
 
 
 def _table_files(directory: Path) -> dict[str, Path]:
-    try:
-        from features.readers import find_table_files
-    except ImportError:  # pragma: no cover - interim
-        found: dict[str, Path] = {}
-        for name in contract.TABLES:
-            for suffix in (".parquet", ".csv", ".csv.gz"):
-                if (directory / f"{name}{suffix}").is_file():
-                    found[name] = directory / f"{name}{suffix}"
-                    break
-        return found
-    return find_table_files(directory)
-
-
-def _interim_read_csv(
-    path: Path, sep: str | None, encoding: str | None, na_values: Sequence[str]
-) -> pd.DataFrame:  # pragma: no cover - interim
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    encodings = [encoding] if encoding else ["utf-8-sig", "latin-1"]
-    for attempt in encodings:
-        try:
-            with opener(path, "rt", encoding=attempt, newline="") as handle:
-                head = handle.read(65536)
-                if sep is None:
-                    try:
-                        sep = csv.Sniffer().sniff(head, delimiters=",;\t|").delimiter
-                    except csv.Error:
-                        sep = ","
-                handle.seek(0)
-                frame = pd.read_csv(
-                    handle,
-                    sep=sep,
-                    dtype=str,
-                    keep_default_na=False,
-                    na_values=["", *na_values],
-                )
-            break
-        except UnicodeDecodeError:
-            continue
-        except pd.errors.EmptyDataError:
-            raise UserError(f"{path}: the file is empty") from None
-    else:
-        raise UserError(f"{path}: cannot be read as {' or '.join(encodings)} text")
-    if frame.empty:
-        raise UserError(f"{path}: no data rows (header only)")
-    return frame
+    # An export directory may also hold files a mapping reads under other names.
+    return find_table_files(directory, strict=False)
 
 
 def _is_parquet(path: Path) -> bool:
@@ -598,7 +519,7 @@ def read_export(path: Path, read: ReadOptions) -> pd.DataFrame:
     if path.is_dir():
         raise UserError(f"{path}: is a directory; a flat mapping reads one export file")
     if _is_parquet(path):
-        frame = _read_table(path)
+        frame = read_table_file(path)
         if read.na_values:
             missing = set(read.na_values)
             for name in frame.columns:
@@ -841,7 +762,7 @@ def import_tables(
         if table in frames or path.resolve() in used:
             continue
         read = mapping.read if mapping is not None else ReadOptions()
-        frame = _read_table(path) if mapping is None else read_export(path, read)
+        frame = read_table_file(path) if mapping is None else read_export(path, read)
         frames[table] = to_canonical(frame, table, read, path)
     if "leads" not in frames:
         raise UserError(

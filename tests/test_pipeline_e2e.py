@@ -38,7 +38,10 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
     # Copy the working tree (committed or not) as a fresh repository: a clone of what is here.
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, text=True, check=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split("\n")
     for name in filter(None, files):
         source = REPO / name
@@ -51,8 +54,16 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
     for command in (
         ["git", "init", "-q"],
         ["git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci", "add", "-A"],
-        ["git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci", "commit", "-qm",
-         "e2e"],
+        [
+            "git",
+            "-c",
+            "user.email=ci@example.invalid",
+            "-c",
+            "user.name=ci",
+            "commit",
+            "-qm",
+            "e2e",
+        ],
     ):
         _run(command, target, env)
     return target, env

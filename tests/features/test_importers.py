@@ -575,32 +575,9 @@ def test_copy_tables_errors(tmp_path: Path, crm: tuple[Path, Path]) -> None:
         copy_tables(tmp_path / "nowhere", tmp_path / "out", None)
 
 
-def test_compressed_exports_reach_the_shared_reader_uncompressed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With features/readers.py's API, a .csv.gz is handed over as a plain file and the
-    reader's errors still name the user's file."""
+def test_compressed_exports_are_read_and_errors_name_the_users_file(tmp_path: Path) -> None:
     import gzip
-    import sys
-    import types
 
-    seen: list[Path] = []
-
-    def read_csv_file(
-        path: Path,
-        sep: str | None = None,
-        encoding: str | None = None,
-        na_values: list[str] | None = None,
-    ) -> pd.DataFrame:
-        seen.append(path)
-        frame = pd.read_csv(path, sep=sep or ",", dtype=str, na_values=na_values)
-        if frame.empty:
-            raise UserError(f"{path}: header only, no rows")
-        return frame
-
-    stub = types.ModuleType("features.readers")
-    stub.read_csv_file = read_csv_file  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "features.readers", stub)
     mapping = write(
         tmp_path / "m.yaml",
         "format: flat\norder: file\noutcome: {converted: {column: y, positive: [yes]}}\n",
@@ -610,12 +587,11 @@ def test_compressed_exports_reach_the_shared_reader_uncompressed(
     out = tmp_path / "out"
     out.mkdir()
     import_export(mapping, export, out)
-    assert seen[-1].name == "e.csv"
     assert pd.read_parquet(out / "leads.parquet")["outcome_converted"].tolist() == [True, False]
 
     export.write_bytes(gzip.compress(b"y\n"))
     with pytest.raises(UserError, match=rf"^{export}: header only, no rows$"):
         import_export(mapping, export, out)
     export.write_bytes(b"not gzip")
-    with pytest.raises(UserError, match="not a readable gzip file"):
+    with pytest.raises(UserError, match=rf"^{export}: "):
         import_export(mapping, export, out)

@@ -140,7 +140,8 @@ def test_openapi_documents_the_generated_models(client: TestClient) -> None:
     assert "APIKeyHeader" in schema["components"]["securitySchemes"]
 
 
-def test_metrics_text(client: TestClient) -> None:
+def test_metrics_text(client: TestClient, bodies: list[dict[str, Any]]) -> None:
+    assert client.post("/v1/score", json=bodies[0], headers=auth("score")).status_code == 200
     text = client.get("/metrics").text
     assert "# TYPE leadscore_http_request_duration_seconds histogram" in text
     assert 'leadscore_model_info{name="model",' in text
