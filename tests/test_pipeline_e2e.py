@@ -113,3 +113,97 @@ def test_param_change_reruns_from_the_right_stage(
     assert "Running stage 'train'" in result.stdout
     assert "Running stage 'ingest'" not in result.stdout
     assert "Running stage 'features'" not in result.stdout
+
+
+def _set_params(repo: Path, **sections: dict[str, object]) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for section, values in sections.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _fingerprint(directory: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(directory)): path.read_bytes()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_plots_render(reproduced: tuple[Path, dict[str, str]]) -> None:
+    repo, env = reproduced
+    _run([str(BIN / "dvc"), "plots", "show", "--out", "plots-html"], repo, env)
+    page = (repo / "plots-html" / "index.html").read_text()
+    for title in ("ROC", "Precision-recall", "Cumulative gains", "Calibration"):
+        assert title in page
+
+
+def test_bad_data_fails_the_stage_and_keeps_the_last_good_outputs(
+    reproduced: tuple[Path, dict[str, str]],
+) -> None:
+    """A table-level failure through `dvc repro`: exit ≠ 0, one line naming the table and the
+    rule, no traceback, and the last good validated tables and model stay as they were."""
+    import pandas as pd
+
+    repo, env = reproduced
+    export = repo.parent / "export"
+    shutil.copytree(repo / "data" / "raw", export)
+    leads = pd.read_parquet(export / "leads.parquet")
+    duplicated = pd.concat([leads, leads.sample(frac=0.05, random_state=1)], ignore_index=True)
+    duplicated.to_parquet(export / "leads.parquet")
+    validated_before = _fingerprint(repo / "data" / "validated")
+    model_before = _fingerprint(repo / "artifacts" / "model")
+
+    _set_params(repo, source={"kind": "tables", "path": str(export), "mapping": None})
+    try:
+        result = subprocess.run(
+            [str(BIN / "dvc"), "repro"], cwd=repo, env=env, capture_output=True, text=True
+        )
+    finally:
+        _run(["git", "checkout", "--", "params.yaml"], repo, env)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Traceback" not in output
+    failure = [line for line in output.splitlines() if "allowed (top rule:" in line]
+    assert len(failure) == 1, output[-3000:]
+    assert "leads.parquet: 400 of 4,200 rows" in failure[0]
+    assert "duplicate" in failure[0]
+    assert _fingerprint(repo / "data" / "validated") == validated_before
+    assert _fingerprint(repo / "artifacts" / "model") == model_before
+
+
+def test_bank_marketing_end_to_end(reproduced: tuple[Path, dict[str, str]]) -> None:
+    """The real UCI export through `source`: imported, validated, featurised, trained and
+    evaluated beside its baselines, with `duration` (known only after the call) in no model."""
+    repo, env = reproduced
+    _set_params(
+        repo,
+        source={
+            "kind": "flat",
+            "path": "data/samples/bank-additional-full.csv.gz",
+            "mapping": "mappings/bank_marketing.yaml",
+        },
+        mlflow={"model_name": "lead-scoring-bank"},
+    )
+    try:
+        _run([str(BIN / "dvc"), "repro"], repo, env)
+        metrics = json.loads((repo / "artifacts" / "metrics.json").read_text())
+        spec = json.loads((repo / "data" / "features" / "feature_spec.json").read_text())
+        card = (repo / "artifacts" / "model_card.md").read_text()
+        registry = json.loads((repo / "artifacts" / "registry.json").read_text())
+    finally:
+        _run(["git", "checkout", "--", "params.yaml"], repo, env)
+
+    converted = metrics["converted"]
+    assert converted["n_test"] > 8000
+    assert "truth" not in converted  # real data has no true probabilities
+    assert converted["model"]["roc_auc"] > 0.75
+    assert converted["model"]["roc_auc"] > converted["rules"]["roc_auc"]
+    assert converted["model"]["pr_auc"] > converted["rules"]["pr_auc"]
+    assert converted["logistic"]["roc_auc"] > 0.7
+    names = [feature["name"] for feature in spec["features"]]
+    assert {"euribor3m", "poutcome"} <= set(names)
+    assert "duration" not in names
+    assert "`duration`" in card.split("known only after the outcome")[1]
+    assert registry["model_name"] == "lead-scoring-bank"
+    assert registry["alias"] == "champion"
