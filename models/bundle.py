@@ -62,7 +62,7 @@ from mlflow.types.schema import Schema as MlflowSchema
 
 from features import contract
 from features.engine import timestamp_ms, timestamps_ms
-from models.reasons import Reason
+from models.reasons import reason_records
 from models.scorer import LeadScorer
 
 logger = logging.getLogger(__name__)
@@ -211,12 +211,6 @@ def _utc(value: Any) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def _reason_objects(reasons: Sequence[Reason]) -> list[dict[str, Any]]:
-    return [
-        {"field": r.field, "text": r.text, "contribution": float(r.contribution)} for r in reasons
-    ]
-
-
 def score_frame(
     scorer: LeadScorer,
     frame: pd.DataFrame,
@@ -253,8 +247,8 @@ def score_frame(
     scored["handoff"] = scored["handoff"].astype(bool)
     if with_reasons and len(rows):
         reasons = scorer.reasons(rows)
-        scored["reasons_positive"] = [_reason_objects(p) for p, _ in reasons]
-        scored["reasons_negative"] = [_reason_objects(n) for _, n in reasons]
+        scored["reasons_positive"] = [reason_records(p) for p, _ in reasons]
+        scored["reasons_negative"] = [reason_records(n) for _, n in reasons]
     else:
         scored["reasons_positive"] = [[] for _ in range(len(scored))]
         scored["reasons_negative"] = [[] for _ in range(len(scored))]

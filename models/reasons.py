@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,13 @@ class Reason:
     field: str
     contribution: float
     text: str
+
+
+def reason_records(reasons: Sequence[Reason]) -> list[dict[str, Any]]:
+    """Reasons as the JSON objects every answer carries (API, bundle, batch scoring)."""
+    return [
+        {"field": r.field, "text": r.text, "contribution": float(r.contribution)} for r in reasons
+    ]
 
 
 def _days(value: float) -> str:

@@ -30,7 +30,6 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,7 +43,7 @@ from tqdm import tqdm
 from features import contract
 from features.errors import UserError
 from features.storage import atomic_file
-from models.reasons import Reason
+from models.reasons import reason_records
 from serving.scoring import FastScorer
 
 logger = logging.getLogger(__name__)
@@ -203,12 +202,6 @@ def prepare_leads(
 
 
 # ------------------------------------------------------------------- scoring
-def _reason_records(reasons: list[Reason]) -> list[dict[str, Any]]:
-    return [
-        {"field": r.field, "text": r.text, "contribution": float(r.contribution)} for r in reasons
-    ]
-
-
 def score_chunk(
     fast: FastScorer,
     leads: pd.DataFrame,
@@ -229,8 +222,8 @@ def score_chunk(
     out["handoff"] = summary.handoff
     if reasons:
         explained = fast.explain(X, count=reasons, num_threads=0)
-        out["reasons_positive"] = [_reason_records(p) for p, _ in explained]
-        out["reasons_negative"] = [_reason_records(n) for _, n in explained]
+        out["reasons_positive"] = [reason_records(p) for p, _ in explained]
+        out["reasons_negative"] = [reason_records(n) for _, n in explained]
     else:
         out["reasons_positive"] = [[] for _ in range(len(out))]
         out["reasons_negative"] = [[] for _ in range(len(out))]
