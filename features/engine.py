@@ -1043,18 +1043,19 @@ def _window_counts(
 
     n_queries = len(query_lead)
     n_bounds = len(bounds_ms)
+    # Needles per query: each window's start, the lead's first event, then as_of; so that
+    # `running at as_of - running at needle` lays out as [windows…, all time].
     needles = np.empty((n_queries, n_bounds + 2), dtype=np.int64)
     base = query_lead.astype(np.int64) * SPAN
-    needles[:, 0] = base
     for b, bound in enumerate(bounds_ms):
-        needles[:, b + 1] = base + Timeline._relative(origin, as_of - bound)
+        needles[:, b] = base + Timeline._relative(origin, as_of - bound)
+    needles[:, -2] = base
     needles[:, -1] = base + Timeline._relative(origin, as_of)
     positions = np.searchsorted(timeline.keys, needles.ravel()).reshape(needles.shape)
-    at = running[:, positions[:, -1]]
-    counts = np.empty((n_kinds, n_queries, n_bounds + 1), dtype=np.int64)
-    for b in range(n_bounds):
-        counts[:, :, b] = at - running[:, positions[:, b + 1]]
-    counts[:, :, -1] = at - running[:, positions[:, 0]]
+    # One gather for every needle (a single take is several times faster than one per edge).
+    running_at = running[:, positions]
+    counts = running_at[:, :, -1:] - running_at[:, :, :-1]
+    at = running_at[:, :, -1]
     # The last event of kind k before as_of is the at[k]-th of its kind overall.
     has_last = counts[:, :, -1] > 0
     if n_events:
