@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from models.reasons import Reason, describe
+from models.reasons import Reason, describe, reason_records
 from models.scorer import LeadScorer
 
 
@@ -222,10 +222,6 @@ class ReasonTable:
         )
 
 
-def _reason(reason: Reason) -> dict[str, Any]:
-    return {"field": reason.field, "text": reason.text, "contribution": float(reason.contribution)}
-
-
 def answer(
     prepared: Prepared,
     i: int,
@@ -240,7 +236,7 @@ def answer(
     out["score"] = int(summary.score[i])
     out["grade"] = str(summary.grade[i])
     out["handoff"] = bool(summary.handoff[i])
-    out["reasons_positive"] = [_reason(r) for r in reasons[0]]
-    out["reasons_negative"] = [_reason(r) for r in reasons[1]]
+    out["reasons_positive"] = reason_records(reasons[0])
+    out["reasons_negative"] = reason_records(reasons[1])
     out["model"] = dict(model)
     return out
