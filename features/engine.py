@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features import contract
 
@@ -216,23 +218,35 @@ def _lookup_codes(values: pd.Series, vocabulary: Sequence[str]) -> np.ndarray:
 def _vocabulary_codes(values: pd.Series, vocabulary: Sequence[str], lowercase: bool) -> np.ndarray:
     """Normalised vocabulary codes (as :func:`_lookup_codes` of :func:`_normalise`), working
     on the distinct values only: a million touches have a dozen distinct types."""
-    categorical = pd.Categorical(values)
-    names = pd.Series(categorical.categories.astype(str)).str.strip()
+    codes, distinct = _factorize(values)
+    names = pd.Series(distinct.astype(str)).str.strip()
     names = names.str.lower() if lowercase else names
     lookup = np.asarray(pd.Index(list(vocabulary)).get_indexer(names), dtype=np.float64)
     lookup[lookup < 0] = len(vocabulary)
     lookup[(names == "").to_numpy()] = np.nan
-    codes = categorical.codes
     lookup = np.append(lookup, np.nan)  # code -1 (missing) reads the last slot
     return lookup[np.where(codes < 0, len(lookup) - 1, codes)]
 
 
 def _index_codes(index: pd.Index, values: pd.Series) -> np.ndarray:
     """Positions of ``values`` in ``index`` (-1 when absent), hashing distinct values once."""
-    categorical = pd.Categorical(values)
-    lookup = np.append(np.asarray(index.get_indexer(categorical.categories), dtype=np.int64), -1)
-    codes = categorical.codes
+    codes, distinct = _factorize(values)
+    lookup = np.append(np.asarray(index.get_indexer(distinct), dtype=np.int64), -1)
     return lookup[np.where(codes < 0, len(lookup) - 1, codes)]
+
+
+def _factorize(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Codes (-1 for missing) and distinct values. Arrow's dictionary encoding is 2-3x faster
+    than ``pd.Categorical`` on the tens of millions of ids and types of a large history."""
+    array = pa.array(values, from_pandas=True)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.chunk(0) if array.num_chunks == 1 else array.combine_chunks()
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        codes, distinct = pd.factorize(values)
+        return np.asarray(codes, dtype=np.int64), pd.Index(distinct)
+    encoded = pc.dictionary_encode(array)
+    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, pd.Index(encoded.dictionary.to_pylist(), dtype=object)
 
 
 def _normalise(values: pd.Series, lowercase: bool) -> pd.Series:
@@ -465,7 +479,7 @@ class FeatureEngine:
     def _codes(values: pd.Series | None, index: Mapping[str, int], n: int) -> np.ndarray:
         if values is None or not index:
             return np.full(n, -1, dtype=np.int64)
-        return np.asarray(pd.Index(list(index)).get_indexer(values), dtype=np.int64)
+        return _index_codes(pd.Index(list(index)), values)
 
     # ------------------------------------------------------------ describe
     def _describe_features(self) -> list[FeatureInfo]:
