@@ -144,10 +144,10 @@ def run(features: Path, validated: Path, train: Path, out: Path, params_path: Pa
     random_split = manifest is not None and manifest.get("order") == "random"
 
     X = scorer.engine.matrix_from_frame(snapshots)
-    # Beside X only ids, times, split, labels and the channel (per-group metrics) are read:
-    # dropping the other feature columns halves the stage's peak memory at a million leads.
-    features = set(scorer.engine.feature_names_) - {"channel"}
-    snapshots = snapshots[[c for c in snapshots.columns if c not in features]]
+    # Beside X only ids, times, split, labels and the channel (per-group metrics) are read
+    # below: the other feature columns need not stay in memory twice.
+    unread = set(scorer.engine.feature_names_) - {"channel"}
+    snapshots = snapshots[[c for c in snapshots.columns if c not in unread]]
     evaluation = evaluate(
         snapshots,
         X,
