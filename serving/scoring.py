@@ -145,21 +145,47 @@ class FastScorer:
     ) -> list[dict[str, Any]]:
         """JSON-ready answers, in the order given."""
         X = self.matrix(prepared)
-        summary = self.summarise(X)
-        reasons = self.explain(X) if with_reasons else [([], []) for _ in range(len(prepared))]
-        return [
-            answer(p, i, summary, reasons[i], self.targets, model) for i, p in enumerate(prepared)
-        ]
+        rows = np.arange(len(prepared))
+        return self._answers(prepared, X, self.summarise(X), rows, model, with_reasons)
 
     def ranking(self, prepared: Sequence[Prepared]) -> tuple[np.ndarray, Summary]:
         """Order of the leads by the primary target's probability (descending; ties by
         lead_id, as the pipeline's queue), and their scores."""
+        summary = self.summarise(self.matrix(prepared))
+        return self._order(prepared, summary), summary
+
+    def ranked_answers(
+        self, prepared: Sequence[Prepared], model: Mapping[str, str], capacity: int | None
+    ) -> list[dict[str, Any]]:
+        """The answers of the first ``capacity`` leads of :meth:`ranking` (all without a
+        capacity), best first: every lead is predicted once, only the kept ones explained."""
         X = self.matrix(prepared)
         summary = self.summarise(X)
+        order = self._order(prepared, summary)
+        kept = order[:capacity] if capacity is not None else order
+        return self._answers(prepared, X, summary, kept, model, with_reasons=True)
+
+    def _order(self, prepared: Sequence[Prepared], summary: Summary) -> np.ndarray:
         primary = summary.probabilities[self.primary]
         ids = np.array([p.lead_id for p in prepared], dtype=object)
-        order = np.lexsort((ids, -primary)) if len(prepared) else np.zeros(0, np.int64)
-        return order, summary
+        return np.lexsort((ids, -primary)) if len(prepared) else np.zeros(0, np.int64)
+
+    def _answers(
+        self,
+        prepared: Sequence[Prepared],
+        X: np.ndarray,
+        summary: Summary,
+        rows: np.ndarray,
+        model: Mapping[str, str],
+        with_reasons: bool,
+    ) -> list[dict[str, Any]]:
+        """Answers of ``rows`` (indices into ``prepared``, ``X`` and ``summary``), in that
+        order."""
+        reasons = self.explain(X[rows]) if with_reasons else [([], [])] * len(rows)
+        return [
+            answer(prepared[row], row, summary, reasons[k], self.targets, model)
+            for k, row in enumerate(rows.tolist())
+        ]
 
 
 class ReasonTable:

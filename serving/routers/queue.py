@@ -21,9 +21,7 @@ def build_queue(model: LoadedModel, body: QueueRequestBase) -> dict[str, Any]:
     first ``capacity`` kept, each with its reasons (computed only for the kept ones)."""
     fast = model.fast
     prepared = [prepare(model, item, ("leads", i)) for i, item in enumerate(body.leads)]
-    order, _ = fast.ranking(prepared)
-    kept = order[: body.capacity] if body.capacity is not None else order
-    answers = fast.answers([prepared[i] for i in kept], model.ref)
+    answers = fast.ranked_answers(prepared, model.ref, body.capacity)
     for rank, entry in enumerate(answers, start=1):
         entry["rank"] = rank
     return {
@@ -31,7 +29,7 @@ def build_queue(model: LoadedModel, body: QueueRequestBase) -> dict[str, Any]:
         "primary_target": fast.primary,
         "total": len(prepared),
         "capacity": body.capacity,
-        "left_out": len(prepared) - len(kept),
+        "left_out": len(prepared) - len(answers),
         "queue": answers,
     }
 
