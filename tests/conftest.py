@@ -8,6 +8,7 @@ import pytest
 
 from features.params import GenerateParams, Params, load_params
 from features.simulate import simulate
+from tests.serving.world import World, make_world
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,3 +31,9 @@ def dirty_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dirty")
     simulate(GenerateParams(leads=3000, seed=7, dirty=True), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """The small trained world the serving and integration tests share."""
+    return make_world(tmp_path_factory)

@@ -28,7 +28,7 @@ from pydantic import SecretStr
 
 from serving.app import create_app
 from serving.settings import Settings
-from tests.serving.world import World, make_world, open_lead_ids, request_for
+from tests.serving.world import World, open_lead_ids, request_for
 
 BIN = Path(sys.executable).parent
 KEYS = {"score": "score-key-0123456789", "admin": "admin-key-9876543210"}
@@ -105,11 +105,6 @@ def start_server(world: World, cwd: Path, **extra: str) -> Iterator[Server]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return make_world(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

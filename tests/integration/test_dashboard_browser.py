@@ -26,7 +26,7 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from tests.integration.test_api_server import KEYS, Server, start_server
-from tests.serving.world import REPO, World, make_world
+from tests.serving.world import REPO, World
 
 CHROMIUM = os.environ.get("LEADSCORE_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOT = REPO / "test-artifacts" / "dashboard.png"
@@ -123,11 +123,6 @@ class Browser:
             elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
                 out.append(json.dumps(params["entry"])[:500])
         return out
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return make_world(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

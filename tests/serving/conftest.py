@@ -16,15 +16,10 @@ with warnings.catch_warnings():  # Starlette prefers httpx2 for its TestClient; 
 
 from serving.app import create_app
 from serving.settings import Settings
-from tests.serving.world import World, make_world
+from tests.serving.world import World
 
 KEYS = {"score": "unit-score-key", "admin": "unit-admin-key"}
 KEY_SETTING = f"{KEYS['score']}:score,{KEYS['admin']}:admin"
-
-
-@pytest.fixture(scope="session")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return make_world(tmp_path_factory)
 
 
 def settings_for(world: World, tmp: Path, **overrides: Any) -> Settings:
