@@ -1002,6 +1002,12 @@ class FeatureEngine:
                 columns.append(values.to_numpy(dtype=np.float64))
         return np.column_stack(columns) if columns else np.zeros((len(frame), 0))
 
+    def drop_features(self, frame: pd.DataFrame, keep: Sequence[str] = ()) -> pd.DataFrame:
+        """``frame`` without its feature columns (but ``keep``): what a stage still reads once
+        it holds the matrix, so the features are not in memory twice."""
+        dropped = set(self.feature_names_) - set(keep)
+        return frame[[c for c in frame.columns if c not in dropped]]
+
     def vocabulary(self, name: str) -> tuple[str, ...]:
         return self.vocabularies_[name]
 

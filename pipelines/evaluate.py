@@ -146,8 +146,7 @@ def run(features: Path, validated: Path, train: Path, out: Path, params_path: Pa
     X = scorer.engine.matrix_from_frame(snapshots)
     # Beside X only ids, times, split, labels and the channel (per-group metrics) are read
     # below: the other feature columns need not stay in memory twice.
-    unread = set(scorer.engine.feature_names_) - {"channel"}
-    snapshots = snapshots[[c for c in snapshots.columns if c not in unread]]
+    snapshots = scorer.engine.drop_features(snapshots, keep=("channel",))
     evaluation = evaluate(
         snapshots,
         X,

@@ -33,7 +33,7 @@ def run(
     X = engine.matrix_from_frame(snapshots)
     # Only the split and labels are needed beside X: dropping the feature columns took the
     # stage's peak at a million leads from 8.3 to 7.6 GB.
-    snapshots = snapshots[[c for c in snapshots.columns if c not in set(engine.feature_names_)]]
+    snapshots = engine.drop_features(snapshots)
     manifest = read_manifest(validated)
     scorer, trained = train_all(
         snapshots,
