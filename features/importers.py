@@ -497,17 +497,6 @@ def match_values(values: pd.Series, accepted: Sequence[Value]) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- reading
-def _read_csv(path: Path, read: ReadOptions) -> pd.DataFrame:
-    return read_csv_file(
-        path, sep=read.sep, encoding=read.encoding, na_values=list(read.na_values) or None
-    )
-
-
-def _table_files(directory: Path) -> dict[str, Path]:
-    # An export directory may also hold files a mapping reads under other names.
-    return find_table_files(directory, strict=False)
-
-
 def _is_parquet(path: Path) -> bool:
     return path.name.lower().endswith(PARQUET_SUFFIXES)
 
@@ -527,7 +516,9 @@ def read_export(path: Path, read: ReadOptions) -> pd.DataFrame:
                 if pd.api.types.is_string_dtype(column) or column.dtype == object:
                     frame[name] = column.where(~column.isin(missing))
         return frame
-    return _read_csv(path, read)
+    return read_csv_file(
+        path, sep=read.sep, encoding=read.encoding, na_values=list(read.na_values) or None
+    )
 
 
 def _require_columns(
@@ -758,7 +749,8 @@ def import_tables(
             ]
             used |= {(directory / source.file).resolve() for source in sources}
             frames[table] = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
-    for table, path in _table_files(directory).items():
+    # An export directory may also hold files the mapping reads under other names.
+    for table, path in find_table_files(directory, strict=False).items():
         if table in frames or path.resolve() in used:
             continue
         read = mapping.read if mapping is not None else ReadOptions()
