@@ -57,13 +57,13 @@ def build(workdir: Path, leads: int) -> dict[str, Any]:
     """Simulated data, features, trained scorer, bundle, registry (skipped when present)."""
     from threadpoolctl import threadpool_limits
 
+    from features.feature_table import build_feature_table
     from features.params import load_params
     from features.simulate import simulate
+    from features.storage import read_validated
     from models.bundle import example_input, save_bundle
     from models.registry import RunInputs, register
     from models.training import train_all
-    from pipelines.features import build as build_features
-    from pipelines.features import read_tables
 
     params = load_params(REPO / "params.yaml")
     store = f"sqlite:///{workdir / 'mlflow.db'}"
@@ -73,8 +73,8 @@ def build(workdir: Path, leads: int) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     simulate(params.generate.model_copy(update={"leads": leads}), workdir / "raw")
-    tables = read_tables(workdir / "raw")
-    engine, snapshots = build_features(tables, params, None)
+    tables = read_validated(workdir / "raw")
+    engine, snapshots = build_feature_table(tables, params, None)
     with threadpool_limits(2):
         scorer, _ = train_all(snapshots, engine, params)
     save_bundle(scorer, workdir / "model", example_input(tables, 3, scorer=scorer))
@@ -91,10 +91,10 @@ def build(workdir: Path, leads: int) -> dict[str, Any]:
 
 def one_lead_request(workdir: Path, touches: int = 30) -> tuple[dict[str, Any], dict[str, Any]]:
     """An open lead with at least ``touches`` touches: the API body and the MLflow record."""
+    from features.storage import read_validated
     from models.bundle import bundle_input
-    from pipelines.features import read_tables
 
-    tables = read_tables(workdir / "raw")
+    tables = read_validated(workdir / "raw")
     counts = tables["touches"].groupby("lead_id").size()
     lead_id = str(counts[counts >= touches].index[len(counts[counts >= touches]) // 2])
     lead = tables["leads"][tables["leads"]["lead_id"] == lead_id]
@@ -266,10 +266,10 @@ def bench_api(workdir: Path, info: dict[str, Any], requests: int) -> dict[str, A
 
 
 def build_batch(workdir: Path, n: int) -> list[dict[str, Any]]:
+    from features.storage import read_validated
     from models.bundle import bundle_input
-    from pipelines.features import read_tables
 
-    tables = read_tables(workdir / "raw")
+    tables = read_validated(workdir / "raw")
     leads = tables["leads"].sample(n, random_state=0).reset_index(drop=True)
     horizon = pd.to_datetime(tables["touches"]["occurred_at"], utc=True).max()
     ids = set(leads["lead_id"])

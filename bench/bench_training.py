@@ -25,10 +25,11 @@ from typing import Any
 def _child(leads: int, out: Path, params_path: Path) -> None:
     import lightgbm as lgb
 
+    from features.feature_table import build_feature_table
     from features.params import load_params
     from features.simulate import simulate
+    from features.storage import read_validated
     from models import training
-    from pipelines.features import build, read_tables
 
     params = load_params(params_path)
     start = time.perf_counter()
@@ -38,8 +39,8 @@ def _child(leads: int, out: Path, params_path: Path) -> None:
         window_days=params.quality_lead.window_days,
     )
     generated = time.perf_counter()
-    tables = read_tables(out)
-    engine, snapshots = build(tables, params, None)
+    tables = read_validated(out)
+    engine, snapshots = build_feature_table(tables, params, None)
     featured = time.perf_counter()
 
     booster_seconds = 0.0

@@ -11,9 +11,10 @@ Timestamps are UTC. The data horizon is the latest event time unless params fix 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -299,18 +300,40 @@ def table(name: str) -> Table:
         raise KeyError(f"unknown table {name!r}; canonical tables are {list(TABLES)}") from None
 
 
-def data_horizon(frames: dict[str, pd.DataFrame], fixed: dt.datetime | None = None) -> pd.Timestamp:
-    """The `as_of` of the whole dataset: ``fixed`` when params set it, else the latest time in
-    any table's time column (leads.created_at, touches and sales_events occurred_at)."""
+def utc(value: Any) -> pd.Timestamp:
+    """One instant as a UTC timestamp: naive values are UTC (the contract's rule), aware ones
+    are converted. Raises ``ValueError``/``TypeError`` for what is not a time."""
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def latest_time(
+    frames: Mapping[str, pd.DataFrame], now: pd.Timestamp | None = None
+) -> pd.Timestamp | None:
+    """The latest time in any table's time column (leads.created_at, touches and sales_events
+    occurred_at), ignoring times after ``now`` when given (raw data may hold future rows);
+    None when there is none."""
+    latest = []
+    for name, spec in TABLES.items():
+        if not spec.time_column or name not in frames or not len(frames[name]):
+            continue
+        times = frames[name][spec.time_column]
+        if now is not None:
+            times = times[times <= now]
+        value = times.max()
+        if pd.notna(value):
+            latest.append(pd.Timestamp(value))
+    return utc(max(latest)) if latest else None
+
+
+def data_horizon(
+    frames: Mapping[str, pd.DataFrame], fixed: dt.datetime | None = None
+) -> pd.Timestamp:
+    """The `as_of` of the whole dataset: ``fixed`` when params set it, else
+    :func:`latest_time`. The one definition every stage uses."""
     if fixed is not None:
-        stamp = pd.Timestamp(fixed)
-        return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    latest = [
-        frames[name][spec.time_column].max()
-        for name, spec in TABLES.items()
-        if spec.time_column and name in frames and len(frames[name])
-    ]
-    latest = [value for value in latest if pd.notna(value)]
-    if not latest:
+        return utc(fixed)
+    latest = latest_time(frames)
+    if latest is None:
         raise ValueError("no timestamps to derive the data horizon from")
-    return pd.Timestamp(max(latest)).tz_convert("UTC")
+    return latest

@@ -26,7 +26,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features import contract
+from features import catalog, contract
+from features.catalog import NEVER_DAYS, OTHER
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,6 @@ SPAN = 2**40
 """Milliseconds a composite key can hold after its origin (about 34 years)."""
 MAX_CODES = 2**62 // SPAN
 ORIGIN_LOOKBACK_MS = 10 * 365 * DAY_MS
-OTHER = "__other__"
-NEVER_DAYS = 9999.0
 """'Days since the last X' when there was none: a large finite value rather than NaN, so that
 monotone constraints (a recent demo request never lowers the score) hold across 'never'."""
 DISENGAGING_TOUCHES = ("unsubscribe",)
@@ -71,9 +70,7 @@ def timestamp_ms(value: Any) -> int:
     if isinstance(value, dt.datetime):
         aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
         return (aware - EPOCH) // ONE_MS
-    stamp = pd.Timestamp(value)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return int(stamp.as_unit("ns").value // 1_000_000)
+    return int(contract.utc(value).as_unit("ns").value // 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -294,6 +291,7 @@ class FeatureEngine:
         targets: Mapping[str, Sequence[str]] | None = None,
         extra_categorical: Sequence[str] = (),
         extra_numeric: Sequence[str] = (),
+        currency: str = "",
     ) -> None:
         self.windows_days = windows_days
         self.trend_days = trend_days
@@ -303,6 +301,7 @@ class FeatureEngine:
         self.targets = targets
         self.extra_categorical = extra_categorical
         self.extra_numeric = extra_numeric
+        self.currency = currency
 
     # ------------------------------------------------------------------ fit
     def fit(self, tables: Mapping[str, pd.DataFrame], horizon: pd.Timestamp) -> FeatureEngine:
@@ -482,138 +481,31 @@ class FeatureEngine:
         return _index_codes(pd.Index(list(index)), values)
 
     # ------------------------------------------------------------ describe
+    def wording_context(self) -> catalog.Context:
+        """What wording a value needs beyond its feature: the currency of money amounts
+        (params ``data.currency``) and the trend period. Engines pickled before the currency
+        was a parameter word money without one."""
+        return catalog.Context(currency=getattr(self, "currency", ""), trend_days=self.trend_days)
+
     def _describe_features(self) -> list[FeatureInfo]:
-        out: list[FeatureInfo] = []
-
-        def add(name: str, family: str, kind: str, field: str, text: str) -> None:
-            out.append(FeatureInfo(name, family, kind, field, text))
-
-        for name in self.lead_categoricals_:
-            add(name, "lead", "categorical", name.replace("_", " "), f"lead {name}")
-        for name in self.numerics_:
-            add(name, "lead", "numeric", name.replace("_", " "), f"lead {name}")
-        if not (self.has_touches_ or self.has_sales_ or self.has_campaigns_):
-            return out  # a flat export: attributes only
-        add("lead_age_days", "lead", "numeric", "lead age", "days since the lead was created")
-        if self.has_campaigns_:
-            add("channel", "campaign", "categorical", "channel", "source campaign's channel")
-            # Rates per day rather than running totals: totals grow with calendar time and
-            # would not mean the same in the test period as in training.
-            add(
-                "campaign_daily_spend",
-                "campaign",
-                "numeric",
-                "source campaign",
-                "source campaign's spend per day running, accrued before as_of",
-            )
-            add(
-                "campaign_daily_leads",
-                "campaign",
-                "numeric",
-                "source campaign",
-                "leads per day the source campaign brought before as_of",
-            )
-            add(
-                "campaign_spend_per_lead",
-                "campaign",
-                "numeric",
-                "source campaign",
-                "source campaign's spend per lead so far",
-            )
-        if self.has_accounts_:
-            add("industry", "account", "categorical", "industry", "account industry")
-            for name in ACCOUNT_NUMERICS:
-                add(f"account_{name}", "account", "numeric", "company size", f"account {name}")
-        add(
-            "account_earlier_leads",
-            "account",
-            "numeric",
-            "account history",
-            "other leads of the same account created before as_of",
+        """The features this fitted engine produces, in column order, as the feature catalog
+        (features/catalog.py) declares them."""
+        shape = catalog.Shape(
+            lead_attributes=tuple(self.lead_categoricals_),
+            numerics=tuple(self.numerics_),
+            touches=self.has_touches_,
+            sales=self.has_sales_,
+            campaigns=self.has_campaigns_,
+            accounts=self.has_accounts_,
+            touch_types=tuple(self.touch_types_) if self.has_touches_ else (),
+            windows_days=tuple(self.windows_days),
+            trend_days=self.trend_days,
+            targets=tuple(self.targets_),
         )
-        if self.has_sales_:
-            add(
-                "account_opportunities",
-                "account",
-                "numeric",
-                "account history",
-                "opportunities of the account's other leads before as_of",
-            )
-            add(
-                "account_wins",
-                "account",
-                "numeric",
-                "account history",
-                "wins of the account's other leads before as_of",
-            )
-        if self.has_touches_:
-            for touch in (*self.touch_types_, OTHER):
-                field = touch.replace("_", " ")
-                for days in self.windows_days:
-                    add(
-                        f"{touch}_{days}d",
-                        "touches",
-                        "numeric",
-                        field,
-                        f"{field} in the {days} days before as_of",
-                    )
-                add(f"{touch}_all", "touches", "numeric", field, f"{field} before as_of")
-                add(
-                    f"{touch}_days_since",
-                    "touches",
-                    "numeric",
-                    field,
-                    f"days since the last {field}",
-                )
-            add(
-                "touches_trend",
-                "touches",
-                "numeric",
-                "engagement trend",
-                f"engaging touches in the last {self.trend_days} days minus the "
-                f"{self.trend_days} before",
-            )
-            add(
-                "distinct_campaigns",
-                "touches",
-                "numeric",
-                "campaigns touched",
-                "distinct campaigns the lead interacted with",
-            )
-        if self.has_sales_:
-            for stage in SALES_STAGES:
-                add(
-                    f"sales_{stage}_count",
-                    "sales",
-                    "numeric",
-                    f"earlier sales {stage}",
-                    f"earlier '{stage}' sales events of the lead",
-                )
-            add(
-                "sales_recycled",
-                "sales",
-                "numeric",
-                "recycled lead",
-                "1 if the lead was assigned to sales more than once",
-            )
-            add(
-                "sales_days_since_last",
-                "sales",
-                "numeric",
-                "sales activity",
-                "days since the lead's last sales event",
-            )
-            for target in self.targets_:
-                for level in ("campaign", "channel"):
-                    add(
-                        f"{level}_{target}_lift",
-                        "rates",
-                        "numeric",
-                        f"{level} track record",
-                        f"smoothed share of the {level}'s matured leads that were {target}, "
-                        "relative to the share over all matured leads (1 = average)",
-                    )
-        return out
+        return [
+            FeatureInfo(f.name, f.family, f.kind, f.business_field, f.description)
+            for f in catalog.features(shape)
+        ]
 
     # ----------------------------------------------------------- prepare
     def lead_arrays(self, leads: pd.DataFrame) -> LeadArrays:

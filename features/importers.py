@@ -37,11 +37,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from features import contract
 from features.errors import UserError
 from features.readers import find_table_files, read_csv_file, read_table_file
-from features.storage import write_json, write_parquet
+from features.storage import MANIFEST, write_json, write_parquet
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "import.json"
 """The flat import's manifest; its presence tells the feature stage the data is flat."""
 SYNTHETIC_START = pd.Timestamp("2000-01-01T00:00:00Z")
 """Without a creation-time column, row n (1-based) is created at this time + n minutes."""
@@ -394,9 +393,11 @@ def _as_text(values: pd.Series) -> pd.Series:
     return text.where(text != "")
 
 
-def parse_numbers(values: pd.Series, decimal: str, where: str) -> pd.Series:
-    """Numbers as float64: ``1,234.5`` (thousands separators), ``1e3``, ``-7``; ``decimal=","``
-    reads ``1.234,5``. Anything else is a :class:`UserError` naming ``where`` and the rows."""
+def strict_numbers(values: pd.Series, decimal: str, where: str) -> pd.Series:
+    """Numbers as float64, strictly as the mapping declares them: ``1,234.5`` (thousands
+    separators), ``1e3``, ``-7``; ``decimal=","`` reads ``1.234,5``. Anything else is a
+    :class:`UserError` naming ``where`` and the rows (the validator's
+    :func:`~features.validation.lenient_numbers` quarantines such rows instead)."""
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         return values.astype("float64")
     text = _as_text(values)
@@ -424,9 +425,10 @@ def parse_numbers(values: pd.Series, decimal: str, where: str) -> pd.Series:
     return numbers
 
 
-def parse_timestamps(values: pd.Series, read: ReadOptions, where: str) -> pd.Series:
-    """UTC timestamps; naive ones are in ``read.timezone`` (default UTC). Unparseable non-empty
-    values are a :class:`UserError`; empty ones stay null (validation quarantines them)."""
+def strict_timestamps(values: pd.Series, read: ReadOptions, where: str) -> pd.Series:
+    """UTC timestamps, strictly in the mapping's declared format (default ISO 8601); naive ones
+    are in ``read.timezone`` (default UTC). Unparseable non-empty values are a
+    :class:`UserError`; empty ones stay null (validation quarantines them)."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert("UTC")
     if pd.api.types.is_datetime64_dtype(values):
@@ -564,7 +566,7 @@ def import_flat(
         leads["lead_id"] = pd.Series([f"row-{i}" for i in row], dtype="str")
     if mapping.created_at is not None:
         where = f"{source}: column {mapping.created_at!r} (created_at)"
-        leads["created_at"] = parse_timestamps(frame[mapping.created_at], mapping.read, where)
+        leads["created_at"] = strict_timestamps(frame[mapping.created_at], mapping.read, where)
     else:
         leads["created_at"] = pd.Series(SYNTHETIC_START + pd.to_timedelta(row, unit="min")).astype(
             "datetime64[us, UTC]"
@@ -573,7 +575,7 @@ def import_flat(
         leads[name] = parse_strings(frame[name])
     for name in mapping.numeric:
         where = f"{source}: column {name!r} (numeric)"
-        leads[name] = parse_numbers(frame[name], mapping.read.decimal, where)
+        leads[name] = strict_numbers(frame[name], mapping.read.decimal, where)
     outcomes: dict[str, dict[str, Any]] = {}
     for target, outcome in mapping.outcome.items():
         if outcome.column is None:
@@ -665,9 +667,9 @@ def to_canonical(frame: pd.DataFrame, table: str, read: ReadOptions, where: Path
         values = frame[column.name]
         label = f"{where}: column {column.name!r} ({table}.{column.name})"
         if column.kind is contract.Kind.TIMESTAMP:
-            result[column.name] = parse_timestamps(values, read, label)
+            result[column.name] = strict_timestamps(values, read, label)
         elif column.kind is contract.Kind.FLOAT:
-            result[column.name] = parse_numbers(values, read.decimal, label)
+            result[column.name] = strict_numbers(values, read.decimal, label)
         else:
             result[column.name] = parse_strings(values)
     extras = [name for name in frame.columns if name not in spec.column_names]

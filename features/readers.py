@@ -25,9 +25,18 @@ import pyarrow.parquet as pq
 from features import contract
 from features.errors import UserError
 
+PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")
+CSV_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".tsv", ".txt")
+"""Every suffix a table file may have, by format: the one table of file types."""
+WRITABLE_SUFFIXES: tuple[str, ...] = (".parquet", ".pq", ".csv")
+"""The suffixes leadscore writes tables as (comma-separated, uncompressed CSV)."""
 TABLE_SUFFIXES: tuple[str, ...] = (".parquet", ".csv", ".csv.gz")
-"""File types a canonical table may come in (the file name is the table name)."""
-SIDE_FILES: frozenset[str] = frozenset({"truth.parquet", "defects.parquet", "import.json"})
+"""The suffixes a canonical table is found by in a directory (the file name is the table
+name)."""
+PASSED_ON: frozenset[str] = frozenset({"truth.parquet", "import.json"})
+"""Side files validation copies beside the validated tables (the simulator's truth, a flat
+import's manifest)."""
+SIDE_FILES: frozenset[str] = PASSED_ON | {"defects.parquet"}
 """Files other stages write beside the tables; not tables, never an error."""
 DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
 FALLBACK_ENCODINGS: tuple[str, ...] = ("cp1252", "latin-1")
@@ -242,12 +251,23 @@ def read_parquet_file(path: Path) -> pd.DataFrame:
     return table.to_pandas()
 
 
+def file_kind(path: Path) -> str | None:
+    """``"parquet"`` or ``"csv"`` by the file's suffix (:data:`PARQUET_SUFFIXES`,
+    :data:`CSV_SUFFIXES`), None for any other file."""
+    lower = Path(path).name.lower()
+    if lower.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    if lower.endswith(CSV_SUFFIXES):
+        return "csv"
+    return None
+
+
 def read_table_file(path: Path) -> pd.DataFrame:
-    """One table file, dispatching on its suffix (``.parquet``, ``.csv``, ``.csv.gz``)."""
+    """One table file, dispatching on its suffix (:func:`file_kind`)."""
     path = Path(path)
-    lower = path.name.lower()
-    if lower.endswith((".parquet", ".pq")):
+    kind = file_kind(path)
+    if kind == "parquet":
         return read_parquet_file(path)
-    if lower.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
+    if kind == "csv":
         return read_csv_file(path)
     raise UserError(f"{path}: unsupported file type; use {', '.join(TABLE_SUFFIXES)}")

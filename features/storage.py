@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -66,3 +66,41 @@ def write_parquet(target: Path | str, frame: pd.DataFrame | pa.Table) -> None:
     )
     with atomic_file(target) as staging:
         pq.write_table(table, staging, compression="zstd")
+
+
+# ----------------------------------------------------------- validated tables
+MANIFEST = "import.json"
+"""A flat import's manifest, kept beside the validated tables."""
+
+
+def read_validated(
+    directory: Path | str,
+    names: Iterable[str] | None = None,
+    lead_ids: Sequence[str] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """The validated canonical tables present in ``directory`` (``names``: only those), each
+    cut to ``lead_ids`` when given (a filtered Parquet read: only those rows are loaded;
+    campaigns and accounts have no lead id and are read whole). The one reader of the
+    validate stage's output."""
+    from features import contract
+    from features.errors import UserError
+
+    directory = Path(directory)
+    if not (directory / "leads.parquet").exists():
+        raise UserError(f"{directory}/leads.parquet: missing; run the validate stage first")
+    wanted = list(contract.TABLES) if names is None else [n for n in contract.TABLES if n in names]
+    tables = {}
+    for name in wanted:
+        path = directory / f"{name}.parquet"
+        if not path.exists():
+            continue
+        by_lead = lead_ids is not None and "lead_id" in contract.TABLES[name].column_names
+        filters = [("lead_id", "in", list(lead_ids or ()))] if by_lead else None
+        tables[name] = pd.read_parquet(path, filters=filters)
+    return tables
+
+
+def read_manifest(directory: Path | str) -> dict[str, Any] | None:
+    """The flat import's manifest beside the validated tables (None: canonical CRM tables)."""
+    path = Path(directory) / MANIFEST
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None

@@ -52,7 +52,7 @@ from features import contract
 from features.contract import Kind
 from features.errors import UserError
 from features.params import Params
-from features.readers import find_table_files, read_table_file
+from features.readers import PASSED_ON, find_table_files, read_table_file
 from features.storage import atomic_directory
 
 if TYPE_CHECKING:
@@ -64,7 +64,6 @@ logger = logging.getLogger(__name__)
 RowFailures = dict[str, np.ndarray]
 """Rule name → sorted positions (0-based rows of the input file) failing it."""
 
-SIDE_FILES: tuple[str, ...] = ("import.json", "truth.parquet")
 """Files of the raw directory copied unchanged into the validated one (other stages read them)."""
 REASON_COLUMN = "quarantine_reason"
 """Rule names joined by "; " (not ``reason``: sales_events has a canonical ``reason`` column)."""
@@ -201,8 +200,10 @@ def coerce_strings(raw: pd.Series, column: contract.Column, notes: CoercionNotes
     return _from_arrow(clean)
 
 
-def parse_timestamps(text: pd.Series) -> pd.Series:
-    """Text → ``datetime64[us, UTC]`` (NaT where it does not parse).
+def lenient_timestamps(text: pd.Series) -> pd.Series:
+    """Text → ``datetime64[us, UTC]``, leniently: NaT where it does not parse (the row is then
+    quarantined, where the importer's :func:`~features.importers.strict_timestamps` refuses
+    the file).
 
     ISO 8601 first (naive values taken as UTC, offsets converted); the rest with a format
     inferred from the values, day-first when that parses more of them, then value by value.
@@ -240,7 +241,7 @@ def coerce_timestamps(
         typed = raw.dt.tz_localize("UTC")
     elif _is_text(raw):
         text = _text(raw)
-        typed = parse_timestamps(text)
+        typed = lenient_timestamps(text)
         bad = typed.isna() & text.notna()
         if bad.any() and not typed.notna().any():
             raise _mistyped(source, column.name, "a timestamp", text)
@@ -257,10 +258,11 @@ _GROUPED_COMMAS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
 _SPACES = re.compile(r"[\s_'\u00a0\u2009\u202f]")
 
 
-def parse_numbers(text: pd.Series) -> pd.Series:
-    """Text → float64 (NaN where it does not parse). Digit-group separators are accepted:
-    spaces, ``_`` and ``'`` anywhere, ``,`` only in groups of three before an optional ``.``
-    (``1,234.50``); a decimal comma (``1234,5``) is ambiguous and does not parse."""
+def lenient_numbers(text: pd.Series) -> pd.Series:
+    """Text → float64, leniently: NaN where it does not parse (quarantined). Digit-group
+    separators are accepted: spaces, ``_`` and ``'`` anywhere, ``,`` only in groups of three
+    before an optional ``.`` (``1,234.50``); a decimal comma (``1234,5``) is ambiguous and does
+    not parse."""
     parsed = pd.to_numeric(text, errors="coerce").astype("float64")
     left = parsed.isna() & text.notna()
     if left.any():
@@ -283,7 +285,7 @@ def coerce_floats(
     if not _is_text(raw) and not raw.isna().all():
         raise _mistyped(source, column.name, f"a number (type {raw.dtype})", raw)
     text = _text(raw)
-    typed = parse_numbers(text)
+    typed = lenient_numbers(text)
     bad = typed.isna() & text.notna()
     if bad.any() and not typed.notna().any():
         raise _mistyped(source, column.name, "a number", text)
@@ -664,11 +666,6 @@ class _Table:
     result: Any = None
 
 
-def _utc(value: dt.datetime | pd.Timestamp) -> pd.Timestamp:
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
 def _micros(series: pd.Series) -> np.ndarray:
     """``datetime64[us, UTC]`` → int64 microseconds (NaT → int64 min)."""
     return np.asarray(series.array.asi8, dtype=np.int64)
@@ -687,18 +684,8 @@ def _horizon(
 ) -> pd.Timestamp | None:
     """The fixed horizon, or the latest non-future time of leads and events (None: no times)."""
     if fixed is not None:
-        return _utc(fixed)
-    latest = _NAT
-    limit = _stamp_micros(now)
-    for name, item in tables.items():
-        column = contract.TABLES[name].time_column
-        if column is None:
-            continue
-        values = _micros(item.typed[column])
-        values = values[(values != _NAT) & (values <= limit)]
-        if len(values):
-            latest = max(latest, int(values.max()))
-    return None if latest == _NAT else pd.Timestamp(latest, unit="us", tz="UTC")
+        return contract.utc(fixed)
+    return contract.latest_time({name: item.typed for name, item in tables.items()}, now)
 
 
 def lookup(values: pd.Series, keys: pd.Series) -> np.ndarray:
@@ -848,6 +835,40 @@ def _validate_table(
         quarantined[positions] = True
     item.quarantined = quarantined
     return seconds
+
+
+def check_table(
+    table: contract.Table,
+    frame: pd.DataFrame,
+    source: str | Path,
+    now: pd.Timestamp | None = None,
+    first_row: int = 1,
+    example_column: str | None = None,
+) -> pd.DataFrame:
+    """One table checked on its own with the validate stage's own rules and words (typing per
+    the contract, then the table's Great Expectations suite; no cross-table rules): the typed
+    frame, or a :class:`UserError` naming the file, the rule (which names the column), the
+    count of bad rows and a few of them (numbered from ``first_row``, or named by their
+    ``example_column`` value when the frame is not the file's rows in order). For callers that must
+    refuse bad input rather than quarantine it, such as batch scoring."""
+    source = str(source)
+    typed, failures = coerce(table, frame, source)
+    settings = SuiteSettings(now=contract.utc(now if now is not None else dt.datetime.now(dt.UTC)))
+    result = _run_suite(_context(), table.name, typed, build_suite(table, settings))
+    _merge(failures, failures_from_result(result, table.name))
+    if failures:
+        rule, positions = max(failures.items(), key=lambda item: (len(item[1]), item[0]))
+        bad = np.unique(np.concatenate(list(failures.values())))
+        if example_column is not None:
+            values = typed[example_column].iloc[positions[:5]].astype("string").fillna("null")
+            examples = f"{example_column} " + ", ".join(values.tolist())
+        else:
+            examples = "rows " + ", ".join(str(first_row + int(p)) for p in positions[:5])
+        others = f"; {len(bad):,} bad rows in all" if len(bad) > len(positions) else ""
+        raise UserError(
+            f"{source}: {len(positions):,} of {len(typed):,} rows: {rule} (e.g. {examples}){others}"
+        )
+    return typed
 
 
 def _reasons(failures: RowFailures) -> pd.Series:
@@ -1104,7 +1125,7 @@ def validate_directory(
     """
     started = time.perf_counter()
     raw, out, report = Path(raw), Path(out), Path(report)
-    stamp = _utc(now if now is not None else dt.datetime.now(dt.UTC))
+    stamp = contract.utc(now if now is not None else dt.datetime.now(dt.UTC))
     tables = _read(raw)
     summary = validate_tables(tables, params, stamp, report)
     summary.seconds = time.perf_counter() - started
@@ -1120,7 +1141,7 @@ def validate_directory(
             pq.write_table(
                 _arrow_quarantine(item), quarantine / f"{name}.parquet", compression="zstd"
             )
-        for side in SIDE_FILES:
+        for side in sorted(PASSED_ON):
             if (raw / side).is_file():
                 shutil.copy2(raw / side, staging / side)
     summary.seconds = time.perf_counter() - started

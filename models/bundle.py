@@ -62,8 +62,10 @@ from mlflow.types.schema import Schema as MlflowSchema
 
 from features import contract
 from features.engine import timestamp_ms, timestamps_ms
+from features.storage import atomic_directory, read_validated
 from models.reasons import reason_records
 from models.scorer import LeadScorer
+from models.tracking import local_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +73,8 @@ SCORER_ARTIFACT = "scorer"
 EVENT_COLUMNS = {"touches": contract.TOUCHES, "sales_events": contract.SALES_EVENTS}
 """Input column → the canonical table its objects follow."""
 AS_OF = "as_of"
+REASONS = 3
+"""Reasons of each sign per answer (as the API's default)."""
 REQUIREMENTS = (
     "mlflow",
     "lightgbm",
@@ -206,11 +210,6 @@ def _events(value: Any) -> list[dict[str, Any]]:
     return [{k: _plain(v) for k, v in dict(event).items()} for event in value]
 
 
-def _utc(value: Any) -> pd.Timestamp:
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
 def score_frame(
     scorer: LeadScorer,
     frame: pd.DataFrame,
@@ -220,7 +219,7 @@ def score_frame(
     """Score the bundle's input frame (see the module docstring) with ``scorer``."""
     lead_names = [name for name, _, _ in lead_columns(scorer) if name in frame]
     events = [name for name in EVENT_COLUMNS if name in frame]
-    default_as_of = _utc(now) if now is not None else pd.Timestamp.now(tz="UTC")
+    default_as_of = contract.utc(now) if now is not None else pd.Timestamp.now(tz="UTC")
     engine = scorer.engine
     width = len(engine.feature_names_)
     rows = np.empty((len(frame), width), dtype=np.float64)
@@ -231,7 +230,7 @@ def score_frame(
             lead = {name: _plain(record.get(name)) for name in lead_names}
             history = {name: _events(record.get(name)) for name in events}
             raw_as_of = _plain(record.get(AS_OF))
-            as_of = default_as_of if raw_as_of is None else _utc(raw_as_of)
+            as_of = default_as_of if raw_as_of is None else contract.utc(raw_as_of)
             rows[i] = engine.transform_one(
                 lead, history.get("touches", []), history.get("sales_events", []), as_of
             )
@@ -240,29 +239,13 @@ def score_frame(
                 f"row {i} (lead_id {record.get('lead_id')!r}): {type(error).__name__}: {error}"
             ) from error
         stamps.append(as_of)
-    scored = scorer.score_matrix(rows, num_threads=1) if len(rows) else _empty_scores(scorer)
+    scored = scorer.summarise(rows, num_threads=1).frame()
     scored.insert(0, "lead_id", [str(_plain(r.get("lead_id"))) for r in records])
     scored.insert(1, AS_OF, [stamp.isoformat() for stamp in stamps])
-    scored["score"] = scored["score"].astype(np.int64)
-    scored["handoff"] = scored["handoff"].astype(bool)
-    if with_reasons and len(rows):
-        reasons = scorer.reasons(rows)
-        scored["reasons_positive"] = [reason_records(p) for p, _ in reasons]
-        scored["reasons_negative"] = [reason_records(n) for _, n in reasons]
-    else:
-        scored["reasons_positive"] = [[] for _ in range(len(scored))]
-        scored["reasons_negative"] = [[] for _ in range(len(scored))]
+    reasons = scorer.explain(rows, count=REASONS if with_reasons else 0, num_threads=1)
+    scored["reasons_positive"] = [reason_records(p) for p, _ in reasons]
+    scored["reasons_negative"] = [reason_records(n) for _, n in reasons]
     return scored
-
-
-def _empty_scores(scorer: LeadScorer) -> pd.DataFrame:
-    columns: dict[str, Any] = {f"p_{t}": np.zeros(0) for t in scorer.models}
-    columns.update(
-        score=np.zeros(0, np.int64),
-        grade=np.zeros(0, object),
-        handoff=np.zeros(0, bool),
-    )
-    return pd.DataFrame(columns)
 
 
 class LeadBundle(PythonModel):
@@ -289,7 +272,7 @@ class LeadBundle(PythonModel):
 
 # ------------------------------------------------------------------- input
 def _iso(value: Any) -> str | None:
-    return None if _missing(value) else _utc(value).isoformat()
+    return None if _missing(value) else contract.utc(value).isoformat()
 
 
 def _event_records(frame: pd.DataFrame, table: contract.Table) -> list[dict[str, Any]]:
@@ -365,9 +348,9 @@ def bundle_input(
     if as_of is None:
         stamps = [None] * len(leads)
     elif isinstance(as_of, (pd.Series, pd.Index, np.ndarray, list, tuple)):
-        stamps = [_utc(v) for v in as_of]
+        stamps = [contract.utc(v) for v in as_of]
     else:
-        stamps = [_utc(as_of)] * len(leads)
+        stamps = [contract.utc(as_of)] * len(leads)
     sources = {"touches": touches, "sales_events": sales_events}
     if scorer is not None:
         doubles = {name for name, kind, _ in lead_columns(scorer) if kind is DataType.double}
@@ -509,12 +492,14 @@ def save_bundle(scorer: LeadScorer, path: Path, input_example: pd.DataFrame) -> 
     verify_bundle(path)
 
 
-def verify_bundle(path: Path) -> pd.DataFrame:
-    """Load the bundle directory and score its input example; :class:`BundleError` if not."""
+def verify_bundle(path: Path) -> LeadScorer:
+    """Load the bundle directory (once) and score its input example through pyfunc; returns
+    the scorer it holds, :class:`BundleError` if it cannot serve."""
     try:
         model = mlflow.pyfunc.load_model(str(path))
         example = pd.DataFrame(Model.load(str(path)).load_input_example(str(path)))
         answer = pd.DataFrame(model.predict(example))
+        python_model = model.unwrap_python_model()
     except Exception as error:
         raise BundleError(
             f"{path}: the model bundle cannot score its own input example "
@@ -522,47 +507,50 @@ def verify_bundle(path: Path) -> pd.DataFrame:
         ) from error
     if len(answer) != len(example):
         raise BundleError(f"{path}: the bundle scored {len(answer)} of {len(example)} rows")
-    return answer
+    if not isinstance(python_model, LeadBundle):
+        raise BundleError(f"{path}: not a leadscore bundle")
+    return python_model.scorer
 
 
 def log_bundle(model_dir: Path, name: str = "model") -> Any:
-    """Log a saved bundle directory as the active run's model (a new MLflow logged model with
-    the same scorer, signature, input example and requirements). Returns the ModelInfo."""
+    """Log a saved (and verified) bundle directory as the active run's model: a new MLflow
+    logged model with the same pickled scorer file, signature, input example, requirements and
+    metadata, none of it unpickled or rebuilt. Returns the ModelInfo."""
     model_dir = Path(model_dir)
-    scorer = load_scorer(str(model_dir))
-    example = Model.load(str(model_dir)).load_input_example(str(model_dir))
-    info: Any = None
-
-    def write(**kwargs: Any) -> None:
-        nonlocal info
-        info = mlflow.pyfunc.log_model(name=name, **kwargs)
-
-    _save(scorer, pd.DataFrame(example), write)
-    return info
+    saved = Model.load(str(model_dir))
+    pickled = model_dir / "artifacts" / "scorer.pkl"
+    if not pickled.is_file():
+        raise BundleError(f"{pickled}: missing; not a leadscore bundle")
+    with tempfile.TemporaryDirectory(prefix="leadscore-bundle-") as scratch:
+        code = Path(scratch) / MODEL_CODE
+        code.write_text(MODEL_CODE_TEXT)
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(code),
+            artifacts={SCORER_ARTIFACT: str(pickled)},
+            signature=saved.signature,
+            input_example=pd.DataFrame(saved.load_input_example(str(model_dir))),
+            pip_requirements=str(model_dir / "requirements.txt"),
+            metadata=saved.metadata,
+        )
 
 
 def read_example_tables(validated: Path, candidates: int = 500) -> dict[str, pd.DataFrame]:
     """From the validated tables directory: the latest ``candidates`` leads captured at least a
     week before the last capture, and only their events (a filtered read, whatever the size)."""
-    leads = pd.read_parquet(validated / "leads.parquet")
+    leads = read_validated(validated, ["leads"])["leads"]
     created = pd.to_datetime(leads["created_at"], utc=True)
     older = created[created <= created.max() - pd.Timedelta(days=7)]
     pool = (older if len(older) else created).sort_values(ascending=False)
     ids = leads.loc[pool.index[:candidates], "lead_id"].astype(str).tolist()
-    tables = {"leads": leads[leads["lead_id"].isin(ids)]}
-    for name in EVENT_COLUMNS:
-        if (validated / f"{name}.parquet").exists():
-            tables[name] = pd.read_parquet(
-                validated / f"{name}.parquet", filters=[("lead_id", "in", ids)]
-            )
-    return tables
+    return {"leads": leads[leads["lead_id"].isin(ids)]} | read_validated(
+        validated, EVENT_COLUMNS, ids
+    )
 
 
 def write_bundle(scorer: LeadScorer, validated: Path, path: Path, examples: int = 3) -> None:
     """The train stage's bundle: ``path`` written atomically, its input example made of
     ``examples`` real leads of the validated tables directory."""
-    from features.storage import atomic_directory
-
     example = example_input(read_example_tables(validated), examples, scorer=scorer)
     with atomic_directory(path) as staging:
         save_bundle(scorer, staging, example)
@@ -573,10 +561,7 @@ def load_bundle(uri_or_path: str, tracking_uri: str | None = None) -> PyFuncMode
     """The pyfunc model from a directory, a ``runs:/…`` or a ``models:/name@alias`` URI (looked
     up in ``tracking_uri``, default ``MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``)."""
     if urlparse(str(uri_or_path)).scheme in ("models", "runs"):
-        from models.registry import tracking
-
-        with tracking(tracking_uri):
-            return mlflow.pyfunc.load_model(str(uri_or_path))
+        return mlflow.pyfunc.load_model(local_model_path(str(uri_or_path), tracking_uri))
     return mlflow.pyfunc.load_model(str(uri_or_path))
 
 

@@ -39,7 +39,7 @@ from sklearn.metrics import (
 )
 
 from features.params import Params
-from models.scorer import LeadScorer
+from models.scorer import LeadScorer, score_of
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,13 @@ METRICS: tuple[str, ...] = (
     "capture_top_20",
     "capture_top_30",
 )
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "roc_auc": True,
+    "pr_auc": True,
+    "brier": False,
+    "log_loss": False,
+}
+"""The scoring metrics a promotion can be judged on, and which way is better."""
 MODELS: tuple[str, ...] = ("model", "rules", "logistic")
 """The model and the two baselines, in the order every report shows them."""
 CAPTURE_SHARES: tuple[int, ...] = (10, 20, 30)
@@ -147,22 +154,36 @@ def lift(y: Any, p: Any, share: float = 0.1) -> Metric:
     return None if captured is None else captured / share
 
 
+def score_metric(name: str, y: Any, p: Any) -> Metric:
+    """One of the four scoring metrics (``roc_auc``, ``pr_auc``, ``brier``, ``log_loss``;
+    :data:`HIGHER_IS_BETTER`): None without rows, and for the ranking metrics without both
+    classes. The evaluation and the promotion gate both use this."""
+    labels, probabilities = _arrays(y, p)
+    if name not in HIGHER_IS_BETTER:
+        raise ValueError(f"unknown scoring metric {name!r}")
+    if not len(labels) or (name in ("roc_auc", "pr_auc") and not _both_classes(labels)):
+        return None
+    if name == "roc_auc":
+        return float(roc_auc_score(labels, probabilities))
+    if name == "pr_auc":
+        return float(average_precision_score(labels, probabilities))
+    if name == "brier":
+        return float(brier_score_loss(labels, probabilities, pos_label=1))
+    return float(log_loss(labels, np.clip(probabilities, 1e-15, 1 - 1e-15), labels=[0, 1]))
+
+
 def binary_metrics(y: Any, p: Any, bins: int = 10) -> dict[str, Metric]:
     """Every metric of :data:`METRICS` for one set of labels and probabilities."""
     labels, probabilities = _arrays(y, p)
-    both = _both_classes(labels)
     out: dict[str, Metric] = {
-        "roc_auc": float(roc_auc_score(labels, probabilities)) if both else None,
-        "pr_auc": float(average_precision_score(labels, probabilities)) if both else None,
-        "brier": float(brier_score_loss(labels, probabilities, pos_label=1))
-        if len(labels)
-        else None,
-        "log_loss": float(log_loss(labels, np.clip(probabilities, 1e-15, 1 - 1e-15), labels=[0, 1]))
-        if len(labels)
-        else None,
-        "ece": expected_calibration_error(labels, probabilities, bins),
-        "lift_top_decile": lift(labels, probabilities, 0.1),
+        name: score_metric(name, labels, probabilities) for name in HIGHER_IS_BETTER
     }
+    out.update(
+        {
+            "ece": expected_calibration_error(labels, probabilities, bins),
+            "lift_top_decile": lift(labels, probabilities, 0.1),
+        }
+    )
     for share in CAPTURE_SHARES:
         out[f"capture_top_{share}"] = capture(labels, probabilities, share / 100)
     return out
@@ -282,7 +303,7 @@ def truth_probabilities(truth: pd.DataFrame, lead_ids: pd.Series, target: str) -
     return None if np.isnan(values).any() else np.asarray(values, dtype=np.float64)
 
 
-def top_fields(
+def fields_by_shap(
     scorer: LeadScorer, X: np.ndarray, rows: int, count: int = 12
 ) -> list[dict[str, Any]]:
     """Business fields ranked by mean |SHAP| of the primary target's booster on ``rows``
@@ -291,25 +312,25 @@ def top_fields(
     if not len(X):
         return []
     sample = X[np.unique(np.linspace(0, len(X) - 1, min(rows, len(X))).astype(np.int64))]
-    model = scorer.models[scorer.definition.target]
-    contributions = np.asarray(
-        model.booster.predict(sample, num_iteration=model.best_iteration, pred_contrib=True)
-    )[:, :-1]
+    contributions = scorer.contributions(sample)
     spec = scorer.engine.features_
     fields = pd.Index([f.business_field for f in spec])
     per_field = pd.DataFrame(contributions, columns=fields).T.groupby(level=0).sum().T
     importance = per_field.abs().mean().sort_values(ascending=False)
+    descriptions = {f.name: f.description for f in spec}
     feature_importance = pd.Series(np.abs(contributions).mean(axis=0), index=[f.name for f in spec])
     total = float(importance.sum()) or 1.0
     out = []
     for name, value in importance.head(count).items():
         members = [f.name for f in spec if f.business_field == name]
+        top = str(feature_importance[members].idxmax())
         out.append(
             {
                 "field": str(name),
                 "mean_abs_shap": round(float(value), 6),
                 "share": round(float(value) / total, 4),
-                "top_feature": str(feature_importance[members].idxmax()),
+                "top_feature": top,
+                "top_feature_description": descriptions[top],
             }
         )
     return out
@@ -348,7 +369,7 @@ def _plots(
             "observed": by_grade["y"].mean().to_numpy(),
         }
     )
-    score = np.clip(np.rint(model_p * 100), 0, 100).astype(np.int64)
+    score = score_of(model_p)
     bucket = np.minimum(score // 5 * 5, 95)
     histogram = (
         pd.DataFrame({"score": bucket, "y": y})
@@ -436,7 +457,7 @@ def evaluate(
     metrics["leakage_suspected"] = leakage
     metrics["primary_target"] = primary
     primary_labelled = test_snapshots[f"label_{primary}"].notna().to_numpy()
-    fields = top_fields(scorer, X_test[primary_labelled], shap_rows)
+    fields = fields_by_shap(scorer, X_test[primary_labelled], shap_rows)
     return Evaluation(
         metrics=metrics,
         by_group=by_group,

@@ -255,7 +255,12 @@ def render(card: CardInputs) -> str:
     fields = markdown_table(
         ["business field", "mean abs SHAP (log-odds)", "share", "strongest feature"],
         [
-            [f["field"], f["mean_abs_shap"], f"{f['share']:.1%}", f"`{f['top_feature']}`"]
+            [
+                f["field"],
+                f["mean_abs_shap"],
+                f"{f['share']:.1%}",
+                f"`{f['top_feature']}`: {f['top_feature_description']}",
+            ]
             for f in card.top_fields
         ],
     )

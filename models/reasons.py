@@ -9,22 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from features.engine import NEVER_DAYS, OTHER
-
-TOUCH_WORDS: dict[str, tuple[str, str]] = {
-    "email_open": ("email opens", "opened an email"),
-    "email_click": ("email clicks", "clicked an email"),
-    "web_visit": ("website visits", "visited the website"),
-    "pricing_page_visit": ("pricing-page visits", "visited the pricing page"),
-    "content_download": ("content downloads", "downloaded content"),
-    "webinar_registration": ("webinar registrations", "registered for a webinar"),
-    "webinar_attendance": ("webinars attended", "attended a webinar"),
-    "event_attendance": ("events attended", "attended an event"),
-    "demo_request": ("demo requests", "requested a demo"),
-    "form_submit": ("form submissions", "submitted a form"),
-    "unsubscribe": ("unsubscribes", "unsubscribed from emails"),
-    OTHER: ("other interactions", "had another interaction"),
-}
+from features import catalog
 
 
 @dataclass(frozen=True)
@@ -41,105 +26,74 @@ def reason_records(reasons: Sequence[Reason]) -> list[dict[str, Any]]:
     ]
 
 
-def _days(value: float) -> str:
-    if value < 1:
-        return "today" if value >= 0 else "recently"
-    whole = round(value)
-    return f"{whole} day{'s' if whole != 1 else ''} ago"
-
-
 def describe(
-    name: str, value: float, categories: Mapping[str, Sequence[str]], description: str
-) -> str:
-    """One feature value in words."""
-    if name in categories:
-        if np.isnan(value):
-            return f"{name.replace('_', ' ')} unknown"
-        vocabulary = categories[name]
-        code = int(value)
-        label = vocabulary[code] if code < len(vocabulary) else "other"
-        return f"{name.replace('_', ' ')}: {label}"
-    for touch, (plural, verb) in TOUCH_WORDS.items():
-        if not name.startswith(f"{touch}_"):
-            continue
-        suffix = name[len(touch) + 1 :]
-        if suffix == "days_since":
-            if np.isnan(value) or value >= NEVER_DAYS:
-                return f"never {verb}"
-            return f"{verb} {_days(value)}"
-        count = 0 if np.isnan(value) else int(value)
-        if suffix == "all":
-            return f"{count} {plural} so far"
-        return f"{count} {plural} in the last {suffix.removesuffix('d')} days"
-    if np.isnan(value):
-        return f"{description}: unknown"
-    if name == "lead_age_days":
-        return f"lead created {_days(value)}"
-    if name == "touches_trend":
-        if value == 0:
-            return "engagement steady week over week"
-        word = "rising" if value > 0 else "falling"
-        return f"engagement {word} ({value:+.0f} touches vs the week before)"
-    if name == "sales_days_since_last":
-        return (
-            "no sales activity yet"
-            if value >= NEVER_DAYS
-            else f"last sales activity {_days(value)}"
-        )
-    if name == "sales_recycled":
-        return "recycled lead (assigned to sales again)" if value else "first time with sales"
-    if name.startswith("sales_") and name.endswith("_count"):
-        stage = name.removeprefix("sales_").removesuffix("_count")
-        return f"{int(value)} earlier '{stage}' sales event{'s' if int(value) != 1 else ''}"
-    if name.endswith("_lift"):
-        level, target = name.removesuffix("_lift").split("_", 1)
-        return f"{level} track record: {value:.1f}× the average share of leads {target}"
-    if name == "account_employees":
-        return f"company size: {value:,.0f} employees"
-    if name == "account_annual_revenue":
-        return f"company revenue: {value:,.0f}"
-    if name == "account_earlier_leads":
-        return f"{int(value)} earlier leads from the same account"
-    if name == "account_opportunities":
-        return f"{int(value)} earlier opportunities at the same account"
-    if name == "account_wins":
-        return f"{int(value)} earlier wins at the same account"
-    if name == "campaign_spend_per_lead":
-        return f"source campaign spends {value:,.0f} per lead"
-    if name == "campaign_daily_leads":
-        return f"source campaign brings {value:,.1f} leads a day"
-    if name == "campaign_daily_spend":
-        return f"source campaign spends {value:,.0f} a day"
-    return f"{description}: {value:,.4g}"
-
-
-def top_reasons(
-    contributions: np.ndarray,
-    values: np.ndarray,
-    feature_names: Sequence[str],
-    business_fields: Sequence[str],
-    descriptions: Sequence[str],
+    name: str,
+    value: float,
     categories: Mapping[str, Sequence[str]],
-    count: int = 3,
-) -> tuple[list[Reason], list[Reason]]:
-    """Top positive and negative reasons for one lead (contributions exclude the bias)."""
-    totals: dict[str, float] = {}
-    for field, contribution in zip(business_fields, contributions, strict=True):
-        totals[field] = totals.get(field, 0.0) + float(contribution)
-    reasons = []
-    for field, total in totals.items():
-        if total == 0.0:
-            continue
-        members = [i for i, f in enumerate(business_fields) if f == field]
-        same_sign = [i for i in members if np.sign(contributions[i]) == np.sign(total)] or members
+    context: catalog.Context | None = None,
+) -> str:
+    """One feature value in words, as the feature catalog (features/catalog.py) words it;
+    ``categories`` maps each categorical feature to its vocabulary; ``context`` is the fitted
+    engine's (currency, trend period)."""
+    return catalog.word(name, value, categories, context)
+
+
+class ReasonTable:
+    """The one reason algorithm: a lead's SHAP contributions (bias excluded) summed per
+    business field, the fields with the largest positive and negative totals kept, each worded
+    from its largest same-signed feature. Per-model lookups (the members of each field,
+    vocabularies) are computed once; only the kept reasons are worded."""
+
+    def __init__(
+        self,
+        feature_names: Sequence[str],
+        business_fields: Sequence[str],
+        categories: Mapping[str, Sequence[str]],
+        context: catalog.Context | None = None,
+    ) -> None:
+        self.names = list(feature_names)
+        self.context = context
+        fields: list[str] = []
+        index: dict[str, int] = {}
+        for name in business_fields:
+            if name not in index:
+                index[name] = len(fields)
+                fields.append(name)
+        self.fields = fields
+        self.field_of = [index[name] for name in business_fields]
+        self.members = [
+            [i for i, name in enumerate(business_fields) if name == field] for field in fields
+        ]
+        self.categories = {name: tuple(values) for name, values in categories.items()}
+
+    def _totals(self, contributions: np.ndarray) -> list[float]:
+        totals = [0.0] * len(self.fields)
+        for field, value in zip(self.field_of, contributions.tolist(), strict=True):
+            totals[field] += value
+        return totals
+
+    def _reason(
+        self, field: int, total: float, contributions: np.ndarray, row: np.ndarray
+    ) -> Reason:
+        members = self.members[field]
+        sign = np.sign(total)
+        same_sign = [i for i in members if np.sign(contributions[i]) == sign] or members
         lead_feature = max(same_sign, key=lambda i: abs(contributions[i]))
         text = describe(
-            feature_names[lead_feature],
-            float(values[lead_feature]),
-            categories,
-            descriptions[lead_feature],
+            self.names[lead_feature], float(row[lead_feature]), self.categories, self.context
         )
-        reasons.append(Reason(field, total, text))
-    positive = sorted((r for r in reasons if r.contribution > 0), key=lambda r: -r.contribution)
-    negative = sorted((r for r in reasons if r.contribution < 0), key=lambda r: r.contribution)
-    return positive[:count], negative[:count]
+        return Reason(self.fields[field], total, text)
+
+    def top(
+        self, contributions: np.ndarray, row: np.ndarray, count: int
+    ) -> tuple[list[Reason], list[Reason]]:
+        """The ``count`` strongest positive and negative reasons of one lead, strongest first
+        (ties keep feature order)."""
+        totals = self._totals(contributions)
+        order = range(len(totals))
+        positive = sorted((f for f in order if totals[f] > 0), key=lambda f: -totals[f])
+        negative = sorted((f for f in order if totals[f] < 0), key=lambda f: totals[f])
+        return (
+            [self._reason(f, totals[f], contributions, row) for f in positive[:count]],
+            [self._reason(f, totals[f], contributions, row) for f in negative[:count]],
+        )

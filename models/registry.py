@@ -1,9 +1,6 @@
-"""MLflow tracking and the model registry: one run per pipeline run, and the promotion gate.
+"""The model registry: one MLflow run per pipeline run, and the promotion gate.
 
-Tracking URI: ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///mlflow.db`` (embedded, relative
-to the working directory: the repository root under ``dvc repro``). For a sqlite store the
-experiment's artifacts go to ``mlartifacts/`` beside the database file (a local path; nothing
-leaves the machine).
+Where the store is (tracking URI, artifact location) is :mod:`models.tracking`'s.
 
 A run holds every parameter (flattened, logged in batches), the evaluation's numeric results
 (flattened), the plots, model card, KPI and metrics reports as artifacts, the DVC data hashes
@@ -35,16 +32,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import mlflow
 import numpy as np
@@ -54,62 +48,16 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
-from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
 from features.params import Params
 from models.bundle import load_scorer, log_bundle
+from models.evaluation import HIGHER_IS_BETTER, score_metric
 from models.scorer import LeadScorer
+from models.tracking import CHALLENGER, CHAMPION, client, experiment_id, tracking_uri
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-ARTIFACT_DIR = "mlartifacts"
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "roc_auc": True,
-    "pr_auc": True,
-    "brier": False,
-    "log_loss": False,
-}
 _METRIC_KEY = re.compile(r"[^A-Za-z0-9_\-. /]")
-
-
-# ---------------------------------------------------------------- tracking
-def tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` when set, else the embedded ``sqlite:///mlflow.db``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-
-
-def artifact_location(uri: str) -> str | None:
-    """For a sqlite store, ``mlartifacts/`` beside the database file; else the server's own."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "sqlite":
-        return None
-    database = uri.removeprefix("sqlite:///")
-    return str((Path(database).parent / ARTIFACT_DIR).resolve())
-
-
-@contextmanager
-def tracking(uri: str | None = None) -> Iterator[str]:
-    """Point the fluent MLflow API at ``uri`` (default: see above) for the block, then back
-    (MLflow keeps it in ``MLFLOW_TRACKING_URI``; the registry follows the tracking URI)."""
-    uri = uri or tracking_uri()
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield uri
-    finally:
-        mlflow.set_tracking_uri(before)  # type: ignore[arg-type]  # None unsets it
-
-
-def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        if experiment.lifecycle_stage == "deleted":
-            client.restore_experiment(experiment.experiment_id)
-        return str(experiment.experiment_id)
-    return str(client.create_experiment(name, artifact_location=artifact_location(uri)))
 
 
 # ------------------------------------------------------------- flattening
@@ -204,20 +152,12 @@ def provenance_tags(lock: Path | None, repo: Path | None) -> dict[str, str]:
 
 # --------------------------------------------------------------- promotion
 def metric_value(metric: str, y: np.ndarray, p: np.ndarray) -> float | None:
-    """The promotion metric, or None where it is undefined (no rows, or one class only)."""
+    """The promotion metric (the evaluation's own), or None where nothing can be judged (no
+    rows, or one class only)."""
     y = np.asarray(y, dtype=np.float64)
-    p = np.asarray(p, dtype=np.float64)
-    if len(y) == 0 or len(np.unique(y)) < 2:
+    if len(np.unique(y)) < 2:
         return None
-    if metric == "roc_auc":
-        return float(roc_auc_score(y, p))
-    if metric == "pr_auc":
-        return float(average_precision_score(y, p))
-    if metric == "brier":
-        return float(brier_score_loss(y, p))
-    if metric == "log_loss":
-        return float(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))
-    raise ValueError(f"unknown promotion metric {metric!r}")
+    return score_metric(metric, y, p)
 
 
 def at_least_as_good(new: float, champion: float, metric: str, tolerance: float) -> bool:
@@ -268,7 +208,7 @@ class Comparison:
 
 
 def compare(
-    client: MlflowClient,
+    registry: MlflowClient,
     model_name: str,
     new_scorer: LeadScorer,
     snapshots: pd.DataFrame,
@@ -285,7 +225,7 @@ def compare(
     new = metric_value(metric, y, new_model_probabilities(new_scorer, rows, target))
     result = Comparison(metric, target, params.promotion.tolerance, len(rows), new)
     try:
-        current = client.get_model_version_by_alias(model_name, CHAMPION)
+        current = registry.get_model_version_by_alias(model_name, CHAMPION)
     except MlflowException:
         result.reason = "no champion yet"
         return result
@@ -340,20 +280,26 @@ class RunInputs:
     run_name: str | None = None
 
 
-def register(inputs: RunInputs, uri: str | None = None) -> dict[str, Any]:
+def register(
+    inputs: RunInputs, uri: str | None = None, scorer: LeadScorer | None = None
+) -> dict[str, Any]:
     """Log one run, register its bundle, apply the promotion gate; returns the registry record
-    (model name, version, alias, both metric values, run id…)."""
-    with tracking(uri) as resolved:
-        return _register(inputs, resolved)
+    (model name, version, alias, both metric values, run id…). ``scorer``: the bundle's scorer
+    when the caller has already loaded (and verified) it; else it is loaded here, once.
 
-
-def _register(inputs: RunInputs, uri: str) -> dict[str, Any]:
+    Registration is a process of its own (the register stage): MLflow's fluent API, which
+    ``start_run`` and ``log_model`` need, is pointed at ``uri`` for that process. Everything
+    else takes the URI explicitly; serving never calls this."""
+    resolved = tracking_uri(uri)
+    if mlflow.get_tracking_uri() != resolved:
+        mlflow.set_tracking_uri(resolved)
     params = inputs.params
     name = params.mlflow.model_name
-    client = MlflowClient(tracking_uri=uri)
-    experiment = experiment_id(client, params.mlflow.experiment, uri)
-    scorer = load_scorer(str(inputs.model_dir))
-    comparison = compare(client, name, scorer, inputs.snapshots, inputs.tables, params, uri)
+    registry = client(resolved)
+    experiment = experiment_id(registry, params.mlflow.experiment, resolved)
+    if scorer is None:
+        scorer = load_scorer(str(inputs.model_dir))
+    comparison = compare(registry, name, scorer, inputs.snapshots, inputs.tables, params, resolved)
     alias = CHAMPION if comparison.promote else CHALLENGER
 
     tags = provenance_tags(inputs.dvc_lock, inputs.repo)
@@ -367,7 +313,7 @@ def _register(inputs: RunInputs, uri: str) -> dict[str, Any]:
     }
     with mlflow.start_run(experiment_id=experiment, run_name=inputs.run_name) as run:
         run_id = run.info.run_id
-        client.log_batch(
+        registry.log_batch(
             run_id,
             metrics=metric_entities(inputs.results or {}) + metric_entities(promotion),
             params=param_entities(params),
@@ -375,20 +321,20 @@ def _register(inputs: RunInputs, uri: str) -> dict[str, Any]:
         )
         for artifact_path, path in inputs.artifacts:
             if path.is_dir():
-                client.log_artifacts(run_id, str(path), artifact_path)
+                registry.log_artifacts(run_id, str(path), artifact_path)
             elif path.is_file():
-                client.log_artifact(run_id, str(path), artifact_path or None)
+                registry.log_artifact(run_id, str(path), artifact_path or None)
         info = log_bundle(inputs.model_dir, name="model")
         version = mlflow.register_model(info.model_uri, name)
-        client.set_registered_model_alias(name, alias, version.version)
+        registry.set_registered_model_alias(name, alias, version.version)
         for key, value in {
             "alias_given": alias,
             "promotion.metric": comparison.metric,
             "promotion.reason": comparison.reason,
         }.items():
-            client.set_model_version_tag(name, version.version, key, value)
-        client.set_tag(run_id, "registry.version", str(version.version))
-        client.set_tag(run_id, "registry.alias", alias)
+            registry.set_model_version_tag(name, version.version, key, value)
+        registry.set_tag(run_id, "registry.version", str(version.version))
+        registry.set_tag(run_id, "registry.alias", alias)
     logger.info(
         "registered %s version %s as %s (%s)", name, version.version, alias, comparison.reason
     )

@@ -1,10 +1,22 @@
 """The one fitted object that travels into serving: feature engine + calibrated LightGBM per
-target + the quality-lead definition. Raw lead history in, scores, grades and reasons out."""
+target + the quality-lead definition.
+
+:class:`LeadScorer` is the one scoring API. Every caller (the HTTP API, ``leadscore score``,
+the ``queue`` stage, the MLflow pyfunc bundle, evaluation and the promotion gate) turns its leads
+into feature rows with the scorer's :class:`~features.engine.FeatureEngine` and then calls:
+
+- :meth:`LeadScorer.summarise`: probabilities per target, score 0–100, grade and handoff;
+- :meth:`LeadScorer.explain`: the top positive and negative reasons (SHAP per business field);
+- :meth:`LeadScorer.rank`: the queue order.
+
+``num_threads`` is LightGBM's: 1 in an API worker (one request, one core), 0 (all cores) in
+batch work."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any
 
 import lightgbm as lgb
@@ -13,9 +25,14 @@ import pandas as pd
 
 from features.engine import FeatureEngine
 from models.calibration import Calibrator
-from models.reasons import Reason, top_reasons
+from models.reasons import Reason, ReasonTable
 
 GRADES = ("A", "B", "C", "D")
+
+
+def score_of(probability: np.ndarray) -> np.ndarray:
+    """The 0–100 score of a probability (of the primary target): ``100 p``, rounded."""
+    return np.clip(np.rint(np.asarray(probability) * 100), 0, 100).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -51,19 +68,33 @@ class TargetModel:
     best_iteration: int
 
 
-@dataclass
-class LeadScore:
-    probabilities: dict[str, float]
-    score: int
-    grade: str
-    handoff: bool
-    as_of: pd.Timestamp
-    positive_reasons: list[Reason] = field(default_factory=list)
-    negative_reasons: list[Reason] = field(default_factory=list)
+Reasons = tuple[list[Reason], list[Reason]]
+"""The positive and the negative reasons of one lead, strongest first."""
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Scores of n rows (no reasons), in row order."""
+
+    probabilities: dict[str, np.ndarray]
+    score: np.ndarray
+    grade: np.ndarray
+    handoff: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.score)
+
+    def frame(self) -> pd.DataFrame:
+        """``p_<target>`` per target, ``score``, ``grade`` and ``handoff`` columns."""
+        frame = pd.DataFrame({f"p_{t}": p for t, p in self.probabilities.items()})
+        frame["score"] = self.score
+        frame["grade"] = self.grade.astype(object)
+        frame["handoff"] = self.handoff
+        return frame
 
 
 class LeadScorer:
-    """Scores leads from their raw history. Built by the train stage from fitted parts."""
+    """Scores feature rows of leads. Built by the train stage from fitted parts."""
 
     def __init__(
         self,
@@ -77,8 +108,23 @@ class LeadScorer:
         self.definition = definition
         self.metadata = dict(metadata or {})
 
-    # ------------------------------------------------------------ matrix
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("reason_table", None)  # derived: rebuilt on first use after unpickling
+        return state
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return tuple(self.models)
+
+    @property
+    def primary(self) -> str:
+        """The target the score, grade, handoff, reasons and queue order follow."""
+        return self.definition.target
+
+    # ----------------------------------------------------------- scores
     def probabilities(self, X: np.ndarray, num_threads: int = 0) -> dict[str, np.ndarray]:
+        """Calibrated probability per target of every row."""
         out = {}
         for target, model in self.models.items():
             raw = model.booster.predict(
@@ -88,6 +134,7 @@ class LeadScorer:
         return out
 
     def grade(self, probability: np.ndarray) -> np.ndarray:
+        """A–D from the definition's probability floors."""
         grades = np.full(len(probability), "D", dtype=object)
         for name in reversed(GRADES[:-1]):
             grades[probability >= self.definition.grades[name]] = name
@@ -97,64 +144,59 @@ class LeadScorer:
         cutoff = GRADES.index(self.definition.handoff_min_grade)
         return np.array([GRADES.index(g) <= cutoff for g in grades], dtype=bool)
 
-    def score_matrix(self, X: np.ndarray, num_threads: int = 0) -> pd.DataFrame:
-        """p_<target>, score (0–100 from the primary target), grade and handoff per row."""
+    def summarise(self, X: np.ndarray, num_threads: int = 0) -> Summary:
+        """Probabilities, score (the primary target's probability × 100, rounded), grade and
+        handoff of every row."""
+        if not len(X):
+            empty = np.zeros(0)
+            return Summary(
+                {t: empty for t in self.models},
+                np.zeros(0, np.int64),
+                np.zeros(0, object),
+                np.zeros(0, bool),
+            )
         probabilities = self.probabilities(X, num_threads)
-        frame = pd.DataFrame({f"p_{t}": p for t, p in probabilities.items()})
-        primary = probabilities[self.definition.target]
-        frame["score"] = np.clip(np.rint(primary * 100), 0, 100).astype(np.int64)
-        frame["grade"] = self.grade(primary)
-        frame["handoff"] = self.handoff(frame["grade"].to_numpy())
-        return frame
+        primary = probabilities[self.primary]
+        score = score_of(primary)
+        grades = self.grade(primary)
+        return Summary(probabilities, score, grades, self.handoff(grades))
 
-    def reasons(self, X: np.ndarray, count: int = 3) -> list[tuple[list[Reason], list[Reason]]]:
-        """Top positive and negative reasons per row, from the primary target's SHAP values."""
-        model = self.models[self.definition.target]
-        contributions = np.asarray(
+    # ---------------------------------------------------------- reasons
+    @cached_property
+    def reason_table(self) -> ReasonTable:
+        """The reason algorithm with this model's lookups, built once per scorer."""
+        spec = self.engine.features_
+        return ReasonTable(
+            self.engine.feature_names_,
+            [f.business_field for f in spec],
+            {name: self.engine.vocabulary(name) for name in self.engine.categorical_features_},
+            self.engine.wording_context(),
+        )
+
+    def explain(self, X: np.ndarray, count: int = 3, num_threads: int = 0) -> list[Reasons]:
+        """Top ``count`` positive and negative reasons per row, from the primary target's SHAP
+        contributions (LightGBM ``pred_contrib``) summed per business field."""
+        if count <= 0 or not len(X):
+            return [([], []) for _ in range(len(X))]
+        contributions = self.contributions(X, num_threads)
+        table = self.reason_table
+        return [table.top(contributions[i], X[i], count) for i in range(len(X))]
+
+    def contributions(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
+        """The primary target's SHAP contributions per row and feature, in log-odds (LightGBM
+        ``pred_contrib``, the bias column dropped)."""
+        model = self.models[self.primary]
+        return np.asarray(
             model.booster.predict(
-                X, num_iteration=model.best_iteration, pred_contrib=True, num_threads=1
+                X, num_iteration=model.best_iteration, pred_contrib=True, num_threads=num_threads
             )
         )[:, :-1]
-        spec = self.engine.features_
-        fields = [f.business_field for f in spec]
-        descriptions = [f.description for f in spec]
-        categories = {
-            name: self.engine.vocabulary(name) for name in self.engine.categorical_features_
-        }
-        return [
-            top_reasons(
-                contributions[i],
-                X[i],
-                self.engine.feature_names_,
-                fields,
-                descriptions,
-                categories,
-                count,
-            )
-            for i in range(len(X))
-        ]
 
-    # --------------------------------------------------------------- raw
-    def score_lead(
-        self,
-        lead: Mapping[str, Any],
-        touches: Sequence[Mapping[str, Any]] = (),
-        sales_events: Sequence[Mapping[str, Any]] = (),
-        as_of: Any = None,
-        with_reasons: bool = True,
-    ) -> LeadScore:
-        """One lead from its own history (the API's path); as_of defaults to now."""
-        as_of = pd.Timestamp.now(tz="UTC") if as_of is None else pd.Timestamp(as_of)
-        as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
-        row = self.engine.transform_one(lead, touches, sales_events, as_of)[None, :]
-        scored = self.score_matrix(row, num_threads=1).iloc[0]
-        positive, negative = self.reasons(row)[0] if with_reasons else ([], [])
-        return LeadScore(
-            probabilities={t: float(scored[f"p_{t}"]) for t in self.models},
-            score=int(scored["score"]),
-            grade=str(scored["grade"]),
-            handoff=bool(scored["handoff"]),
-            as_of=as_of,
-            positive_reasons=positive,
-            negative_reasons=negative,
-        )
+    # ------------------------------------------------------------ queue
+    def rank(self, lead_ids: Sequence[str] | np.ndarray, p: np.ndarray) -> np.ndarray:
+        """The queue order: row indices by ``p`` (the primary target's probability) descending,
+        ties by lead id ascending."""
+        if not len(p):
+            return np.zeros(0, np.int64)
+        ids = np.asarray([str(v) for v in lead_ids], dtype=object)
+        return np.lexsort((ids, -np.asarray(p, dtype=np.float64)))

@@ -138,7 +138,7 @@ def train(
 
     _run(
         lambda: stage.run(
-            features=features_dir, validated=validated, out=out, params_path=params, model=model
+            features_dir=features_dir, validated=validated, out=out, params_path=params, model=model
         )
     )
 
@@ -160,7 +160,7 @@ def evaluate(
 
     _run(
         lambda: stage.run(
-            features=features_dir,
+            features_dir=features_dir,
             validated=validated,
             train=train_dir,
             out=out,
@@ -172,18 +172,33 @@ def evaluate(
 @app.command()
 def queue(
     validated: Annotated[Path, typer.Option(help="validated tables")] = Path("data/validated"),
-    train_dir: Annotated[Path, typer.Option("--train", help="train stage output")] = Path(
-        "artifacts/train"
-    ),
     out: Annotated[Path, typer.Option(help="output Parquet file", dir_okay=False)] = Path(
         "artifacts/queue.parquet"
     ),
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="ranking model: models:/name@alias, models:/name/version or a bundle directory "
+            "(default: models:/<mlflow.model_name>@champion)"
+        ),
+    ] = None,
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+    ] = None,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
-    """Sales queue: every open lead scored at the data horizon, best first, with reasons."""
-    from pipelines import score as stage
+    """Sales queue: every open lead scored at the data horizon by the champion, best first."""
+    from pipelines import queue as stage
 
-    _run(lambda: stage.run(validated=validated, train=train_dir, out=out, params_path=params))
+    _run(
+        lambda: stage.run(
+            validated=validated,
+            out=out,
+            params_path=params,
+            model=model,
+            tracking_uri=tracking_uri,
+        )
+    )
 
 
 @app.command()
@@ -223,7 +238,7 @@ def register(
     _run(
         lambda: stage.run(
             model=model,
-            features=features_dir,
+            features_dir=features_dir,
             validated=validated,
             out=out,
             params_path=params,
@@ -265,10 +280,10 @@ def score(
 ) -> None:
     """Batch scoring: a leads table (+ optional touches / sales events) → the API's answer
     per lead, chunked, with a progress bar."""
-    from pipelines import batch_score
+    from pipelines import score as stage
 
     _run(
-        lambda: batch_score.run(
+        lambda: stage.run(
             model=model,
             input=input,
             output=output,

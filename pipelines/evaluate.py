@@ -29,12 +29,17 @@ import pandas as pd
 from features import contract
 from features.errors import UserError
 from features.params import Params, load_params
-from features.storage import atomic_directory, atomic_file, write_json
+from features.storage import (
+    atomic_directory,
+    atomic_file,
+    read_manifest,
+    read_validated,
+    write_json,
+)
 from models.evaluation import Evaluation, evaluate
 from models.kpis import compute_kpis
 from models.model_card import CardInputs, render
 from models.scorer import LeadScorer
-from pipelines.features import read_manifest, read_tables
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +51,8 @@ def load_pickle(path: Path, stage: str) -> Any:
         return pickle.load(handle)
 
 
-def read_snapshots(features: Path, scorer: LeadScorer) -> pd.DataFrame:
-    path = features / "snapshots.parquet"
+def read_snapshots(features_dir: Path, scorer: LeadScorer) -> pd.DataFrame:
+    path = features_dir / "snapshots.parquet"
     if not path.exists():
         raise UserError(f"{path}: missing; run the features stage first")
     snapshots = pd.read_parquet(path)
@@ -131,12 +136,12 @@ def card_inputs(
     )
 
 
-def run(features: Path, validated: Path, train: Path, out: Path, params_path: Path) -> None:
+def run(features_dir: Path, validated: Path, train: Path, out: Path, params_path: Path) -> None:
     params = load_params(params_path)
     scorer: LeadScorer = load_pickle(train / "scorer.pkl", "train")
     baselines = load_pickle(train / "baselines.pkl", "train")
-    snapshots = read_snapshots(features, scorer)
-    tables = read_tables(validated)
+    snapshots = read_snapshots(features_dir, scorer)
+    tables = read_validated(validated)
     manifest = read_manifest(validated)
     truth_path = validated / "truth.parquet"
     truth = pd.read_parquet(truth_path) if truth_path.exists() else None

@@ -20,10 +20,9 @@ from typing import Any
 
 import pandas as pd
 
-from features import contract
 from features.errors import UserError
 from features.params import load_params
-from features.storage import write_json
+from features.storage import read_validated, write_json
 from models.bundle import BundleError, verify_bundle
 from models.registry import RunInputs, register
 
@@ -33,22 +32,11 @@ HISTORY_TABLES = ("leads", "touches", "sales_events")
 """What a champion's engine needs to recompute features (the rest is in its fitted state)."""
 
 
-def read_test_snapshots(features: Path) -> pd.DataFrame:
-    path = features / "snapshots.parquet"
+def read_test_snapshots(features_dir: Path) -> pd.DataFrame:
+    path = features_dir / "snapshots.parquet"
     if not path.exists():
         raise UserError(f"{path}: missing; run the features stage first")
     return pd.read_parquet(path, filters=[("split", "==", "test")])
-
-
-def read_history(validated: Path, lead_ids: list[str]) -> dict[str, pd.DataFrame]:
-    """The validated leads, touches and sales events of ``lead_ids`` only."""
-    if not (validated / "leads.parquet").exists():
-        raise UserError(f"{validated}/leads.parquet: missing; run the validate stage first")
-    return {
-        name: pd.read_parquet(validated / f"{name}.parquet", filters=[("lead_id", "in", lead_ids)])
-        for name in HISTORY_TABLES
-        if name in contract.TABLES and (validated / f"{name}.parquet").exists()
-    }
 
 
 def read_results(path: Path) -> Mapping[str, Any] | None:
@@ -63,7 +51,7 @@ def read_results(path: Path) -> Mapping[str, Any] | None:
 
 def run(
     model: Path,
-    features: Path,
+    features_dir: Path,
     validated: Path,
     out: Path,
     params_path: Path,
@@ -78,10 +66,10 @@ def run(
     if not (model / "MLmodel").exists():
         raise UserError(f"{model}/MLmodel: missing; run the train stage first")
     try:
-        verify_bundle(model)
+        scorer = verify_bundle(model)
     except BundleError as error:
         raise UserError(f"{error}; re-run the train stage with this code") from None
-    snapshots = read_test_snapshots(features)
+    snapshots = read_test_snapshots(features_dir)
     lead_ids = sorted(set(snapshots["lead_id"].astype(str)))
     logged = [("", metrics), *artifacts]
     for _, path in logged:
@@ -92,13 +80,14 @@ def run(
             model_dir=model,
             params=params,
             snapshots=snapshots,
-            tables=lambda: read_history(validated, lead_ids),
+            tables=lambda: read_validated(validated, HISTORY_TABLES, lead_ids),
             results=read_results(metrics),
             artifacts=logged,
             dvc_lock=dvc_lock,
             repo=Path.cwd(),  # dvc runs stages from the repository root
         ),
         uri=tracking_uri,
+        scorer=scorer,
     )
     write_json(out, record)
     return record

@@ -1,195 +1,291 @@
-"""Stage `score` (command ``leadscore queue``): the sales queue.
+"""``leadscore score``: batch scoring of a leads table, with the API's answer per lead.
 
-Every lead still open at the data horizon, scored as of the horizon with the trained
-:class:`LeadScorer`, best first (the primary target's probability, descending), with its owner,
-channel, campaign and the top three positive and negative reasons. Written atomically to one
-Parquet file.
+Input (CSV or Parquet, by extension):
 
-- *Open* (CRM tables): the lead was created by the horizon and its latest sales event at or
-  before the horizon is not ``won``, ``lost`` or ``rejected`` (a lead without sales events is
-  open). Every open lead is scored, censored or not, however old: leads older than the largest
-  snapshot offset are scored beyond the ages the model was trained on.
-- *Flat exports* have no pipeline state (no sales events): every row is scored, at the horizon,
-  from its attributes alone.
-- ``owner_id``: the last non-null owner among the lead's sales events (null if none);
-  ``last_stage``: its latest sales stage (null if none).
+- ``--input``: the leads table, one row per lead: the canonical lead columns of
+  :data:`features.contract.LEADS` (``lead_id`` and ``created_at`` required) and, for a model
+  trained on a flat export, its feature columns (``engine.lead_categoricals_`` /
+  ``engine.numerics_``); other columns are ignored. An optional ``as_of`` column scores each
+  lead at its own time; otherwise ``--as-of`` (default: now, one instant for the whole run).
+- ``--touches`` / ``--sales-events`` (optional): the canonical event tables of those leads
+  (``lead_id``, ``occurred_at``, ``touch_type`` / ``stage``, …). Events at or after a lead's
+  as_of are ignored, like everywhere else.
 
-Reasons come from SHAP (about 0.7 ms per lead), computed in chunks with a progress bar.
+Output (CSV or Parquet, by extension), one row per input lead, in input order: ``lead_id``,
+``as_of``, ``p_<target>`` per target, ``score``, ``grade``, ``handoff``, ``reasons_positive``,
+``reasons_negative``; the same values as ``POST /v1/score`` for the same lead and as_of (the
+engine's batch path computes the same features as its one-lead path). Reasons are lists of
+``{field, text, contribution}`` in Parquet, JSON text in CSV. ``--reasons 0`` leaves them
+empty: SHAP costs about 0.6 ms per lead and core, most of the time of a large run.
+
+The leads are read and scored ``--chunk`` rows at a time (the event tables are filtered to each
+chunk's leads while they are read), so memory is bounded by the chunk, not the file: a million
+leads fit. The output is written to a temporary file and renamed at the end.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
-import pickle
-from collections.abc import Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from features import contract
 from features.errors import UserError
-from features.params import load_params
-from features.storage import write_parquet
+from features.readers import WRITABLE_SUFFIXES, file_kind
+from features.storage import atomic_file
+from features.validation import check_table
+from models.reasons import reason_records
 from models.scorer import LeadScorer
-from pipelines.features import read_manifest, read_tables
 
 logger = logging.getLogger(__name__)
 
-REASON_CHUNK = 2000
-"""Leads per SHAP call: bounds memory (rows × features × 8 bytes) and paces the progress bar."""
-REASONS = 3
+REASON_TYPE = pa.list_(
+    pa.struct([("field", pa.string()), ("text", pa.string()), ("contribution", pa.float64())])
+)
 
 
-def load_scorer(train: Path) -> LeadScorer:
-    path = train / "scorer.pkl"
+def file_format(path: Path, role: str) -> str:
+    kind = file_kind(path)
+    if role == "--output" and not path.name.lower().endswith(WRITABLE_SUFFIXES):
+        kind = None
+    if kind is None:
+        raise UserError(f"{path}: {role} must be .csv or .parquet")
+    return kind
+
+
+# ------------------------------------------------------------------- reading
+def _leads_columns(path: Path, kind: str) -> list[str]:
+    if kind == "parquet":
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    return list(pd.read_csv(path, nrows=0).columns)
+
+
+def lead_chunks(path: Path, chunk: int) -> tuple[Iterator[pd.DataFrame], int | None]:
+    """The leads table in chunks (strings stay strings), and its row count when known."""
+    kind = file_format(path, "--input")
     if not path.exists():
-        raise UserError(f"{path}: missing; run the train stage first")
-    with path.open("rb") as handle:
-        scorer: LeadScorer = pickle.load(handle)
-    return scorer
+        raise UserError(f"{path}: file not found")
+    columns = _leads_columns(path, kind)
+    missing = [c for c in contract.LEADS.required_columns if c not in columns]
+    if missing:
+        raise UserError(f"{path}: column {missing[0]!r} is missing (required: lead_id, created_at)")
+    if kind == "parquet":
+        handle = pq.ParquetFile(path)
+
+        def parquet() -> Iterator[pd.DataFrame]:
+            for batch in handle.iter_batches(batch_size=chunk):
+                yield batch.to_pandas()
+
+        return parquet(), handle.metadata.num_rows
+
+    def csv() -> Iterator[pd.DataFrame]:
+        yield from pd.read_csv(path, chunksize=chunk, dtype=str, keep_default_na=True)
+
+    return csv(), None
 
 
-def sales_state(sales: pd.DataFrame | None, horizon: pd.Timestamp) -> pd.DataFrame:
-    """Per lead with sales events by the horizon: latest stage and last non-null owner."""
-    if sales is None or not len(sales):
-        return pd.DataFrame(columns=["last_stage", "owner_id"], index=pd.Index([], name="lead_id"))
-    events = sales[pd.to_datetime(sales["occurred_at"], utc=True) <= horizon]
-    events = events.assign(
-        stage=events["stage"].astype(str).str.strip().str.lower(),
-        _order=np.arange(len(events)),
-    ).sort_values(["occurred_at", "_order"], kind="stable")
-    by_lead = events.groupby("lead_id", sort=False, observed=True)
-    state = pd.DataFrame({"last_stage": by_lead["stage"].last()})
-    if "owner_id" in events:
-        owners = events[events["owner_id"].notna()].groupby("lead_id", sort=False, observed=True)
-        state["owner_id"] = owners["owner_id"].last().reindex(state.index)
-    else:
-        state["owner_id"] = None
-    state.index = state.index.astype(str)
-    return state
+class EventSource:
+    """One event table, filtered to a chunk's leads as it is read (streaming scan)."""
+
+    def __init__(self, path: Path, table: contract.Table) -> None:
+        kind = file_format(path, f"--{table.name.replace('_', '-')}")
+        if not path.exists():
+            raise UserError(f"{path}: file not found")
+        self.path = path
+        self.table = table
+        if kind == "parquet":
+            self.dataset = ds.dataset(path, format="parquet")
+        else:
+            names = pd.read_csv(path, nrows=0).columns
+            types = {name: pa.string() for name in names}
+            self.dataset = ds.dataset(
+                path,
+                format=ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(column_types=types)),
+            )
+        present = set(self.dataset.schema.names)
+        missing = [c for c in table.required_columns if c not in present]
+        if missing:
+            raise UserError(f"{path}: column {missing[0]!r} is missing")
+        self.columns = [c.name for c in table if c.name in present]
+
+    def for_leads(self, lead_ids: pd.Series) -> pd.DataFrame:
+        wanted = pa.array(lead_ids.astype(str).unique(), type=pa.string())
+        keep = pc.field("lead_id").cast(pa.string()).isin(wanted)
+        frame = self.dataset.to_table(columns=self.columns, filter=keep).to_pandas()
+        frame["lead_id"] = frame["lead_id"].astype(str)
+        return check_table(self.table, frame, self.path, example_column="lead_id")
 
 
-def open_leads(
-    tables: Mapping[str, pd.DataFrame], horizon: pd.Timestamp, flat: bool
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The leads to queue (flat: all) and their sales state (indexed by lead_id)."""
-    leads = tables["leads"]
-    state = sales_state(tables.get("sales_events"), horizon)
-    if flat:
-        return leads.reset_index(drop=True), state
-    created = pd.to_datetime(leads["created_at"], utc=True)
-    last_stage = leads["lead_id"].astype(str).map(state["last_stage"])
-    is_open = (created <= horizon) & ~last_stage.isin(contract.CLOSED_STAGES)
-    return leads[is_open.to_numpy()].reset_index(drop=True), state
+def _as_of_times(values: pd.Series) -> tuple[pd.Series, int]:
+    parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+    bad = int((parsed.isna() & values.notna()).sum())
+    return parsed, bad
 
 
-def reason_texts(scorer: LeadScorer, X: np.ndarray) -> tuple[list[list[str]], list[list[str]]]:
-    positive: list[list[str]] = []
-    negative: list[list[str]] = []
-    starts = range(0, len(X), REASON_CHUNK)
-    for start in tqdm(starts, desc="reasons", unit="chunk", disable=None):
-        for good, bad in scorer.reasons(X[start : start + REASON_CHUNK], count=REASONS):
-            positive.append([r.text for r in good])
-            negative.append([r.text for r in bad])
-    return positive, negative
-
-
-def build_queue(
-    tables: Mapping[str, pd.DataFrame],
+def prepare_leads(
+    frame: pd.DataFrame,
+    path: Path,
     scorer: LeadScorer,
-    horizon: pd.Timestamp,
-    flat: bool = False,
-    partition: int = 250_000,
-) -> pd.DataFrame:
-    """The queue, best first: one row per open lead."""
-    leads, state = open_leads(tables, horizon, flat)
-    ids = leads["lead_id"].astype(str)
-    touches = tables.get("touches")
-    sales = tables.get("sales_events")
-    parts = []
-    for start in range(0, len(leads), partition):
-        part = leads.iloc[start : start + partition]
-        part_ids = set(part["lead_id"].astype(str))
-        snapshots = pd.DataFrame({"lead_id": part["lead_id"].to_numpy(), "as_of": horizon})
-        matrix = scorer.engine.transform(
-            snapshots,
-            part,
-            touches[touches["lead_id"].astype(str).isin(part_ids)] if touches is not None else None,
-            sales[sales["lead_id"].astype(str).isin(part_ids)] if sales is not None else None,
-        )
-        parts.append(matrix)
-    n_features = len(scorer.engine.feature_names_)
-    X = np.vstack(parts) if parts else np.zeros((0, n_features))
-    scores = (
-        scorer.score_matrix(X)
-        if len(X)
-        else pd.DataFrame(
-            {f"p_{t}": pd.Series(dtype="float64") for t in scorer.models}
-            | {
-                "score": pd.Series(dtype="int64"),
-                "grade": pd.Series(dtype="object"),
-                "handoff": pd.Series(dtype="bool"),
-            }
-        )
-    )
-    positive, negative = reason_texts(scorer, X)
-
-    campaign_id = (
-        leads["campaign_id"].astype("object").where(leads["campaign_id"].notna(), None)
-        if "campaign_id" in leads
-        else pd.Series([None] * len(leads), dtype="object")
-    )
-    channel: pd.Series
-    campaign_name: pd.Series
-    if "campaigns" in tables:
-        campaigns = tables["campaigns"].set_index(tables["campaigns"]["campaign_id"].astype(str))
-        channel = campaign_id.map(campaigns["channel"].astype(str).str.strip().str.lower())
-        campaign_name = campaign_id.map(campaigns["name"]) if "name" in campaigns else campaign_id
+    default_as_of: pd.Timestamp,
+    offset: int,
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Checked leads of one chunk and their as_of (per row, or the run's)."""
+    frame = check_table(contract.LEADS, frame, path, first_row=offset + 1)
+    for name in scorer.engine.numerics_:
+        if name in frame:
+            numbers = pd.to_numeric(frame[name], errors="coerce")
+            wrong = int((numbers.isna() & frame[name].notna()).sum())
+            wrong += int((~np.isfinite(numbers.fillna(0.0))).sum())
+            if wrong:
+                raise UserError(
+                    f"{path}: column {name!r}: {wrong} rows not a number (a numeric feature)"
+                )
+            frame[name] = numbers
+    if "as_of" in frame:
+        as_of, bad = _as_of_times(frame["as_of"])
+        if bad:
+            raise UserError(f"{path}: column 'as_of': {bad} rows not a valid timestamp")
+        as_of = as_of.fillna(default_as_of)
     else:
-        channel = (
-            leads["channel"].astype("object")
-            if "channel" in leads
-            else pd.Series([None] * len(leads), dtype="object")
+        as_of = pd.Series(default_as_of, index=frame.index)
+    return frame, as_of.astype("datetime64[us, UTC]")
+
+
+# ------------------------------------------------------------------- scoring
+def score_chunk(
+    scorer: LeadScorer,
+    leads: pd.DataFrame,
+    as_of: pd.Series,
+    touches: pd.DataFrame | None,
+    sales_events: pd.DataFrame | None,
+    reasons: int,
+) -> pd.DataFrame:
+    # Series, not .to_numpy(): a tz-aware column would become an object array of Timestamps.
+    columns = {"lead_id": leads["lead_id"], "as_of": as_of.reset_index(drop=True)}
+    X = scorer.engine.transform(pd.DataFrame(columns), leads, touches, sales_events)
+    out = pd.concat([pd.DataFrame(columns), scorer.summarise(X, num_threads=0).frame()], axis=1)
+    explained = scorer.explain(X, count=reasons, num_threads=0)
+    out["reasons_positive"] = [reason_records(p) for p, _ in explained]
+    out["reasons_negative"] = [reason_records(n) for _, n in explained]
+    return out
+
+
+# ------------------------------------------------------------------- writing
+class Writer:
+    def __init__(self, path: Path, kind: str, targets: tuple[str, ...]) -> None:
+        self.path = path
+        self.kind = kind
+        self.schema = pa.schema(
+            [
+                ("lead_id", pa.string()),
+                ("as_of", pa.timestamp("us", tz="UTC")),
+                *((f"p_{t}", pa.float64()) for t in targets),
+                ("score", pa.int64()),
+                ("grade", pa.string()),
+                ("handoff", pa.bool_()),
+                ("reasons_positive", REASON_TYPE),
+                ("reasons_negative", REASON_TYPE),
+            ]
         )
-        campaign_name = pd.Series([None] * len(leads), dtype="object")
-    queue = pd.DataFrame(
-        {
-            "lead_id": ids.to_numpy(),
-            "created_at": pd.to_datetime(leads["created_at"], utc=True).to_numpy(),
-            "as_of": pd.Series([horizon] * len(leads), dtype="datetime64[us, UTC]").to_numpy(),
-            "owner_id": ids.map(state["owner_id"]).astype("object").to_numpy(),
-            "last_stage": ids.map(state["last_stage"]).astype("object").to_numpy(),
-            "channel": channel.astype("object").to_numpy(),
-            "campaign_id": campaign_id.to_numpy(),
-            "campaign_name": campaign_name.astype("object").to_numpy(),
-        }
-    )
-    queue = pd.concat([queue, scores.reset_index(drop=True)], axis=1)
-    queue["reasons_positive"] = pd.Series(positive, dtype="object")
-    queue["reasons_negative"] = pd.Series(negative, dtype="object")
-    for column in ("owner_id", "last_stage", "channel", "campaign_id", "campaign_name"):
-        queue[column] = queue[column].where(queue[column].notna(), None)
-    primary = f"p_{scorer.definition.target}"
-    queue = queue.sort_values([primary, "lead_id"], ascending=[False, True], kind="stable")
-    queue.insert(0, "rank", np.arange(1, len(queue) + 1))
-    return queue.reset_index(drop=True)
+        self._parquet: pq.ParquetWriter | None = None
+        self._first = True
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.kind == "parquet":
+            table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.path, self.schema, compression="zstd")
+            self._parquet.write_table(table)
+            return
+        text = frame.copy()
+        text["as_of"] = pd.to_datetime(text["as_of"], utc=True).map(lambda t: t.isoformat())
+        for column in ("reasons_positive", "reasons_negative"):
+            text[column] = [json.dumps(v, ensure_ascii=False) for v in text[column]]
+        text.to_csv(self.path, mode="w" if self._first else "a", header=self._first, index=False)
+        self._first = False
+
+    def close(self) -> None:
+        if self.kind == "parquet":
+            if self._parquet is None:  # no rows: still a valid, empty file
+                self._parquet = pq.ParquetWriter(self.path, self.schema, compression="zstd")
+            self._parquet.close()
+        elif self._first:
+            pd.DataFrame(columns=self.schema.names).to_csv(self.path, index=False)
 
 
-def run(validated: Path, train: Path, out: Path, params_path: Path) -> None:
-    params = load_params(params_path)
-    scorer = load_scorer(train)
-    tables = read_tables(validated)
-    flat = read_manifest(validated) is not None
-    horizon = contract.data_horizon(tables, params.data.horizon)
-    queue = build_queue(tables, scorer, horizon, flat, params.features.partition_leads)
-    write_parquet(out, queue)
-    handoff = int(queue["handoff"].sum()) if len(queue) else 0
-    logger.info(
-        "queue: %d open leads scored at %s (%d for handoff) → %s",
-        len(queue),
-        horizon.isoformat(),
-        handoff,
-        out,
-    )
+# ----------------------------------------------------------------------- run
+def parse_as_of(text: str | None) -> pd.Timestamp:
+    if text is None:
+        return pd.Timestamp(dt.datetime.now(dt.UTC))
+    try:
+        return contract.utc(text)
+    except (ValueError, TypeError):
+        raise UserError(f"--as-of {text!r}: not an ISO timestamp") from None
+
+
+def run(
+    model: str,
+    input: Path,
+    output: Path,
+    touches: Path | None = None,
+    sales_events: Path | None = None,
+    as_of: str | None = None,
+    reasons: int = 3,
+    chunk: int = 100_000,
+    tracking_uri: str | None = None,
+) -> int:
+    """Score ``input`` into ``output``; returns the number of leads scored."""
+    from serving.holder import ModelLoadError, read_scorer
+
+    out_kind = file_format(output, "--output")
+    when = parse_as_of(as_of)
+    chunks, total = lead_chunks(input, chunk)
+    sources = {
+        name: EventSource(path, contract.TABLES[name])
+        for name, path in (("touches", touches), ("sales_events", sales_events))
+        if path is not None
+    }
+    try:
+        scorer, info = read_scorer(model, tracking_uri)
+    except ModelLoadError as error:
+        raise UserError(str(error)) from None
+    logger.info("scoring %s with %s version %s (as of %s)", input, info.name, info.version, when)
+    writer = Writer(output, out_kind, scorer.targets)
+    scored = 0
+    with (
+        atomic_file(output) as staging,
+        tqdm(total=total, desc="score", unit="lead", unit_scale=True, disable=None) as bar,
+    ):
+        writer.path = staging
+        try:
+            for frame in chunks:
+                leads, stamps = prepare_leads(frame, input, scorer, when, scored)
+                events = {
+                    name: source.for_leads(leads["lead_id"]) for name, source in sources.items()
+                }
+                result = score_chunk(
+                    scorer,
+                    leads,
+                    stamps,
+                    events.get("touches"),
+                    events.get("sales_events"),
+                    reasons,
+                )
+                writer.write(result)
+                scored += len(result)
+                bar.update(len(result))
+        finally:
+            writer.close()
+    logger.info("scored %d leads → %s", scored, output)
+    return scored

@@ -3,7 +3,8 @@
 Settings come from the environment (``LEADSCORE_*``, ``MLFLOW_TRACKING_URI``; see
 :mod:`serving.settings`); ``--model`` overrides ``LEADSCORE_MODEL_URI``. With one worker (the
 default) the app is built here and run in this process; with ``--workers N`` uvicorn starts N
-processes that each build the app from the environment (``--model`` is passed on through it).
+processes that each build the app from the environment (``--model`` is passed on through it),
+with a fresh ``PROMETHEUS_MULTIPROC_DIR`` so that ``/metrics`` sums all workers.
 LightGBM predicts on one thread per worker: scale with workers, not threads.
 """
 
@@ -49,7 +50,11 @@ def run(
     if workers > 1:
         if model is not None:
             os.environ["LEADSCORE_MODEL_URI"] = model
-        uvicorn.run("serving.app:create_app_from_env", factory=True, workers=workers, **common)
+        from serving.metrics import multiprocess_directory
+
+        # every worker writes its metrics there and /metrics sums them (serving.metrics)
+        with multiprocess_directory():
+            uvicorn.run("serving.app:create_app_from_env", factory=True, workers=workers, **common)
         return
     from serving.app import create_app
 

@@ -16,20 +16,19 @@ from pathlib import Path
 import pandas as pd
 
 from features.params import load_params
-from features.storage import atomic_directory
+from features.storage import atomic_directory, read_manifest
 from models.training import train_all
-from pipelines.features import read_manifest
 
 logger = logging.getLogger(__name__)
 
 
 def run(
-    features: Path, validated: Path, out: Path, params_path: Path, model: Path | None = None
+    features_dir: Path, validated: Path, out: Path, params_path: Path, model: Path | None = None
 ) -> None:
     params = load_params(params_path)
-    with (features / "engine.pkl").open("rb") as handle:
+    with (features_dir / "engine.pkl").open("rb") as handle:
         engine = pickle.load(handle)
-    snapshots = pd.read_parquet(features / "snapshots.parquet")
+    snapshots = pd.read_parquet(features_dir / "snapshots.parquet")
     X = engine.matrix_from_frame(snapshots)
     # Only the split and labels are needed beside X: dropping the feature columns took the
     # stage's peak at a million leads from 8.3 to 7.6 GB.

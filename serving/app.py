@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
 
 from serving.artifacts import ArtifactStore
 from serving.dependencies import Authenticator
@@ -143,7 +144,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     state.api_models = build_models(limits, settings.targets())
     state.auth = Authenticator(settings.key_roles(), enabled=settings.auth == "on")
     state.holder = ModelHolder()
-    state.metrics = ApiMetrics()
+    state.metrics_registry = CollectorRegistry()  # this app's own: apps never share counts
+    state.metrics = ApiMetrics(state.metrics_registry)
     state.artifacts = ArtifactStore(settings.artifacts)
     state.reload_task = None
 

@@ -157,16 +157,12 @@ def _number(text: str | None) -> Any:
 
 
 def queue_rows(
-    frame: pd.DataFrame,
-    owner: str | None,
-    limit: int,
-    offset: int = 0,
-    primary: str | None = None,
+    frame: pd.DataFrame, owner: str | None, limit: int, offset: int = 0
 ) -> dict[str, Any]:
-    """The queue sorted by the primary target's probability (best first; ties by lead_id),
-    optionally for one owner (``"(none)"``: leads without owner). Without a known primary
-    target, the last ``p_`` column is taken."""
-    probability_columns = [c for c in frame.columns if str(c).startswith("p_")]
+    """A page of the queue in the order the ``queue`` stage ranked it (the scorer's
+    ``rank``; the file is never re-sorted here), optionally for one owner (``"(none)"``: leads
+    without owner), and the model that ranked it (``ranked_by``: name and version, from the
+    file's ``model_name`` / ``model_version`` columns; None for a file without them)."""
     owners: list[str] = []
     if "owner_id" in frame:
         owners = sorted({str(v) for v in frame["owner_id"].dropna().unique()})
@@ -176,16 +172,13 @@ def queue_rows(
             selected = frame[frame["owner_id"].isna()]
         else:
             selected = frame[frame["owner_id"].astype("object") == owner]
-    sort_by: str | None = None
-    if primary and f"p_{primary}" in selected:
-        sort_by = f"p_{primary}"
-    elif probability_columns:
-        sort_by = probability_columns[-1]
-    if sort_by is not None:
-        keys = [sort_by, "lead_id"] if "lead_id" in selected else [sort_by]
-        selected = selected.sort_values(
-            keys, ascending=[False, True][: len(keys)], kind="stable", na_position="last"
-        )
+    ranked_by = None
+    if {"model_name", "model_version"} <= set(frame.columns) and len(frame):
+        pairs = frame[["model_name", "model_version"]].drop_duplicates()
+        ranked_by = [
+            {"name": str(name), "version": str(version)}
+            for name, version in pairs.itertuples(index=False)
+        ]
     page = selected.iloc[offset : offset + limit]
     records = []
     for record in page.to_dict("records"):
@@ -195,6 +188,7 @@ def queue_rows(
         "owner": owner,
         "total": len(selected),
         "offset": offset,
+        "ranked_by": ranked_by,
         "rows": records,
         "columns": [str(c) for c in frame.columns],
     }

@@ -2,7 +2,7 @@
 
 App-wide objects live on ``app.state`` (made by :func:`serving.app.create_app`, never at import
 time): ``settings``, ``holder`` (the served model), ``api_models`` (request/response models),
-``auth``, ``metrics``, ``artifacts``.
+``auth``, ``metrics`` (on its ``metrics_registry``), ``artifacts``.
 
 **Auth.** ``X-API-Key`` header; keys and roles from ``LEADSCORE_API_KEYS`` (``key:role,…``).
 Only SHA-256 digests of the keys are kept, compared with :func:`hmac.compare_digest` against

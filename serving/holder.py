@@ -30,11 +30,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 from models.scorer import LeadScorer
-from serving.scoring import FastScorer
+from serving.model_input import ModelInput, answers
 
 logger = logging.getLogger(__name__)
 
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))$")
 _RUNS_URI = re.compile(r"^runs:/(?P<run>[^/]+)/.+$")
 
 
@@ -71,9 +70,11 @@ class ModelInfo:
 @dataclass(frozen=True)
 class LoadedModel:
     scorer: LeadScorer
-    fast: FastScorer
+    inputs: ModelInput
     info: ModelInfo
     ref: dict[str, str] = field(default_factory=dict)
+    reasons: int = 3
+    """Reasons of each sign per answer."""
 
 
 def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
@@ -92,39 +93,13 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _registry(uri: str, tracking_uri: str | None) -> tuple[str, str, str, str | None]:
-    """``models:/`` URI → (name, version, URI of that exact version, run id)."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    from models.registry import tracking_uri as default_tracking_uri
-
-    match = _MODELS_URI.match(uri)
-    if match is None:
-        raise ModelLoadError(f"{uri}: expected models:/<name>@<alias> or models:/<name>/<version>")
-    name = match["name"]
-    resolved_tracking = tracking_uri or default_tracking_uri()
-    client = MlflowClient(tracking_uri=resolved_tracking, registry_uri=resolved_tracking)
-    try:
-        if match["alias"]:
-            version = client.get_model_version_by_alias(name, match["alias"])
-        else:
-            version = client.get_model_version(name, match["version"])
-    except MlflowException as error:
-        raise ModelLoadError(f"{uri}: not found in {resolved_tracking} ({error.message})") from None
-    return name, str(version.version), f"models:/{name}/{version.version}", version.run_id
-
-
 def _run_metrics(run_id: str | None, tracking_uri: str | None) -> dict[str, Any] | None:
     if not run_id:
         return None
     try:
-        from mlflow.tracking import MlflowClient
+        from models.tracking import client
 
-        from models.registry import tracking_uri as default_tracking_uri
-
-        resolved = tracking_uri or default_tracking_uri()
-        metrics = MlflowClient(tracking_uri=resolved).get_run(run_id).data.metrics
+        metrics = client(tracking_uri).get_run(run_id).data.metrics
     except Exception as error:  # metrics are a nicety: never fail a load for them
         logger.warning("could not read the metrics of run %s: %s", run_id, error)
         return None
@@ -149,10 +124,17 @@ def read_scorer(uri: str, tracking_uri: str | None = None) -> tuple[LeadScorer, 
     parsed = urlparse(uri)
     try:
         if parsed.scheme == "models":
-            name, version, exact, run_id = _registry(uri, tracking_uri)
-            scorer = load_scorer(exact, tracking_uri)
-            metrics = _run_metrics(run_id, tracking_uri)
-            return scorer, ModelInfo(name, version, uri, "registry", now, run_id, metrics)
+            from models.tracking import RegistryLookupError, resolve
+
+            try:
+                found = resolve(uri, tracking_uri)
+            except RegistryLookupError as error:
+                raise ModelLoadError(str(error)) from None
+            scorer = load_scorer(found.uri, tracking_uri)
+            metrics = _run_metrics(found.run_id, tracking_uri)
+            return scorer, ModelInfo(
+                found.name, found.version, uri, "registry", now, found.run_id, metrics
+            )
         if parsed.scheme == "runs":
             match = _RUNS_URI.match(uri)
             run_id = match["run"] if match else None
@@ -179,27 +161,27 @@ def read_scorer(uri: str, tracking_uri: str | None = None) -> tuple[LeadScorer, 
     )
 
 
-def warm_up(fast: FastScorer) -> None:
+def warm_up(scorer: LeadScorer, inputs: ModelInput) -> None:
     """Score one made-up lead once: fills the engine's lookup caches (first request as fast
     as the rest) and proves the model scores before it is swapped in."""
     now = dt.datetime.now(dt.UTC)
     lead: dict[str, Any] = {"lead_id": "warm-up", "created_at": now - dt.timedelta(days=3)}
     touches = [{"occurred_at": now - dt.timedelta(days=1), "touch_type": "web_visit"}]
     sales = [{"occurred_at": now - dt.timedelta(days=2), "stage": "assigned"}]
-    prepared = fast.prepare(lead, touches, sales, now)
-    fast.answers([prepared], {"name": "warm-up", "version": "0"})
+    prepared = inputs.prepare(lead, touches, sales, now)
+    answers(scorer, [prepared], {"name": "warm-up", "version": "0"})
 
 
 def load_model(uri: str, tracking_uri: str | None = None, reasons: int = 3) -> LoadedModel:
     scorer, info = read_scorer(uri, tracking_uri)
-    fast = FastScorer(scorer, reasons=reasons)
+    inputs = ModelInput(scorer)
     try:
-        warm_up(fast)
+        warm_up(scorer, inputs)
     except Exception as error:
         raise ModelLoadError(
             f"{uri}: loaded but cannot score ({type(error).__name__}: {error})"
         ) from error
-    return LoadedModel(scorer, fast, info, info.ref)
+    return LoadedModel(scorer, inputs, info, info.ref, reasons)
 
 
 class ModelHolder:

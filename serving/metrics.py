@@ -1,8 +1,7 @@
-"""Prometheus metrics of one app, in the text exposition format (version 0.0.4).
+"""Prometheus metrics of one app, with the official client (``prometheus_client``), in the text
+exposition format (version 0.0.4).
 
-A few counters, gauges and histograms written here (no client library): label sets are small
-and bounded (routes are path templates, never raw paths). Updates take a lock, because batch
-scoring runs in worker threads.
+Label sets are small and bounded (routes are path templates, never raw paths).
 
 | metric | type | labels |
 |---|---|---|
@@ -13,19 +12,52 @@ scoring runs in worker threads.
 | ``leadscore_model_reloads_total`` | counter | outcome (ok, failed) |
 | ``leadscore_model_loaded`` | gauge | 1 when a model is serving |
 | ``leadscore_model_info`` | gauge | name, version (value 1) |
+
+**One process** (no ``PROMETHEUS_MULTIPROC_DIR``): every app has its own
+:class:`~prometheus_client.CollectorRegistry` (made by the app factory, on ``app.state``), its
+metrics registered there and nowhere else (never the library's global ``REGISTRY``), so apps
+made in one process (tests) never share counts. ``_created`` series are left out.
+
+**Several worker processes** (``leadscore serve --workers N``): the serve command makes a fresh
+directory, sets ``PROMETHEUS_MULTIPROC_DIR`` before uvicorn starts the workers (see
+:func:`multiprocess_directory`) and removes it on exit. Each worker's metrics then live in
+memory-mapped files there (``prometheus_client`` picks that value class from the variable when
+it is imported, i.e. when a spawned worker starts), and a scrape merges every worker's files
+with a :class:`~prometheus_client.multiprocess.MultiProcessCollector` over a fresh registry:
+whichever worker answers, ``/metrics`` reports the sum over all of them. Counters and histograms
+are summed over every worker that ever ran in the directory (a dead worker's counts stay, so
+totals never go backwards); gauges merge by their mode (see :class:`ApiMetrics`), "live" modes
+over the running workers only: the serve command's :class:`DeadWorkerReaper` calls
+:func:`~prometheus_client.multiprocess.mark_process_dead` for a worker once its process is gone
+(uvicorn has no hook for a worker's death). One set of metrics per process in this mode: two
+apps built in one process would write the same entries.
 """
 
 from __future__ import annotations
 
-import math
+import glob
+import logging
+import os
+import shutil
+import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import prometheus_client as prom
+from prometheus_client import values
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector, CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+logger = logging.getLogger(__name__)
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.0005,
     0.001,
@@ -44,176 +76,193 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 )
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def multiprocess_dir() -> str | None:
+    """The directory of multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``), else None."""
+    return os.environ.get(MULTIPROC_ENV) or None
 
 
-def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
-    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
+# -------------------------------------------------- label-positional wrappers
+class Counter:
+    """A ``prometheus_client`` counter with positional label values: ``inc("ok")``."""
 
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value)) if not float(value).is_integer() else str(int(value))
-
-
-class _Metric:
-    kind = "untyped"
-
-    def __init__(self, name: str, help: str, labelnames: Sequence[str] = ()) -> None:
-        self.name = name
-        self.help = help
-        self.labelnames = tuple(labelnames)
-        self._lock = threading.Lock()
-
-    def header(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
-
-    def render(self) -> list[str]:
-        raise NotImplementedError
-
-
-class Counter(_Metric):
-    kind = "counter"
-
-    def __init__(self, name: str, help: str, labelnames: Sequence[str] = ()) -> None:
-        super().__init__(name, help, labelnames)
-        self._values: dict[tuple[str, ...], float] = {}
+    def __init__(self, metric: prom.Counter) -> None:
+        self.metric = metric
 
     def inc(self, *labels: str, amount: float = 1.0) -> None:
-        with self._lock:
-            self._values[labels] = self._values.get(labels, 0.0) + amount
-
-    def value(self, *labels: str) -> float:
-        return self._values.get(labels, 0.0)
-
-    def render(self) -> list[str]:
-        with self._lock:
-            items = sorted(self._values.items())
-        return self.header() + [
-            f"{self.name}{_labels(self.labelnames, k)} {_number(v)}" for k, v in items
-        ]
+        (self.metric.labels(*labels) if labels else self.metric).inc(amount)
 
 
-class Gauge(Counter):
-    kind = "gauge"
+class Gauge:
+    """A ``prometheus_client`` gauge with positional label values; ``inc`` takes negatives."""
+
+    def __init__(self, metric: prom.Gauge) -> None:
+        self.metric = metric
+
+    def _child(self, labels: Sequence[str]) -> prom.Gauge:
+        return self.metric.labels(*labels) if labels else self.metric
+
+    def inc(self, *labels: str, amount: float = 1.0) -> None:
+        self._child(labels).inc(amount)
 
     def set(self, value: float, *labels: str) -> None:
-        with self._lock:
-            self._values[labels] = value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._values.clear()
+        self._child(labels).set(value)
 
 
-class Histogram(_Metric):
-    kind = "histogram"
+class Histogram:
+    """A ``prometheus_client`` histogram with positional label values."""
 
-    def __init__(
-        self,
-        name: str,
-        help: str,
-        labelnames: Sequence[str] = (),
-        buckets: Sequence[float] = LATENCY_BUCKETS,
-    ) -> None:
-        super().__init__(name, help, labelnames)
-        self.buckets = tuple(sorted(buckets))
-        self._counts: dict[tuple[str, ...], list[int]] = {}
-        self._sums: dict[tuple[str, ...], float] = {}
+    def __init__(self, metric: prom.Histogram) -> None:
+        self.metric = metric
 
     def observe(self, value: float, *labels: str) -> None:
-        with self._lock:
-            counts = self._counts.get(labels)
-            if counts is None:
-                counts = self._counts[labels] = [0] * (len(self.buckets) + 1)
-                self._sums[labels] = 0.0
-            # the first bucket whose bound holds the value (+Inf is the last slot)
-            slot = len(self.buckets)
-            for i, bound in enumerate(self.buckets):
-                if value <= bound:
-                    slot = i
-                    break
-            counts[slot] += 1
-            self._sums[labels] += value
-
-    def count(self, *labels: str) -> int:
-        return sum(self._counts.get(labels, []))
-
-    def render(self) -> list[str]:
-        with self._lock:
-            items = sorted((k, list(v), self._sums[k]) for k, v in self._counts.items())
-        lines = self.header()
-        for labels, counts, total in items:
-            running = 0
-            for bound, count in zip((*self.buckets, math.inf), counts, strict=True):
-                running += count
-                le = f'le="{_number(bound)}"'
-                lines.append(f"{self.name}_bucket{_labels(self.labelnames, labels, le)} {running}")
-            lines.append(f"{self.name}_sum{_labels(self.labelnames, labels)} {_number(total)}")
-            lines.append(f"{self.name}_count{_labels(self.labelnames, labels)} {running}")
-        return lines
+        (self.metric.labels(*labels) if labels else self.metric).observe(value)
 
 
+class _WithoutCreated:
+    """A collector passing on another's metrics without their ``_created`` samples (the
+    hand-written exposition had none, and multiprocess mode has none either)."""
+
+    def __init__(self, source: Collector) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.source.collect():
+            created = metric.name + "_created"
+            metric.samples = [s for s in metric.samples if s.name != created]
+            yield metric
+
+
+# ------------------------------------------------------------------ the metrics
 class ApiMetrics:
-    """Every metric of one app."""
+    """Every metric of one app, registered in ``registry`` (default: a new one).
 
-    def __init__(self) -> None:
+    Gauge modes, used only in multiprocess mode (how workers' values merge):
+
+    - ``in_progress``: ``livesum``, requests in flight in the running workers.
+    - ``model_loaded``: ``livemin``, 1 only when every running worker has a model. A worker
+      without one answers 503 to its share of the traffic, which ``max`` would hide; with one
+      worker it is the single-process value. (A worker that has not yet created its metrics
+      is not counted: readiness of the whole server is ``reloads_total{outcome="ok"}``
+      reaching the number of workers, or each worker's ``/readyz``.)
+    - ``model_info``: ``livemax``, a (name, version) series is 1 while at least one running
+      worker serves it. ``POST /v1/admin/reload`` (or SIGHUP to one worker) reloads only
+      the worker it reaches, so two versions can both be 1, which is the truth. Labels
+      cannot be removed in this mode: the version a worker stops serving is set to 0.
+      (``liveall``/``all`` would add a ``pid`` label; ``mostrecent`` would show only the
+      last worker to load.)
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.directory = multiprocess_dir()
+        _check_value_class(self.directory)
+        self._serving: tuple[str, str] | None = None
+        registry = self.registry
         self.requests = Counter(
-            "leadscore_http_requests_total",
-            "HTTP requests answered, by method, route template and status code.",
-            ("method", "route", "status"),
+            prom.Counter(
+                "leadscore_http_requests_total",
+                "HTTP requests answered, by method, route template and status code.",
+                ("method", "route", "status"),
+                registry=registry,
+            )
         )
         self.duration = Histogram(
-            "leadscore_http_request_duration_seconds",
-            "Time from request start to the end of the response, by method and route.",
-            ("method", "route"),
+            prom.Histogram(
+                "leadscore_http_request_duration_seconds",
+                "Time from request start to the end of the response, by method and route.",
+                ("method", "route"),
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            )
         )
         self.in_progress = Gauge(
-            "leadscore_http_requests_in_progress", "HTTP requests being answered."
+            prom.Gauge(
+                "leadscore_http_requests_in_progress",
+                "HTTP requests being answered.",
+                registry=registry,
+                multiprocess_mode="livesum",
+            )
         )
         self.leads_scored = Counter(
-            "leadscore_leads_scored_total", "Leads scored, by endpoint.", ("endpoint",)
+            prom.Counter(
+                "leadscore_leads_scored_total",
+                "Leads scored, by endpoint.",
+                ("endpoint",),
+                registry=registry,
+            )
         )
         self.reloads = Counter(
-            "leadscore_model_reloads_total", "Model (re)loads, by outcome.", ("outcome",)
+            prom.Counter(
+                "leadscore_model_reloads_total",
+                "Model (re)loads, by outcome.",
+                ("outcome",),
+                registry=registry,
+            )
         )
-        self.model_loaded = Gauge("leadscore_model_loaded", "1 when a model is serving, else 0.")
+        self.model_loaded = Gauge(
+            prom.Gauge(
+                "leadscore_model_loaded",
+                "1 when a model is serving, else 0.",
+                registry=registry,
+                multiprocess_mode="livemin",
+            )
+        )
         self.model_info = Gauge(
-            "leadscore_model_info", "The model serving (value 1).", ("name", "version")
+            prom.Gauge(
+                "leadscore_model_info",
+                "The model serving (value 1).",
+                ("name", "version"),
+                registry=registry,
+                multiprocess_mode="livemax",
+            )
         )
         self.model_loaded.set(0)
 
-    def all(self) -> Iterable[_Metric]:
-        return (
-            self.requests,
-            self.duration,
-            self.in_progress,
-            self.leads_scored,
-            self.reloads,
-            self.model_loaded,
-            self.model_info,
-        )
+    @property
+    def multiprocess(self) -> bool:
+        return self.directory is not None
 
     def serving(self, name: str | None, version: str | None) -> None:
-        self.model_info.clear()
-        if name is None or version is None:
+        """Record the model now serving (None: none)."""
+        current = None if name is None or version is None else (name, version)
+        previous, self._serving = self._serving, current
+        if self.directory is None:
+            self.model_info.metric.clear()
+        elif previous is not None and previous != current:
+            self.model_info.set(0, *previous)  # no label removal in multiprocess mode
+        if current is None:
             self.model_loaded.set(0)
             return
         self.model_loaded.set(1)
-        self.model_info.set(1, name, version)
+        self.model_info.set(1, *current)
 
     def render(self) -> str:
-        lines: list[str] = []
-        for metric in self.all():
-            lines.extend(metric.render())
-        return "\n".join(lines) + "\n"
+        """The exposition: this app's registry, or in multiprocess mode every worker's."""
+        source: Collector = self.registry
+        if self.directory is not None:
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged, path=self.directory)
+            source = merged
+        return prom.generate_latest(_WithoutCreated(source)).decode("utf-8")
 
 
+def _check_value_class(directory: str | None) -> None:
+    """``prometheus_client`` chose file-backed or in-memory values when it was imported; that
+    choice must match the mode now, or a worker's counts would silently be left out."""
+    mmaped = bool(getattr(values.ValueClass, "_multiprocess", False))
+    if directory is None and not mmaped:
+        return
+    if directory is not None and mmaped:
+        if not Path(directory).is_dir():
+            raise RuntimeError(f"{MULTIPROC_ENV}={directory} is not a directory")
+        return
+    raise RuntimeError(
+        f"{MULTIPROC_ENV} was {'set' if directory else 'unset'} after prometheus_client was "
+        "imported: set it before the process starts (leadscore serve --workers N does)"
+    )
+
+
+# ------------------------------------------------------------------ middleware
 class MetricsMiddleware:
     """Pure ASGI middleware: counts and times every HTTP request by its route template."""
 
@@ -262,3 +311,88 @@ class MetricsMiddleware:
             method = str(scope.get("method", ""))
             metrics.requests.inc(method, template, str(status))
             metrics.duration.observe(time.perf_counter() - start, method, template)
+
+
+# ------------------------------------------- multiprocess: directory and dead workers
+def _running(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:  # e.g. access denied: it exists
+        return True
+
+
+class DeadWorkerReaper:
+    """Calls :func:`mark_process_dead` for every process with "live" gauge files in
+    ``directory`` that is no longer running (checked every ``interval`` seconds, in a daemon
+    thread of the serving parent): a crashed or replaced worker then stops counting in the
+    in-progress, model-loaded and model-info gauges. Its counters stay. (A pid reused by a
+    new process before a check keeps the dead worker's gauges until that process ends.)"""
+
+    def __init__(self, directory: str | Path, interval: float = 1.0) -> None:
+        self.directory = str(directory)
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="metrics-reaper", daemon=True)
+
+    def pids(self) -> set[int]:
+        """Processes with live-gauge files (``gauge_live<mode>_<pid>.db``)."""
+        found: set[int] = set()
+        for path in glob.glob(os.path.join(self.directory, "gauge_live*_*.db")):
+            tail = os.path.basename(path)[: -len(".db")].rsplit("_", 1)[-1]
+            if tail.isdigit():
+                found.add(int(tail))
+        return found
+
+    def reap(self) -> list[int]:
+        """Mark every dead process dead now; the pids marked."""
+        dead = sorted(pid for pid in self.pids() if pid != os.getpid() and not _running(pid))
+        for pid in dead:
+            mark_process_dead(pid, self.directory)
+            logger.info("worker %d is gone: its live gauges are dropped", pid)
+        return dead
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.reap()
+            except Exception:  # never let bookkeeping take the server down
+                logger.exception("could not drop the live gauges of dead workers")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+
+@contextmanager
+def multiprocess_directory() -> Iterator[Path]:
+    """For a server of several worker processes: a fresh temporary directory as
+    ``PROMETHEUS_MULTIPROC_DIR`` (set in this process's environment, which the workers
+    inherit; they must start after this), a :class:`DeadWorkerReaper` on it, and on exit the
+    directory removed and the variable restored. Always fresh: files left by an earlier run
+    would add its counts to this one's."""
+    directory = tempfile.mkdtemp(prefix="leadscore-metrics-")
+    previous = os.environ.get(MULTIPROC_ENV)
+    if previous:
+        logger.info(
+            "metrics: %s=%s replaced by %s for the workers", MULTIPROC_ENV, previous, directory
+        )
+    os.environ[MULTIPROC_ENV] = directory
+    reaper = DeadWorkerReaper(directory)
+    reaper.start()
+    try:
+        yield Path(directory)
+    finally:
+        reaper.stop()
+        if previous is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = previous
+        shutil.rmtree(directory, ignore_errors=True)

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = {"features", "models", "pipelines", "serving"}
 PIPELINE = yaml.safe_load((REPO / "dvc.yaml").read_text())
 # `leadscore <command>` → the stage module that runs it.
-MODULE_OF_COMMAND = {"queue": "score"}
+MODULE_OF_COMMAND: dict[str, str] = {}
 
 
 def _module_file(module: str) -> Path:

@@ -115,6 +115,40 @@ def test_param_change_reruns_from_the_right_stage(
     assert "Running stage 'features'" not in result.stdout
 
 
+def _champion_version(repo: Path, name: str = "lead-scoring") -> str:
+    from mlflow.tracking import MlflowClient
+
+    store = f"sqlite:///{repo / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    return str(client.get_model_version_by_alias(name, "champion").version)
+
+
+def test_queue_is_ranked_by_the_champion(reproduced: tuple[Path, dict[str, str]]) -> None:
+    """The queue stage scores with the registry's champion, also when the new model was
+    rejected by the promotion gate (then the queue keeps the champion's ranking)."""
+    import pandas as pd
+
+    repo, env = reproduced
+    queue = pd.read_parquet(repo / "artifacts" / "queue.parquet")
+    assert set(queue["model_name"]) == {"lead-scoring"}
+    assert set(queue["model_version"]) == {_champion_version(repo)}
+
+    # a model that cannot be as good: one boosting round on two leaves
+    result = _run(
+        [str(BIN / "dvc"), "exp", "run", "-S", "train.max_rounds=1", "-S", "train.num_leaves=2"],
+        repo,
+        env,
+    )
+    assert "Running stage 'queue'" in result.stdout
+    registry = json.loads((repo / "artifacts" / "registry.json").read_text())
+    assert registry["alias"] == "challenger", registry["reason"]
+    champion = _champion_version(repo)
+    assert registry["version"] != champion
+    after = pd.read_parquet(repo / "artifacts" / "queue.parquet")
+    assert set(after["model_version"]) == {champion}
+    assert after["lead_id"].tolist() == queue["lead_id"].tolist()  # the champion's order
+
+
 def _set_params(repo: Path, **sections: dict[str, object]) -> None:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     for section, values in sections.items():

@@ -9,8 +9,8 @@ from pydantic import BaseModel
 
 from serving.dependencies import validation_error
 from serving.holder import LoadedModel
+from serving.model_input import LeadInputError, Prepared
 from serving.schemas import REF, ErrorOut, ScoreRequestBase, ValidationErrorOut
-from serving.scoring import LeadInputError, Prepared
 
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "no API key, or an unknown one"},
@@ -52,7 +52,7 @@ def prepare(
     """One request item → the engine's input, prepared with ``model`` (422 on a lead field
     the model cannot use)."""
     try:
-        return model.fast.prepare(
+        return model.inputs.prepare(
             item.lead.model_dump(), _dump(item.touches), _dump(item.sales_events), item.as_of
         )
     except LeadInputError as error:

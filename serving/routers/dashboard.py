@@ -82,8 +82,9 @@ def model_card(
 @router.get(
     "/v1/dashboard/queue",
     summary="Dashboard: sales queue",
-    description="Open leads from `queue.parquet` (the `leadscore queue` stage), sorted by "
-    "predicted conversion, optionally for one owner (`(none)`: unassigned), with reasons.",
+    description="Open leads from `queue.parquet` (the `leadscore queue` stage) in the order "
+    "the champion ranked them (predicted conversion, best first), optionally for one owner "
+    "(`(none)`: unassigned), with reasons and the model that ranked them (`ranked_by`).",
     responses=AUTH_ERRORS,
 )
 async def queue(
@@ -101,5 +102,5 @@ async def queue(
     if primary is None:
         kpis = artifacts.kpis().value
         primary = kpis.get("primary_target") if isinstance(kpis, dict) else None
-    body = await run_in_threadpool(queue_rows, read.value, owner or None, limit, offset, primary)
+    body = await run_in_threadpool(queue_rows, read.value, owner or None, limit, offset)
     return JSONResponse({"available": True, "reason": None, "primary_target": primary, **body})

@@ -22,7 +22,7 @@ BASELINES = {
 }
 
 
-def top_fields(model: LoadedModel, count: int = 12) -> list[dict[str, Any]]:
+def fields_by_gain(model: LoadedModel, count: int = 12) -> list[dict[str, Any]]:
     """Business fields of the primary target's booster ranked by total split gain (a cheap,
     model-only ranking; the model card's mean |SHAP| ranking needs test data)."""
     scorer = model.scorer
@@ -66,7 +66,7 @@ def model_document(model: LoadedModel, artifacts: ArtifactStore) -> dict[str, An
             "metrics": metrics,
             "metrics_source": source,
             "baselines": BASELINES,
-            "top_fields": top_fields(model),
+            "top_fields": fields_by_gain(model),
             "features": scorer.engine.feature_spec(),
             "post_outcome_exclusions": list(definition.post_outcome),
             "training": scorer.metadata.get("reports"),

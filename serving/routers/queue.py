@@ -10,27 +10,29 @@ from starlette.concurrency import run_in_threadpool
 
 from serving.dependencies import MetricsDep, ModelDep, QueueBody, ScoreCaller
 from serving.holder import LoadedModel
+from serving.model_input import answers
 from serving.routers.common import AUTH_ERRORS, BODY_ERRORS, NO_MODEL, documented_body, prepare
 from serving.schemas import QueueRequestBase
 
 router = APIRouter(prefix="/v1", tags=["queue"])
 
 
-def build_queue(model: LoadedModel, body: QueueRequestBase) -> dict[str, Any]:
+def rank_leads(model: LoadedModel, body: QueueRequestBase) -> dict[str, Any]:
     """All leads scored; sorted by the primary target's probability (ties by lead_id); the
     first ``capacity`` kept, each with its reasons (computed only for the kept ones)."""
-    fast = model.fast
     prepared = [prepare(model, item, ("leads", i)) for i, item in enumerate(body.leads)]
-    answers = fast.ranked_answers(prepared, model.ref, body.capacity)
-    for rank, entry in enumerate(answers, start=1):
+    ranked = answers(
+        model.scorer, prepared, model.ref, model.reasons, capacity=body.capacity, ranked=True
+    )
+    for rank, entry in enumerate(ranked, start=1):
         entry["rank"] = rank
     return {
         "model": model.ref,
-        "primary_target": fast.primary,
+        "primary_target": model.scorer.primary,
         "total": len(prepared),
         "capacity": body.capacity,
-        "left_out": len(prepared) - len(answers),
-        "queue": answers,
+        "left_out": len(prepared) - len(ranked),
+        "queue": ranked,
     }
 
 
@@ -46,6 +48,6 @@ def build_queue(model: LoadedModel, body: QueueRequestBase) -> dict[str, Any]:
 async def queue(
     caller: ScoreCaller, model: ModelDep, body: QueueBody, metrics: MetricsDep
 ) -> JSONResponse:
-    result = await run_in_threadpool(build_queue, model, body)
+    result = await run_in_threadpool(rank_leads, model, body)
     metrics.leads_scored.inc("queue", amount=len(body.leads))
     return JSONResponse(result)

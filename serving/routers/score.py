@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from serving.dependencies import BatchBody, MetricsDep, ModelDep, ScoreBody, ScoreCaller
 from serving.holder import LoadedModel
+from serving.model_input import answers
 from serving.routers.common import AUTH_ERRORS, BODY_ERRORS, NO_MODEL, documented_body, prepare
 from serving.schemas import BatchRequestBase, ScoreRequestBase
 
@@ -22,12 +23,15 @@ than a thread hop); longer histories and batches go to a worker thread."""
 
 def score_one(model: LoadedModel, body: ScoreRequestBase) -> dict[str, Any]:
     prepared = prepare(model, body)
-    return model.fast.answers([prepared], model.ref)[0]
+    return answers(model.scorer, [prepared], model.ref, model.reasons)[0]
 
 
 def score_many(model: LoadedModel, body: BatchRequestBase) -> dict[str, Any]:
     prepared = [prepare(model, item, ("leads", i)) for i, item in enumerate(body.leads)]
-    return {"model": model.ref, "results": model.fast.answers(prepared, model.ref)}
+    return {
+        "model": model.ref,
+        "results": answers(model.scorer, prepared, model.ref, model.reasons),
+    }
 
 
 @router.post(

@@ -305,6 +305,8 @@
     }
     select.value = current;
     $("queue-count").textContent = `${int(data.total)} open lead${data.total === 1 ? "" : "s"}${data.total > data.rows.length ? `, first ${data.rows.length} shown` : ""}`;
+    const rankedBy = (data.ranked_by || []).map((m) => `${m.name} version ${m.version}`).join(", ");
+    $("queue-model").textContent = rankedBy ? `Ranked by ${rankedBy}` : "Ranking model not recorded (re-run the queue stage)";
     table.appendChild(
       h("thead", {}, h("tr", {},
         h("th", { class: "num" }, "#"), h("th", {}, "Lead"), h("th", {}, "Owner"), h("th", {}, "Source"),

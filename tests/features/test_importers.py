@@ -18,8 +18,8 @@ from features.importers import (
     import_export,
     load_mapping,
     match_values,
-    parse_numbers,
-    parse_timestamps,
+    strict_numbers,
+    strict_timestamps,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -397,21 +397,21 @@ def test_missing_mapping_file(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- values
 def test_parse_numbers_accepts_thousands_separators() -> None:
     values = pd.Series(["1,234", "1,234,567.5", "-2,000", " 12 ", "1e3", "0.5", None, "1 234"])
-    assert parse_numbers(values, ".", "x").tolist()[:6] == [1234, 1234567.5, -2000, 12, 1000, 0.5]
-    assert parse_numbers(values, ".", "x").iloc[7] == 1234
+    assert strict_numbers(values, ".", "x").tolist()[:6] == [1234, 1234567.5, -2000, 12, 1000, 0.5]
+    assert strict_numbers(values, ".", "x").iloc[7] == 1234
     comma = pd.Series(["1.234,5", "12,25", "7"])
-    assert parse_numbers(comma, ",", "x").tolist() == [1234.5, 12.25, 7]
+    assert strict_numbers(comma, ",", "x").tolist() == [1234.5, 12.25, 7]
 
 
 @pytest.mark.parametrize("bad", ["1,23", "12,3456", "1.234.5", "inf", "€5", "1,5"])
 def test_parse_numbers_rejects_ambiguous_text(bad: str) -> None:
     with pytest.raises(UserError, match="not a number in 1 of 1 rows"):
-        parse_numbers(pd.Series([bad]), ".", "f: column 'n'")
+        strict_numbers(pd.Series([bad]), ".", "f: column 'n'")
 
 
 def test_parse_timestamps_formats_and_zones() -> None:
     where = "f: column 't'"
-    iso = parse_timestamps(
+    iso = strict_timestamps(
         pd.Series(["2024-03-01T10:00:00+01:00", "2024-03-01"]), ReadOptions(), where
     )
     assert iso.tolist() == [
@@ -419,14 +419,14 @@ def test_parse_timestamps_formats_and_zones() -> None:
         pd.Timestamp("2024-03-01 00:00", tz="UTC"),
     ]
     european = ReadOptions(timestamp_format="%d/%m/%Y %H:%M", timezone="Europe/Lisbon")
-    local = parse_timestamps(pd.Series(["03/07/2024 10:00", None]), european, where)
+    local = strict_timestamps(pd.Series(["03/07/2024 10:00", None]), european, where)
     assert local.iloc[0] == pd.Timestamp("2024-07-03 09:00", tz="UTC")  # WEST is UTC+1
     assert pd.isna(local.iloc[1])
     with pytest.raises(
         UserError,
         match=r"not an ISO 8601 time in 1 of 2 rows, e.g. '03/07/2024' \(set read.timestamp_format",
     ):
-        parse_timestamps(pd.Series(["2024-01-01", "03/07/2024"]), ReadOptions(), where)
+        strict_timestamps(pd.Series(["2024-01-01", "03/07/2024"]), ReadOptions(), where)
 
 
 def test_match_values() -> None:

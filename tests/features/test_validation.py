@@ -22,8 +22,8 @@ from features.validation import (
     ROW_COLUMN,
     CoercionNotes,
     coerce,
-    parse_numbers,
-    parse_timestamps,
+    lenient_numbers,
+    lenient_timestamps,
     validate_directory,
 )
 
@@ -599,7 +599,7 @@ def test_parse_timestamps_formats() -> None:
         ["2024-03-05T12:00:00+02:00", "2024-03-05", "25/12/2024 10:00", None, "soon"],
         dtype="str",
     )
-    parsed = parse_timestamps(text)
+    parsed = lenient_timestamps(text)
     assert parsed.tolist()[:3] == [
         pd.Timestamp("2024-03-05T10:00:00Z"),
         pd.Timestamp("2024-03-05T00:00:00Z"),
@@ -614,7 +614,7 @@ def test_parse_numbers_with_digit_grouping() -> None:
         ["1,234.50", "1 234", "12_000", "1\u202f000", "-3", "1e3", "1234,5", "12,34", "x"],
         dtype="str",
     )
-    parsed = parse_numbers(text).tolist()
+    parsed = lenient_numbers(text).tolist()
     assert parsed[:6] == [1234.5, 1234.0, 12000.0, 1000.0, -3.0, 1000.0]
     assert all(pd.isna(value) for value in parsed[6:])  # ambiguous commas; not a number
 

@@ -227,6 +227,9 @@ def test_dashboard_in_chromium(server: Server, browser: Browser, world: World) -
     assert len(probabilities) > 10
     assert probabilities == sorted(probabilities, reverse=True)
     assert browser.evaluate("document.querySelectorAll('#queue-table .reasons li').length") > 0
+    assert browser.evaluate("document.getElementById('queue-model').textContent") == (
+        "Ranked by lead-scoring version 1"
+    )
 
     # filter by owner: only that owner's leads, still sorted
     owner = browser.evaluate(

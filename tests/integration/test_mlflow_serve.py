@@ -20,13 +20,15 @@ import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
+from features.feature_table import build_feature_table
 from features.params import GenerateParams, Params
 from features.simulate import simulate
+from features.storage import read_validated
 from models.bundle import bundle_input, example_input, save_bundle
-from models.registry import RunInputs, register, tracking
+from models.registry import RunInputs, register
 from models.scorer import LeadScorer
+from models.tracking import local_model_path
 from models.training import train_all
-from pipelines.features import build, read_tables
 
 BIN = Path(sys.executable).parent
 READY_SECONDS = 60
@@ -69,10 +71,10 @@ def world(
     """A trained model registered as champion in a fresh sqlite store."""
     root = tmp_path_factory.mktemp("serve")
     simulate(GenerateParams(leads=3000, seed=41), root / "raw")
-    tables = read_tables(root / "raw")
+    tables = read_validated(root / "raw")
     train = {"num_threads": 1, "learning_rate": 0.1, "max_rounds": 150, "early_stopping_rounds": 20}
     params = repo_params.model_copy(update={"train": repo_params.train.model_copy(update=train)})
-    engine, snapshots = build(tables, params, None)
+    engine, snapshots = build_feature_table(tables, params, None)
     with threadpool_limits(1):
         scorer, _ = train_all(snapshots, engine, params)
     save_bundle(scorer, root / "model", example_input(tables, 2, scorer=scorer))
@@ -157,8 +159,7 @@ def test_invocations_answer_like_the_bundle_in_process(
 ) -> None:
     status, answer = _post(f"{server}/invocations", {"dataframe_records": _json(request_frame)})
     assert status == 200, answer
-    with tracking(world[3]):
-        local = mlflow.pyfunc.load_model("models:/lead-scoring@champion")
+    local = mlflow.pyfunc.load_model(local_model_path("models:/lead-scoring@champion", world[3]))
     expected = _json(local.predict(request_frame))
     assert answer["predictions"] == expected
     assert {"p_converted", "score", "grade", "handoff", "reasons_positive"} <= set(

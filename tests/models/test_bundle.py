@@ -21,8 +21,10 @@ from mlflow.types.schema import Array, Object
 from threadpoolctl import threadpool_limits
 
 from features import contract
+from features.feature_table import build_feature_table
 from features.params import GenerateParams, Params
 from features.simulate import simulate
+from features.storage import read_validated
 from models.bundle import (
     bundle_input,
     example_input,
@@ -33,7 +35,6 @@ from models.bundle import (
 )
 from models.scorer import LeadScorer
 from models.training import train_all
-from pipelines.features import build, read_tables
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tables(raw: Path) -> dict[str, pd.DataFrame]:
-    return read_tables(raw)
+    return read_validated(raw)
 
 
 def fast(params: Params) -> Params:
@@ -59,7 +60,7 @@ def trained(
     tables: dict[str, pd.DataFrame], repo_params: Params
 ) -> tuple[LeadScorer, pd.DataFrame]:
     params = fast(repo_params)
-    engine, snapshots = build(tables, params, None)
+    engine, snapshots = build_feature_table(tables, params, None)
     with threadpool_limits(1):  # BLAS threads on a busy 2-core machine cost 30× here
         scorer, _ = train_all(snapshots, engine, params)
     return scorer, snapshots
@@ -124,7 +125,7 @@ def test_pyfunc_scores_equal_the_pipeline_scores(
 ) -> None:
     """Each lead's raw history and the snapshot's as_of in; the batch features' scores out."""
     answer = _predict(pyfunc, _requests(scorer, tables, sample))
-    expected = scorer.score_matrix(scorer.engine.matrix_from_frame(sample))
+    expected = scorer.summarise(scorer.engine.matrix_from_frame(sample)).frame()
     assert answer["lead_id"].tolist() == sample["lead_id"].tolist()
     for target in scorer.models:
         np.testing.assert_allclose(answer[f"p_{target}"], expected[f"p_{target}"], rtol=0, atol=0)
@@ -142,7 +143,7 @@ def test_reasons_are_the_scorers_top_three_each_way(
 ) -> None:
     rows = sample.head(20)
     answer = _predict(pyfunc, _requests(scorer, tables, rows))
-    expected = scorer.reasons(scorer.engine.matrix_from_frame(rows))
+    expected = scorer.explain(scorer.engine.matrix_from_frame(rows))
     for got_positive, got_negative, (positive, negative) in zip(
         answer["reasons_positive"], answer["reasons_negative"], expected, strict=True
     ):
@@ -176,25 +177,27 @@ def test_json_records_score_like_the_frame(
     pd.testing.assert_frame_equal(answer, expected)
 
 
-def test_one_lead_matches_score_lead(
+def test_pyfunc_answer_equals_the_api_answer(
     pyfunc: PyFuncModel, scorer: LeadScorer, tables: dict[str, pd.DataFrame]
 ) -> None:
-    """The API's one-lead path and the bundle agree, reasons included."""
+    """The bundle (``mlflow models serve``'s path) and the API's one-lead path agree, reasons
+    included."""
+    from serving.model_input import ModelInput, answers
+
     lead = tables["leads"].iloc[50].to_dict()
     as_of = pd.Timestamp(lead["created_at"]) + pd.Timedelta(days=20)
     frame = bundle_input(
         pd.DataFrame([lead]), tables["touches"], tables["sales_events"], as_of, scorer=scorer
     )
     answer = _predict(pyfunc, frame).iloc[0]
-    touches = frame.loc[0, "touches"]
-    sales = frame.loc[0, "sales_events"]
-    expected = scorer.score_lead(lead, touches, sales, as_of)
-    assert answer["p_converted"] == expected.probabilities["converted"]
-    assert answer["score"] == expected.score
-    assert answer["grade"] == expected.grade
-    assert [r["text"] for r in answer["reasons_positive"]] == [
-        r.text for r in expected.positive_reasons
-    ]
+    touches = list(frame.loc[0, "touches"])
+    sales = list(frame.loc[0, "sales_events"])
+    prepared = ModelInput(scorer).prepare(lead, touches, sales, as_of.to_pydatetime())
+    api = answers(scorer, [prepared], {"name": "m", "version": "1"})[0]
+    for key in ("lead_id", "p_accepted", "p_converted", "score", "grade", "handoff"):
+        assert answer[key] == api[key], key
+    assert list(answer["reasons_positive"]) == api["reasons_positive"]
+    assert list(answer["reasons_negative"]) == api["reasons_negative"]
 
 
 def test_signature_follows_the_contract(bundle: Path, scorer: LeadScorer) -> None:
@@ -342,7 +345,7 @@ def test_flat_import_bundle_takes_its_feature_columns(tmp_path: Path, repo_param
     params = fast(repo_params).model_copy(
         update={"targets": {"converted": repo_params.targets["converted"]}}
     )
-    engine, snapshots = build({"leads": leads}, params, manifest)
+    engine, snapshots = build_feature_table({"leads": leads}, params, manifest)
     with threadpool_limits(1):
         scorer, _ = train_all(snapshots, engine, params, source="flat")
     save_bundle(scorer, tmp_path / "flat", example_input({"leads": leads}, 2, scorer=scorer))
@@ -359,9 +362,9 @@ def test_flat_import_bundle_takes_its_feature_columns(tmp_path: Path, repo_param
     model = mlflow.pyfunc.load_model(str(tmp_path / "flat"))
     parsed = infer_and_parse_data({"dataframe_records": records}, signature.inputs)
     answer = _predict(model, parsed)
-    expected = scorer.score_matrix(
+    expected = scorer.summarise(
         np.vstack([engine.transform_one(dict(r), as_of="2025-01-02") for r in records])
-    )
+    ).frame()
     assert answer["lead_id"].tolist() == ["N1", "N2"]
     frame = pd.DataFrame(records).assign(as_of="2025-01-02")
     np.testing.assert_array_equal(

@@ -16,8 +16,10 @@ from sklearn.metrics import (
 )
 
 from features.errors import UserError
+from features.feature_table import build_feature_table
 from features.params import Params, TargetParams
 from features.simulate import simulate
+from features.storage import read_validated
 from models.calibration import Calibrator
 from models.evaluation import (
     METRICS,
@@ -33,7 +35,6 @@ from models.evaluation import (
 )
 from models.scorer import LeadScorer
 from models.training import check_readiness, train_all
-from pipelines.features import build, read_tables
 
 # ------------------------------------------------------------------ metric functions
 
@@ -136,8 +137,8 @@ def small(
         out,
         window_days=repo_params.quality_lead.window_days,
     )
-    tables = read_tables(out)
-    engine, snapshots = build(tables, repo_params, None)
+    tables = read_validated(out)
+    engine, snapshots = build_feature_table(tables, repo_params, None)
     primary = repo_params.quality_lead.target
     params = repo_params.model_copy(update={"targets": {primary: repo_params.targets[primary]}})
     scorer, trained = train_all(snapshots, engine, params)  # the primary target: half the time
@@ -159,6 +160,13 @@ def test_calibrator_repairs_miscalibrated_scores_on_held_out_data() -> None:
         assert before is not None
         assert after is not None
         assert after < before / 3, (method, before, after)
+
+
+def _probabilities(
+    scorer: LeadScorer, lead: dict, touches: list, sales: list, as_of: pd.Timestamp
+) -> dict[str, float]:
+    row = scorer.engine.transform_one(lead, touches, sales, as_of)[None, :]
+    return {t: float(p[0]) for t, p in scorer.summarise(row).probabilities.items()}
 
 
 def _history(tables: dict[str, pd.DataFrame], lead_id: str, as_of: pd.Timestamp) -> tuple:
@@ -184,7 +192,7 @@ def test_touch_moves_the_score_only_one_way(small: tuple, touch: str, direction:
     for row in sample.itertuples():
         as_of = pd.Timestamp(row.as_of) + pd.Timedelta(days=3)
         lead, touches, sales = _history(tables, row.lead_id, as_of)
-        before = scorer.score_lead(lead, touches, sales, as_of=as_of, with_reasons=False)
+        before = _probabilities(scorer, lead, touches, sales, as_of)
         for extra in (1, 3):
             added = [
                 {
@@ -195,9 +203,9 @@ def test_touch_moves_the_score_only_one_way(small: tuple, touch: str, direction:
                 }
                 for h in range(extra)
             ]
-            after = scorer.score_lead(lead, touches + added, sales, as_of=as_of, with_reasons=False)
-            for target, p in before.probabilities.items():
-                change = after.probabilities[target] - p
+            after = _probabilities(scorer, lead, touches + added, sales, as_of)
+            for target, p in before.items():
+                change = after[target] - p
                 assert direction * change >= -1e-12, (row.lead_id, target, extra, change)
                 moved += abs(change) > 1e-9
     if touch == "demo_request":
@@ -240,7 +248,7 @@ def test_leakage_flag_fires_on_a_feature_equal_to_the_label(repo_params: Params)
             "train": repo_params.train.model_copy(update={"max_rounds": 30}),
         }
     )
-    engine, snapshots = build(tables, params, manifest)
+    engine, snapshots = build_feature_table(tables, params, manifest)
     scorer, trained = train_all(snapshots, engine, params, source="flat")
     baselines = {t: {"rules": r.rules, "logistic": r.logistic} for t, r in trained.items()}
     X = engine.matrix_from_frame(snapshots)
@@ -257,8 +265,8 @@ def test_leakage_flag_fires_on_a_feature_equal_to_the_label(repo_params: Params)
 def default_evaluation(synthetic_raw: Path, repo_params: Params) -> dict:
     """The default pipeline (20,000 leads) for the primary target only (training time)."""
     primary = repo_params.quality_lead.target
-    tables = read_tables(synthetic_raw)
-    engine, snapshots = build(tables, repo_params, None)
+    tables = read_validated(synthetic_raw)
+    engine, snapshots = build_feature_table(tables, repo_params, None)
     params = repo_params.model_copy(update={"targets": {primary: repo_params.targets[primary]}})
     scorer, trained = train_all(snapshots, engine, params)
     baselines = {t: {"rules": r.rules, "logistic": r.logistic} for t, r in trained.items()}

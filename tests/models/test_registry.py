@@ -13,14 +13,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 from threadpoolctl import threadpool_limits
 
+from features.feature_table import build_feature_table
 from features.params import GenerateParams, Params, parse_params
 from features.simulate import simulate
+from features.storage import read_validated
 from models.bundle import example_input, load_scorer, save_bundle
 from models.registry import (
-    CHALLENGER,
-    CHAMPION,
     RunInputs,
-    artifact_location,
     at_least_as_good,
     compare,
     dvc_hashes,
@@ -29,11 +28,10 @@ from models.registry import (
     metric_value,
     param_entities,
     register,
-    tracking,
 )
 from models.scorer import LeadScorer
+from models.tracking import CHALLENGER, CHAMPION, artifact_location, local_model_path
 from models.training import train_all
-from pipelines.features import build, read_tables
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,7 +52,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
 def tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
     out = tmp_path_factory.mktemp("registry-raw")
     simulate(GenerateParams(leads=3000, seed=21), out)
-    return read_tables(out)
+    return read_validated(out)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +62,7 @@ def params(repo_params: Params) -> Params:
 
 @pytest.fixture(scope="module")
 def snapshots(tables: dict[str, pd.DataFrame], params: Params) -> pd.DataFrame:
-    return build(tables, params, None)[1]
+    return build_feature_table(tables, params, None)[1]
 
 
 def _bundle(
@@ -73,7 +71,7 @@ def _bundle(
     params: Params,
     name: str,
 ) -> Path:
-    engine, snapshots = build(tables, params, None)
+    engine, snapshots = build_feature_table(tables, params, None)
     with threadpool_limits(1):
         scorer, _ = train_all(snapshots, engine, params)
     path = tmp_path_factory.mktemp(name) / "model"
@@ -184,7 +182,6 @@ def test_load_scorer_from_the_registry(
     champion = load_scorer(f"models:/{params.mlflow.model_name}@{CHAMPION}", store)
     assert isinstance(champion, LeadScorer)
     assert champion.definition == load_scorer(str(good)).definition
-    assert os.environ.get("MLFLOW_TRACKING_URI") != store  # the block restored it
 
 
 def test_undefined_metric_keeps_the_champion(
@@ -197,16 +194,15 @@ def test_undefined_metric_keeps_the_champion(
 ) -> None:
     label = f"label_{params.quality_lead.target}"
     one_class = snapshots[(snapshots["split"] != "test") | (snapshots[label] == 0)]
-    with tracking(store):
-        result = compare(
-            MlflowClient(store),
-            params.mlflow.model_name,
-            load_scorer(str(good)),
-            one_class,
-            lambda: tables,
-            params,
-            store,
-        )
+    result = compare(
+        MlflowClient(store),
+        params.mlflow.model_name,
+        load_scorer(str(good)),
+        one_class,
+        lambda: tables,
+        params,
+        store,
+    )
     assert result.new is None
     assert result.promote is False
     assert "undefined" in result.reason
@@ -324,8 +320,15 @@ def test_artifact_location_is_beside_a_sqlite_store(tmp_path: Path) -> None:
     assert artifact_location("http://127.0.0.1:5000") is None
 
 
-def test_tracking_block_restores_the_environment(tmp_path: Path) -> None:
+def test_loading_from_the_registry_leaves_the_process_tracking_uri_alone(
+    sequence: list[dict[str, Any]], store: str
+) -> None:
+    """Serving resolves and loads models from its reload thread while other threads score:
+    the URI goes to the client, never into the process-wide MLFLOW_TRACKING_URI."""
+    record = sequence[0]
     before = os.environ.get("MLFLOW_TRACKING_URI")
-    with tracking(f"sqlite:///{tmp_path}/t.db") as uri:
-        assert os.environ["MLFLOW_TRACKING_URI"] == uri
+    path = local_model_path(f"models:/{record['model_name']}@{CHAMPION}", store)
+    assert (Path(path) / "MLmodel").is_file()
+    scorer = load_scorer(f"models:/{record['model_name']}/{record['version']}", store)
+    assert scorer.primary == "converted"
     assert os.environ.get("MLFLOW_TRACKING_URI") == before

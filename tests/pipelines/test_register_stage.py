@@ -18,7 +18,8 @@ from mlflow.tracking import MlflowClient
 
 from features.params import GenerateParams, Params, load_params
 from features.simulate import simulate
-from models.registry import flatten, tracking
+from models.registry import flatten
+from models.tracking import local_model_path
 from pipelines import features as features_stage
 from pipelines import register as register_stage
 
@@ -221,8 +222,7 @@ def test_registered_champion_loads_and_scores(
 ) -> None:
     model = Model.load(str(layout["model"]))
     example = model.load_input_example(str(layout["model"]))
-    with tracking(uri):
-        champion = mlflow.pyfunc.load_model("models:/lead-scoring@champion")
+    champion = mlflow.pyfunc.load_model(local_model_path("models:/lead-scoring@champion", uri))
     local = mlflow.pyfunc.load_model(str(layout["model"]))
     pd.testing.assert_frame_equal(champion.predict(example), local.predict(example))
 
@@ -234,7 +234,7 @@ def test_second_run_without_reports_is_logged_too(
     p = layout
     record = register_stage.run(
         model=p["model"],
-        features=p["features"],
+        features_dir=p["features"],
         validated=p["validated"],
         out=p["registry"],
         params_path=p["params"],

@@ -157,7 +157,7 @@ def test_reload_swaps_atomically(client: TestClient, world: World) -> None:
     assert answer.json()["previous"]["version"] == before.info.version
     assert holder.current is not before
     assert holder.current.info.source == "pickle"
-    assert before.fast.scorer is not None  # the old model is intact for requests in flight
+    assert before.scorer is not None  # the old model is intact for requests in flight
     assert client.post("/v1/admin/reload", headers=auth("admin")).status_code == 200
     assert holder.current.info.source == "bundle"
     bad = client.post("/v1/admin/reload", json={"uri": "/nope"}, headers=auth("admin"))
@@ -197,6 +197,8 @@ def test_dashboard_data(client: TestClient) -> None:
     assert queue["total"] > 5
     p = [row["p_converted"] for row in queue["rows"]]
     assert p == sorted(p, reverse=True)
+    assert [row["rank"] for row in queue["rows"]] == [1, 2, 3, 4, 5]  # the file's own order
+    assert queue["ranked_by"] == [{"name": "lead-scoring", "version": "1"}]
     owner = queue["owners"][0]
     mine = client.get(f"/v1/dashboard/queue?owner={owner}", headers=auth("score")).json()
     assert mine["rows"]
@@ -245,8 +247,8 @@ def test_a_flat_models_numeric_features_must_be_numbers(
     client: TestClient, bodies: list[dict[str, Any]]
 ) -> None:
     model = client.app.state.holder.current  # type: ignore[attr-defined]
-    original = model.fast.numerics
-    model.fast.numerics = frozenset({"age"})  # as a model trained on a flat export declares
+    original = model.inputs.numerics
+    model.inputs.numerics = frozenset({"age"})  # as a model trained on a flat export declares
     try:
         body = json.loads(json.dumps(bodies[0]))
         body["lead"]["age"] = "forty"
@@ -260,4 +262,4 @@ def test_a_flat_models_numeric_features_must_be_numbers(
         body["lead"]["age"] = "41"
         assert client.post("/v1/score", json=body, headers=auth("score")).status_code == 200
     finally:
-        model.fast.numerics = original
+        model.inputs.numerics = original

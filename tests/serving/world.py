@@ -17,13 +17,13 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from features import contract
+from features.feature_table import build_feature_table
 from features.params import GenerateParams, Params, load_params
 from features.simulate import simulate
-from features.storage import write_parquet
+from features.storage import read_validated, write_parquet
 from models.bundle import example_input, save_bundle
 from models.scorer import LeadScorer
 from models.training import train_all
-from pipelines.features import build, read_tables
 
 REPO = Path(__file__).resolve().parents[2]
 LEADS = 3000
@@ -58,7 +58,7 @@ _SCORERS: dict[Path, LeadScorer] = {}
 
 def _tables(raw: Path) -> dict[str, pd.DataFrame]:
     if raw not in _TABLES:
-        _TABLES[raw] = read_tables(raw)
+        _TABLES[raw] = read_validated(raw)
     return _TABLES[raw]
 
 
@@ -78,14 +78,14 @@ def fast(params: Params) -> Params:
 def _build(root: Path) -> None:
     from models.evaluation import evaluate
     from models.kpis import compute_kpis
+    from models.queue import sales_queue
     from pipelines.evaluate import first_snapshot_predictions
-    from pipelines.score import build_queue
 
     params = fast(load_params(REPO / "params.yaml"))
     raw = root / "raw"
     simulate(GenerateParams(leads=LEADS, seed=SEED), raw)
-    tables = read_tables(raw)
-    engine, snapshots = build(tables, params, None)
+    tables = read_validated(raw)
+    engine, snapshots = build_feature_table(tables, params, None)
     with threadpool_limits(1):
         scorer, trained = train_all(snapshots, engine, params)
     snapshots.to_parquet(root / "snapshots.parquet")
@@ -115,7 +115,8 @@ def _build(root: Path) -> None:
     for name, frame in evaluation.plots.items():
         frame.to_csv(artifacts / "plots" / f"{name}.csv", index=False)
     (artifacts / "model_card.md").write_text("# Model card\n\nA test model.\n")
-    write_parquet(artifacts / "queue.parquet", build_queue(tables, scorer, horizon))
+    ref = {"name": "lead-scoring", "version": "1"}
+    write_parquet(artifacts / "queue.parquet", sales_queue(tables, scorer, horizon, ref))
 
 
 def _plain(value: Any) -> Any:
@@ -176,3 +177,36 @@ def open_lead_ids(tables: dict[str, pd.DataFrame], n: int, seed: int = 0) -> lis
     touched = tables["touches"]["lead_id"].astype(str).unique()
     rng = np.random.default_rng(seed)
     return [str(v) for v in rng.choice(np.sort(touched), size=n, replace=False)]
+
+
+def batch_answers(
+    scorer: LeadScorer,
+    tables: dict[str, pd.DataFrame],
+    lead_ids: list[str],
+    as_of: list[pd.Timestamp] | pd.Timestamp,
+    reasons: int = 3,
+) -> list[dict[str, Any]]:
+    """The batch path's answer per lead (``engine.transform`` on the tables → ``summarise`` →
+    ``explain``), in the API's words: the oracle that every one-lead path must equal."""
+    from models.reasons import reason_records
+
+    stamps = as_of if isinstance(as_of, list) else [as_of] * len(lead_ids)
+    snapshots = pd.DataFrame(
+        {"lead_id": lead_ids, "as_of": pd.Series(pd.to_datetime(stamps, utc=True)).dt.as_unit("us")}
+    )
+    X = scorer.engine.transform(
+        snapshots, tables["leads"], tables.get("touches"), tables.get("sales_events")
+    )
+    summary = scorer.summarise(X)
+    explained = scorer.explain(X, count=reasons)
+    out = []
+    for i, lead_id in enumerate(lead_ids):
+        answer: dict[str, Any] = {"lead_id": lead_id}
+        answer |= {f"p_{t}": float(summary.probabilities[t][i]) for t in scorer.targets}
+        answer["score"] = int(summary.score[i])
+        answer["grade"] = str(summary.grade[i])
+        answer["handoff"] = bool(summary.handoff[i])
+        answer["reasons_positive"] = reason_records(explained[i][0])
+        answer["reasons_negative"] = reason_records(explained[i][1])
+        out.append(answer)
+    return out

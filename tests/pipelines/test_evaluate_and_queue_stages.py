@@ -1,4 +1,4 @@
-"""Stages `evaluate` and `score` (leadscore queue) through the CLI, on simulated CRM tables and
+"""Stages `evaluate` and `queue` through the CLI, on simulated CRM tables and
 on a flat export."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import pytest
 from features import contract
 from models.evaluation import METRICS
 from models.kpis import ALL
-from pipelines import evaluate, features, ingest, score, train
+from pipelines import evaluate, features, ingest, train
+from pipelines import queue as queue_stage
 
 REPO = Path(__file__).resolve().parents[2]
 LEADSCORE = str(Path(sys.executable).with_name("leadscore"))
@@ -54,10 +55,11 @@ def _upstream(work: Path, validated: str) -> None:
     """The features and train stages, in-process (their CLI has its own tests)."""
     features.run(validated=work / validated, out=work / "feat", params_path=Path(PARAMS))
     train.run(
-        features=work / "feat",
+        features_dir=work / "feat",
         validated=work / validated,
         out=work / "train",
         params_path=Path(PARAMS),
+        model=work / "model",
     )
 
 
@@ -73,7 +75,7 @@ def crm(tmp_path_factory: pytest.TempPathFactory) -> Path:
         *("--features", "feat", "--validated", "raw", "--train", "train", "--out", "art"),
         cwd=work,
     )
-    _ok("queue", "--validated", "raw", "--train", "train", "--out", "art/queue.parquet", cwd=work)
+    _ok("queue", "--validated", "raw", "--model", "model", "--out", "art/queue.parquet", cwd=work)
     return work
 
 
@@ -204,6 +206,9 @@ def test_queue_holds_every_open_lead_best_first(crm: Path) -> None:
         assert len(negative) <= 3
         assert all(isinstance(text, str) and text for text in [*positive, *negative])
     assert queue["as_of"].nunique() == 1
+    assert set(zip(queue["model_name"], queue["model_version"], strict=True)) == {
+        ("model", "local")
+    }
     assert set(queue["grade"]) <= {"A", "B", "C", "D"}
 
 
@@ -260,17 +265,17 @@ def test_flat_export_end_to_end(tmp_path: Path) -> None:
     _write_flat(tmp_path / "validated", 3000)
     _upstream(tmp_path, "validated")
     evaluate.run(
-        features=tmp_path / "feat",
+        features_dir=tmp_path / "feat",
         validated=tmp_path / "validated",
         train=tmp_path / "train",
         out=tmp_path / "art",
         params_path=Path(PARAMS),
     )
-    score.run(
+    queue_stage.run(
         validated=tmp_path / "validated",
-        train=tmp_path / "train",
         out=tmp_path / "queue.parquet",
         params_path=Path(PARAMS),
+        model=str(tmp_path / "model"),
     )
     metrics = json.loads((tmp_path / "art" / "metrics.json").read_text())
     assert set(metrics) == {"converted", "leakage_suspected", "primary_target"}

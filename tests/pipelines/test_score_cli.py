@@ -10,9 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from features.errors import UserError
-from pipelines import batch_score
+from pipelines import score as batch_score
 from pipelines.cli import app as cli
 from serving.holder import load_model
+from serving.model_input import answers
 from tests.serving.world import World, request_for
 
 AS_OF = "2025-04-01T00:00:00+00:00"
@@ -61,10 +62,10 @@ def test_parquet_answers_equal_the_api(
     loaded = load_model(str(world.bundle))
     for lead_id in scores["lead_id"].iloc[::37]:
         body = request_for(world.tables, lead_id, pd.Timestamp(AS_OF))
-        prepared = loaded.fast.prepare(
+        prepared = loaded.inputs.prepare(
             body["lead"], body["touches"], body["sales_events"], pd.Timestamp(AS_OF)
         )
-        api = loaded.fast.answers([prepared], loaded.ref)[0]
+        api = answers(loaded.scorer, [prepared], loaded.ref)[0]
         row = scores[scores["lead_id"] == lead_id].iloc[0]
         assert row["as_of"] == pd.Timestamp(AS_OF)
         for key in ("p_accepted", "p_converted", "score", "grade", "handoff"):
@@ -102,8 +103,16 @@ def test_per_row_as_of(world: World, inputs: dict[str, Path], tmp_path: Path) ->
     ("mutate", "message"),
     [
         (lambda f: f.drop(columns=["created_at"]), "column 'created_at' is missing"),
-        (lambda f: f.assign(created_at="not a time"), "column 'created_at': 600 rows"),
-        (lambda f: pd.concat([f, f.head(3)]), "3 duplicate ids"),
+        (lambda f: f.assign(created_at="not a time"), "column 'created_at' is mistyped"),
+        (
+            lambda f: f.assign(created_at=["not a time"] * 5 + list(f["created_at"][5:])),
+            r"5 of 600 rows: unparseable timestamp in created_at \(e\.g\. rows 1, 2, 3, 4, 5\)",
+        ),
+        (
+            lambda f: f.assign(created_at=["9999-01-01T00:00:00Z", *list(f["created_at"][1:])]),
+            "1 of 600 rows: future timestamp in created_at",
+        ),
+        (lambda f: pd.concat([f, f.head(3)]), "6 of 603 rows: duplicate id"),
     ],
 )
 def test_bad_input_is_one_clear_line(
@@ -123,7 +132,7 @@ def test_bad_event_rows(world: World, inputs: dict[str, Path], tmp_path: Path) -
     sales = pd.read_parquet(inputs["sales"])
     sales.loc[sales.index[:4], "stage"] = "maybe"
     sales.to_parquet(tmp_path / "sales.parquet")
-    with pytest.raises(UserError, match="column 'stage': 4 rows not in"):
+    with pytest.raises(UserError, match=r"4 of .* rows: unknown stage \(e.g. lead_id"):
         batch_score.run(
             model=str(world.bundle),
             input=inputs["parquet"],

@@ -1,0 +1,81 @@
+"""The feature table: validated tables → point-in-time snapshots (one per lead and age while
+the lead is open, or one per row of a flat export), their split and labels, and the features of
+each snapshot from the fitted :class:`FeatureEngine`, partition by partition (all of a lead's
+history in one partition, the fitted engine shared by all)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from tqdm import tqdm
+
+from features import contract
+from features.engine import FeatureEngine
+from features.errors import UserError
+from features.params import Params
+from features.snapshots import assign_split, build_flat_snapshots, build_snapshots
+
+
+def make_engine(params: Params, manifest: dict[str, Any] | None) -> FeatureEngine:
+    settings = params.features
+    return FeatureEngine(
+        windows_days=settings.windows_days,
+        trend_days=settings.trend_days,
+        rate_smoothing=settings.rate_smoothing,
+        min_category_count=settings.min_category_count,
+        window_days=params.quality_lead.window_days,
+        targets={name: target.stages for name, target in params.targets.items()},
+        extra_categorical=tuple(manifest["categorical"]) if manifest else (),
+        extra_numeric=tuple(manifest["numeric"]) if manifest else (),
+        currency=params.data.currency,
+    )
+
+
+def build_feature_table(
+    tables: dict[str, pd.DataFrame], params: Params, manifest: dict[str, Any] | None
+) -> tuple[FeatureEngine, pd.DataFrame]:
+    """Snapshots with split, labels and features, and the fitted engine."""
+    leads = tables["leads"]
+    horizon = contract.data_horizon(tables, params.data.horizon)
+    primary = f"label_{params.quality_lead.target}"
+    if manifest is not None:
+        snapshots = build_flat_snapshots(leads, list(params.targets))
+        random = manifest.get("order") == "random"
+    else:
+        snapshots = build_snapshots(
+            leads,
+            tables.get("sales_events", pd.DataFrame(columns=["lead_id", "occurred_at", "stage"])),
+            params.snapshots.offsets_days,
+            horizon,
+            params.quality_lead.window_days,
+            {name: target.stages for name, target in params.targets.items()},
+        )
+        random = False
+    if primary not in snapshots:
+        raise UserError(f"no outcome for the primary target {params.quality_lead.target!r}")
+    snapshots.insert(2, "split", assign_split(snapshots, params.split, primary, random=random))
+    engine = make_engine(params, manifest).fit(tables, horizon)
+
+    parts = []
+    size = params.features.partition_leads
+    ids = leads["lead_id"]
+    for start in tqdm(range(0, len(leads), size), desc="features", unit="partition", disable=None):
+        part_ids = ids.iloc[start : start + size]
+        part_snapshots = snapshots[snapshots["lead_id"].isin(part_ids)]
+        history = {
+            name: tables[name][tables[name]["lead_id"].isin(part_ids)]
+            for name in contract.EVENT_TABLES
+            if name in tables
+        }
+        matrix = engine.transform(
+            part_snapshots,
+            leads.iloc[start : start + size],
+            history.get("touches"),
+            history.get("sales_events"),
+        )
+        features = engine.feature_frame(matrix)
+        features.index = part_snapshots.index
+        parts.append(pd.concat([part_snapshots, features], axis=1))
+    result = pd.concat(parts).sort_values(["as_of", "lead_id"], kind="stable")
+    return engine, result.reset_index(drop=True)

@@ -1,0 +1,70 @@
+"""Stage ``queue`` (command ``leadscore queue``): the sales queue, ranked by the promoted model.
+
+Scores every lead still open at the data horizon with the registry's champion
+(``models:/<mlflow.model_name>@champion`` by default, the model ``/v1/score`` serves), never with
+a challenger the promotion gate rejected, and writes ``artifacts/queue.parquet`` atomically;
+every row records the ``model_name`` and ``model_version`` that ranked it.
+:mod:`models.queue` builds the table.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from urllib.parse import urlparse
+
+from features import contract
+from features.errors import UserError
+from features.params import load_params
+from features.storage import read_manifest, read_validated, write_parquet
+from models.bundle import load_scorer
+from models.queue import sales_queue
+from models.scorer import LeadScorer
+from models.tracking import CHAMPION, RegistryLookupError, resolve
+
+logger = logging.getLogger(__name__)
+
+
+def champion_uri(model_name: str) -> str:
+    return f"models:/{model_name}@{CHAMPION}"
+
+
+def load_ranking_model(uri: str, tracking_uri: str | None) -> tuple[LeadScorer, dict[str, str]]:
+    """The scorer at ``uri`` (a ``models:/`` URI, alias resolved first, or a bundle directory)
+    and its ``{"name", "version"}``."""
+    if urlparse(uri).scheme == "models":
+        try:
+            found = resolve(uri, tracking_uri)
+        except RegistryLookupError as error:
+            raise UserError(f"{error}; run the register stage first") from None
+        return load_scorer(found.uri, tracking_uri), {"name": found.name, "version": found.version}
+    path = Path(uri)
+    if not (path / "MLmodel").is_file():
+        raise UserError(f"{path}: not a models:/ URI or a model bundle directory (no MLmodel)")
+    return load_scorer(str(path)), {"name": path.name, "version": "local"}
+
+
+def run(
+    validated: Path,
+    out: Path,
+    params_path: Path,
+    model: str | None = None,
+    tracking_uri: str | None = None,
+) -> None:
+    params = load_params(params_path)
+    uri = model or champion_uri(params.mlflow.model_name)
+    scorer, ref = load_ranking_model(uri, tracking_uri)
+    tables = read_validated(validated)
+    flat = read_manifest(validated) is not None
+    horizon = contract.data_horizon(tables, params.data.horizon)
+    queue = sales_queue(tables, scorer, horizon, ref, flat, params.features.partition_leads)
+    write_parquet(out, queue)
+    logger.info(
+        "queue: %d open leads scored at %s by %s version %s (%d for handoff) → %s",
+        len(queue),
+        horizon.isoformat(),
+        ref["name"],
+        ref["version"],
+        int(queue["handoff"].sum()) if len(queue) else 0,
+        out,
+    )
