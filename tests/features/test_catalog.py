@@ -79,11 +79,15 @@ def test_every_engine_feature_has_exactly_one_declaration(
             # Lead attributes are the names no other declaration claims.
             assert len(claims) == (0 if info.name in attributes else 1), info.name
             found = catalog.lookup(info.name, info.kind == "categorical")
+            # from its name alone, the trend's period is unknown ("N"); the engine knows it
+            described = info.description
+            if info.name == "touches_trend":
+                described = described.replace(f" {fitted.trend_days} days", " N days")
             assert (found.family, found.kind, found.business_field, found.description) == (
                 info.family,
                 info.kind,
                 info.business_field,
-                info.description,
+                described,
             ), info.name
 
 
@@ -182,6 +186,6 @@ def test_feature_spec_and_model_card_descriptions_come_from_the_catalog(
     assert spec["demo_request_days_since"]["description"] == catalog.description(
         "demo_request_days_since"
     )
-    assert spec["touches_trend"]["description"] == catalog.description("touches_trend")
-    assert "7 days" in spec["touches_trend"]["description"]
+    assert "last 7 days minus the 7 days before" in spec["touches_trend"]["description"]
+    assert "last N days minus the N days before" in catalog.description("touches_trend")
     assert catalog.description("age") == "`age`, a column declared in the flat export's mapping"
