@@ -403,7 +403,7 @@ def peak_rss(command: list[str], env: dict[str, str]) -> tuple[float, float, int
 
 
 def bench_batch(workdir: Path, target: int, reasons_leads: int) -> dict[str, Any]:
-    from serving.holder import read_scorer
+    from models.loading import load
 
     leads_path, touches_path, sales_path, n = tile_inputs(workdir, target)
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
@@ -445,7 +445,7 @@ def bench_batch(workdir: Path, target: int, reasons_leads: int) -> dict[str, Any
     # raw Booster.predict on the same feature matrix (features computed, not timed). The tiled
     # files were written copy by copy, one row group per copy in each file: group g of the
     # leads has its events in group g of the event files.
-    scorer, _ = read_scorer(str(workdir / "model"))
+    scorer, _ = load(str(workdir / "model"))
     when = pd.Timestamp("2025-09-01", tz="UTC")
     files = [pq.ParquetFile(p) for p in (leads_path, touches_path, sales_path)]
     predict_s, rows = 0.0, 0

@@ -11,37 +11,20 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from urllib.parse import urlparse
 
 from features import contract
 from features.errors import UserError
 from features.params import load_params
 from features.storage import read_manifest, read_validated, write_parquet
-from models.bundle import load_scorer
+from models.loading import ModelLoadError, load
 from models.queue import sales_queue
-from models.scorer import LeadScorer
-from models.tracking import CHAMPION, RegistryLookupError, resolve
+from models.tracking import CHAMPION
 
 logger = logging.getLogger(__name__)
 
 
 def champion_uri(model_name: str) -> str:
     return f"models:/{model_name}@{CHAMPION}"
-
-
-def load_ranking_model(uri: str, tracking_uri: str | None) -> tuple[LeadScorer, dict[str, str]]:
-    """The scorer at ``uri`` (a ``models:/`` URI, alias resolved first, or a bundle directory)
-    and its ``{"name", "version"}``."""
-    if urlparse(uri).scheme == "models":
-        try:
-            found = resolve(uri, tracking_uri)
-        except RegistryLookupError as error:
-            raise UserError(f"{error}; run the register stage first") from None
-        return load_scorer(found.uri, tracking_uri), {"name": found.name, "version": found.version}
-    path = Path(uri)
-    if not (path / "MLmodel").is_file():
-        raise UserError(f"{path}: not a models:/ URI or a model bundle directory (no MLmodel)")
-    return load_scorer(str(path)), {"name": path.name, "version": "local"}
 
 
 def run(
@@ -53,7 +36,11 @@ def run(
 ) -> None:
     params = load_params(params_path)
     uri = model or champion_uri(params.mlflow.model_name)
-    scorer, ref = load_ranking_model(uri, tracking_uri)
+    try:
+        scorer, source = load(uri, tracking_uri)
+    except ModelLoadError as error:
+        raise UserError(f"{error}; run the register stage first") from None
+    ref = source.ref
     tables = read_validated(validated)
     flat = read_manifest(validated) is not None
     horizon = contract.data_horizon(tables, params.data.horizon)

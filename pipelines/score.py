@@ -246,7 +246,7 @@ def run(
     tracking_uri: str | None = None,
 ) -> int:
     """Score ``input`` into ``output``; returns the number of leads scored."""
-    from serving.holder import ModelLoadError, read_scorer
+    from models.loading import ModelLoadError, load
 
     out_kind = file_format(output, "--output")
     when = parse_as_of(as_of)
@@ -257,7 +257,7 @@ def run(
         if path is not None
     }
     try:
-        scorer, info = read_scorer(model, tracking_uri)
+        scorer, info = load(model, tracking_uri)
     except ModelLoadError as error:
         raise UserError(str(error)) from None
     logger.info("scoring %s with %s version %s (as of %s)", input, info.name, info.version, when)

@@ -24,9 +24,10 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
+from models.loading import ModelLoadError
 from serving.artifacts import ArtifactStore
 from serving.dependencies import Authenticator
-from serving.holder import ModelHolder, ModelLoadError
+from serving.holder import ModelHolder
 from serving.lifecycle import reload_model
 from serving.metrics import ApiMetrics, MetricsMiddleware
 from serving.middleware import BodyLimitMiddleware

@@ -7,38 +7,25 @@ thread, then replaces the reference in one assignment: requests in flight finish
 model, new ones get the new one, none waits and none fails. A model that fails to load or to
 score never replaces the one being served.
 
-Where a model comes from (``LEADSCORE_MODEL_URI``):
-
-- ``models:/name@alias`` or ``models:/name/version``: the MLflow registry; the alias is resolved
-  to its version first and that version is loaded, so the answer's version is the one scoring;
-- ``runs:/<run_id>/model``: a logged model;
-- a directory: the model bundle (``artifacts/model``, MLflow pyfunc), or the train stage's
-  output directory holding ``scorer.pkl`` (development).
+Where a model comes from (``LEADSCORE_MODEL_URI``) is :mod:`models.loading`'s: a registry
+URI (an alias resolved to its version first), a run URI, a bundle or train output directory.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import pickle
-import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
+from models.loading import ModelLoadError, load
 from models.scorer import LeadScorer
 from serving.model_input import ModelInput, answers
 
 logger = logging.getLogger(__name__)
 
-_RUNS_URI = re.compile(r"^runs:/(?P<run>[^/]+)/.+$")
-
-
-class ModelLoadError(RuntimeError):
-    """The model could not be loaded (the message says where and why; no traceback)."""
 
 
 @dataclass(frozen=True)
@@ -106,59 +93,20 @@ def _run_metrics(run_id: str | None, tracking_uri: str | None) -> dict[str, Any]
     return unflatten(metrics) if metrics else None
 
 
-def _bundle_uuid(path: Path) -> str:
-    try:
-        import yaml
-
-        meta = yaml.safe_load((path / "MLmodel").read_text(encoding="utf-8")) or {}
-        return str(meta.get("model_uuid") or meta.get("run_id") or "local")
-    except (OSError, ValueError):
-        return "local"
-
-
 def read_scorer(uri: str, tracking_uri: str | None = None) -> tuple[LeadScorer, ModelInfo]:
-    """Load the scorer named by ``uri`` (see the module docstring) and describe it."""
-    from models.bundle import load_scorer
-
-    now = dt.datetime.now(dt.UTC)
-    parsed = urlparse(uri)
-    try:
-        if parsed.scheme == "models":
-            from models.tracking import RegistryLookupError, resolve
-
-            try:
-                found = resolve(uri, tracking_uri)
-            except RegistryLookupError as error:
-                raise ModelLoadError(str(error)) from None
-            scorer = load_scorer(found.uri, tracking_uri)
-            metrics = _run_metrics(found.run_id, tracking_uri)
-            return scorer, ModelInfo(
-                found.name, found.version, uri, "registry", now, found.run_id, metrics
-            )
-        if parsed.scheme == "runs":
-            match = _RUNS_URI.match(uri)
-            run_id = match["run"] if match else None
-            scorer = load_scorer(uri, tracking_uri)
-            metrics = _run_metrics(run_id, tracking_uri)
-            return scorer, ModelInfo("run", run_id or "?", uri, "run", now, run_id, metrics)
-        path = Path(uri)
-        if (path / "MLmodel").is_file():
-            scorer = load_scorer(str(path), tracking_uri)
-            return scorer, ModelInfo(path.name, _bundle_uuid(path), uri, "bundle", now)
-        if (path / "scorer.pkl").is_file():
-            with (path / "scorer.pkl").open("rb") as handle:
-                scorer = pickle.load(handle)
-            stamp = dt.datetime.fromtimestamp((path / "scorer.pkl").stat().st_mtime, dt.UTC)
-            version = stamp.strftime("%Y%m%dT%H%M%SZ")
-            return scorer, ModelInfo(path.name, version, uri, "pickle", now)
-    except ModelLoadError:
-        raise
-    except Exception as error:
-        raise ModelLoadError(f"{uri}: cannot load ({type(error).__name__}: {error})") from error
-    raise ModelLoadError(
-        f"{uri}: not a registry URI, a run URI, a model bundle directory (MLmodel) or a train "
-        "output directory (scorer.pkl)"
+    """Load the scorer named by ``uri`` (:func:`models.loading.load`) and describe it, with its
+    run's metrics when it has a run."""
+    scorer, source = load(uri, tracking_uri)
+    info = ModelInfo(
+        source.name,
+        source.version,
+        uri,
+        source.kind,
+        dt.datetime.now(dt.UTC),
+        source.run_id,
+        _run_metrics(source.run_id, tracking_uri),
     )
+    return scorer, info
 
 
 def warm_up(scorer: LeadScorer, inputs: ModelInput) -> None:

@@ -6,7 +6,8 @@ import logging
 
 import anyio.to_thread
 
-from serving.holder import LoadedModel, ModelHolder, ModelLoadError, load_model
+from models.loading import ModelLoadError
+from serving.holder import LoadedModel, ModelHolder, load_model
 from serving.metrics import ApiMetrics
 from serving.settings import Settings
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.loading import ModelLoadError
 from serving.dependencies import (
     AdminCaller,
     HolderDep,
@@ -16,7 +17,6 @@ from serving.dependencies import (
     parse_body,
     validation_error,
 )
-from serving.holder import ModelLoadError
 from serving.lifecycle import reload_model
 from serving.routers.common import AUTH_ERRORS, BODY_ERRORS, NO_MODEL
 from serving.schemas import REF

@@ -43,7 +43,7 @@ def test_alias_resolves_to_its_version(store: str) -> None:
 
 
 def test_unknown_alias_is_a_load_error(store: str) -> None:
-    from serving.holder import ModelLoadError
+    from models.loading import ModelLoadError
 
     with pytest.raises(ModelLoadError, match="not found"):
         read_scorer("models:/lead-scoring@nobody", store)

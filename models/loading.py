@@ -1,0 +1,94 @@
+"""Loading a fitted :class:`~models.scorer.LeadScorer` from wherever a model lives, for every
+caller that scores (the API, ``leadscore score``, the ``queue`` stage), with the name and version
+that say which model answered.
+
+Where a model comes from:
+
+- ``models:/name@alias`` or ``models:/name/version``: the MLflow registry; an alias is resolved
+  to its version first and exactly that version is loaded, so the version reported is the one
+  scoring;
+- ``runs:/<run_id>/model``: a logged model;
+- a directory: the model bundle (``artifacts/model``, MLflow pyfunc), or the train stage's
+  output directory holding ``scorer.pkl`` (development).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from models.bundle import load_scorer
+from models.scorer import LeadScorer
+from models.tracking import RegistryLookupError, resolve
+
+RUNS_URI = re.compile(r"^runs:/(?P<run>[^/]+)/.+$")
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded (the message says where and why; no traceback)."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Which model a scorer is: its name and version, the URI asked for, and its kind."""
+
+    name: str
+    version: str
+    uri: str
+    kind: str  # registry | run | bundle | pickle
+    run_id: str | None = None
+
+    @property
+    def ref(self) -> dict[str, str]:
+        """``{"name", "version"}``: what every answer and every queue row records."""
+        return {"name": self.name, "version": self.version}
+
+
+def _bundle_uuid(path: Path) -> str:
+    try:
+        import yaml
+
+        meta = yaml.safe_load((path / "MLmodel").read_text(encoding="utf-8")) or {}
+        return str(meta.get("model_uuid") or meta.get("run_id") or "local")
+    except (OSError, ValueError):
+        return "local"
+
+
+def load(uri: str, tracking_uri: str | None = None) -> tuple[LeadScorer, ModelSource]:
+    """The scorer named by ``uri`` (see the module docstring) and which model it is;
+    :class:`ModelLoadError` with one clear line when it cannot be loaded."""
+    parsed = urlparse(uri)
+    try:
+        if parsed.scheme == "models":
+            try:
+                found = resolve(uri, tracking_uri)
+            except RegistryLookupError as error:
+                raise ModelLoadError(str(error)) from None
+            scorer = load_scorer(found.uri, tracking_uri)
+            return scorer, ModelSource(found.name, found.version, uri, "registry", found.run_id)
+        if parsed.scheme == "runs":
+            match = RUNS_URI.match(uri)
+            run_id = match["run"] if match else None
+            scorer = load_scorer(uri, tracking_uri)
+            return scorer, ModelSource("run", run_id or "?", uri, "run", run_id)
+        path = Path(uri)
+        if (path / "MLmodel").is_file():
+            scorer = load_scorer(str(path), tracking_uri)
+            return scorer, ModelSource(path.name, _bundle_uuid(path), uri, "bundle")
+        if (path / "scorer.pkl").is_file():
+            with (path / "scorer.pkl").open("rb") as handle:
+                scorer = pickle.load(handle)
+            stamp = dt.datetime.fromtimestamp((path / "scorer.pkl").stat().st_mtime, dt.UTC)
+            return scorer, ModelSource(path.name, stamp.strftime("%Y%m%dT%H%M%SZ"), uri, "pickle")
+    except ModelLoadError:
+        raise
+    except Exception as error:
+        raise ModelLoadError(f"{uri}: cannot load ({type(error).__name__}: {error})") from error
+    raise ModelLoadError(
+        f"{uri}: not a registry URI, a run URI, a model bundle directory (MLmodel) or a train "
+        "output directory (scorer.pkl)"
+    )
