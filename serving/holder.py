@@ -27,7 +27,6 @@ from serving.model_input import ModelInput, answers
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class ModelInfo:
     name: str
