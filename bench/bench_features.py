@@ -63,10 +63,10 @@ def _polars_reference(
 
 def _child(leads: int) -> dict[str, float]:
     from features import contract
-    from features.engine import NEVER_DAYS, FeatureEngine, _window_counts
+    from features.engine.engine import NEVER_DAYS, FeatureEngine, _window_counts
+    from features.engine.snapshots import build_snapshots
+    from features.ingest.simulate import simulate
     from features.params import GenerateParams, Params
-    from features.simulate import simulate
-    from features.snapshots import build_snapshots
 
     params = Params()
     with tempfile.TemporaryDirectory() as directory:
@@ -86,7 +86,7 @@ def _child(leads: int) -> dict[str, float]:
     touch_arrays, _ = engine.event_arrays(lead_ids, tables["touches"], None)
     n_types = len(engine.touch_types_) + 1
     query_lead = np.asarray(lead_ids.get_indexer(snapshots["lead_id"]), dtype=np.int64)
-    from features.engine import timestamps_ms
+    from features.engine.engine import timestamps_ms
 
     as_of = timestamps_ms(snapshots["as_of"])
     counts, last_ms = _window_counts(

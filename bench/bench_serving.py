@@ -57,12 +57,12 @@ def build(workdir: Path, leads: int) -> dict[str, Any]:
     """Simulated data, features, trained scorer, bundle, registry (skipped when present)."""
     from threadpoolctl import threadpool_limits
 
-    from features.feature_table import build_feature_table
+    from features.engine.table import build_feature_table
+    from features.ingest.simulate import simulate
     from features.params import load_params
-    from features.simulate import simulate
     from features.storage import read_validated
-    from models.bundle import example_input, save_bundle
-    from models.registry import RunInputs, register
+    from models.packaging.bundle import example_input, save_bundle
+    from models.packaging.registry import RunInputs, register
     from models.training import train_all
 
     params = load_params(REPO / "params.yaml")
@@ -92,7 +92,7 @@ def build(workdir: Path, leads: int) -> dict[str, Any]:
 def one_lead_request(workdir: Path, touches: int = 30) -> tuple[dict[str, Any], dict[str, Any]]:
     """An open lead with at least ``touches`` touches: the API body and the MLflow record."""
     from features.storage import read_validated
-    from models.bundle import bundle_input
+    from models.packaging.bundle import bundle_input
 
     tables = read_validated(workdir / "raw")
     counts = tables["touches"].groupby("lead_id").size()
@@ -267,7 +267,7 @@ def bench_api(workdir: Path, info: dict[str, Any], requests: int) -> dict[str, A
 
 def build_batch(workdir: Path, n: int) -> list[dict[str, Any]]:
     from features.storage import read_validated
-    from models.bundle import bundle_input
+    from models.packaging.bundle import bundle_input
 
     tables = read_validated(workdir / "raw")
     leads = tables["leads"].sample(n, random_state=0).reset_index(drop=True)
@@ -403,7 +403,7 @@ def peak_rss(command: list[str], env: dict[str, str]) -> tuple[float, float, int
 
 
 def bench_batch(workdir: Path, target: int, reasons_leads: int) -> dict[str, Any]:
-    from models.loading import load
+    from models.packaging.loading import load
 
     leads_path, touches_path, sales_path, n = tile_inputs(workdir, target)
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}

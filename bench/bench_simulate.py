@@ -20,8 +20,8 @@ from pathlib import Path
 
 
 def _child(leads: int, out: Path) -> None:
+    from features.ingest.simulate import simulate
     from features.params import GenerateParams
-    from features.simulate import simulate
 
     start = time.perf_counter()
     counts = simulate(GenerateParams(leads=leads, seed=1), out)

@@ -25,9 +25,9 @@ from typing import Any
 def _child(leads: int, out: Path, params_path: Path) -> None:
     import lightgbm as lgb
 
-    from features.feature_table import build_feature_table
+    from features.engine.table import build_feature_table
+    from features.ingest.simulate import simulate
     from features.params import load_params
-    from features.simulate import simulate
     from features.storage import read_validated
     from models import training
 

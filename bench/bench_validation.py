@@ -23,8 +23,8 @@ from pathlib import Path
 
 
 def _simulate(leads: int, out: Path) -> None:
+    from features.ingest.simulate import simulate
     from features.params import GenerateParams
-    from features.simulate import simulate
 
     simulate(GenerateParams(leads=leads, seed=1), out)
 

@@ -2,10 +2,11 @@
 
 Steps, per table in dependency order (parents before children):
 
-1. **Read** the file (:mod:`features.readers`) and **coerce** its columns to the contract's kinds
-   (:func:`coerce`). Values that cannot be typed are row failures (``unparseable timestamp in
-   <column>``, ``not a number in <column>``); a column none of whose values can be typed, a
-   missing required column, an unreadable, empty or header-only file are table-level failures.
+1. **Read** the file (:mod:`features.ingest.readers`) and **coerce** its columns to the
+   contract's kinds (:func:`coerce`). Values that cannot be typed are row failures
+   (``unparseable timestamp in <column>``, ``not a number in <column>``); a column none of
+   whose values can be typed, a missing required column, an unreadable, empty or header-only
+   file are table-level failures.
 2. **Validate** with one GE ``ExpectationSuite`` per table, built from
    ``contract.TABLES[...].columns`` (:func:`build_suite`): not null, unique, value in a closed
    vocabulary, minimum, one column not before another, and the cross-table rules, which are
@@ -51,8 +52,8 @@ import pyarrow.parquet as pq
 from features import contract
 from features.contract import Kind
 from features.errors import UserError
+from features.ingest.readers import PASSED_ON, find_table_files, read_table_file
 from features.params import Params
-from features.readers import PASSED_ON, find_table_files, read_table_file
 from features.storage import atomic_directory
 
 if TYPE_CHECKING:
@@ -202,7 +203,7 @@ def coerce_strings(raw: pd.Series, column: contract.Column, notes: CoercionNotes
 
 def lenient_timestamps(text: pd.Series) -> pd.Series:
     """Text → ``datetime64[us, UTC]``, leniently: NaT where it does not parse (the row is then
-    quarantined, where the importer's :func:`~features.importers.strict_timestamps` refuses
+    quarantined, where the importer's :func:`~features.ingest.importers.strict_timestamps` refuses
     the file).
 
     ISO 8601 first (naive values taken as UTC, offsets converted); the rest with a format

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from features import catalog
+from features.engine import catalog
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ def describe(
     categories: Mapping[str, Sequence[str]],
     context: catalog.Context | None = None,
 ) -> str:
-    """One feature value in words, as the feature catalog (features/catalog.py) words it;
+    """One feature value in words, as the feature catalog (features/engine/catalog.py) words it;
     ``categories`` maps each categorical feature to its vocabulary; ``context`` is the fitted
     engine's (currency, trend period)."""
     return catalog.word(name, value, categories, context)

@@ -3,7 +3,7 @@ target + the quality-lead definition.
 
 :class:`LeadScorer` is the one scoring API. Every caller (the HTTP API, ``leadscore score``,
 the ``queue`` stage, the MLflow pyfunc bundle, evaluation and the promotion gate) turns its leads
-into feature rows with the scorer's :class:`~features.engine.FeatureEngine` and then calls:
+into feature rows with the scorer's :class:`~features.engine.engine.FeatureEngine` and then calls:
 
 - :meth:`LeadScorer.summarise`: probabilities per target, score 0–100, grade and handoff;
 - :meth:`LeadScorer.explain`: the top positive and negative reasons (SHAP per business field);
@@ -23,7 +23,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.engine import FeatureEngine
+from features.engine.engine import FeatureEngine
 from models.calibration import Calibrator
 from models.reasons import Reason, ReasonTable
 

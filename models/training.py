@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from features.engine import FeatureEngine
+from features.engine.engine import FeatureEngine
 from features.errors import UserError
 from features.params import Params, TrainParams
 from models.baselines import PointsScore, logistic_baseline

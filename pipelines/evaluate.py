@@ -36,9 +36,9 @@ from features.storage import (
     read_validated,
     write_json,
 )
-from models.evaluation import Evaluation, evaluate
-from models.kpis import compute_kpis
-from models.model_card import CardInputs, render
+from models.reports.evaluation import Evaluation, evaluate
+from models.reports.kpis import compute_kpis
+from models.reports.model_card import CardInputs, render
 from models.scorer import LeadScorer
 
 logger = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """Stage `features`: validated tables → point-in-time snapshots, labels, split and features
-(:func:`features.feature_table.build_feature_table`).
+(:func:`features.engine.table.build_feature_table`).
 
 Writes ``snapshots.parquet`` (lead_id, as_of, split, label_<target>, features),
 ``feature_spec.json`` and the fitted engine (``engine.pkl``, carried by the model bundle),
@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.feature_table import build_feature_table
+from features.engine.table import build_feature_table
 from features.params import load_params
 from features.storage import atomic_directory, read_manifest, read_validated
 

@@ -25,7 +25,7 @@ def generate(
     seed: int | None = None,
     dirty: bool | None = None,
 ) -> None:
-    from features.simulate import simulate
+    from features.ingest.simulate import simulate
 
     params = load_params(params_path)
     settings = params.generate
@@ -41,7 +41,7 @@ def generate(
 
 
 def import_export(mapping: Path, source: Path, out: Path) -> None:
-    from features.importers import import_export as run_import
+    from features.ingest.importers import import_export as run_import
 
     with atomic_directory(out) as staging:
         run_import(mapping_path=mapping, source=source, out=staging)
@@ -57,7 +57,7 @@ def run(out: Path, params_path: Path = Path("params.yaml")) -> None:
         assert source.mapping is not None
         import_export(mapping=Path(source.mapping), source=Path(source.path), out=out)
     else:
-        from features.importers import copy_tables
+        from features.ingest.importers import copy_tables
 
         assert source.path is not None
         with atomic_directory(out) as staging:

@@ -16,9 +16,9 @@ from features import contract
 from features.errors import UserError
 from features.params import load_params
 from features.storage import read_manifest, read_validated, write_parquet
-from models.loading import ModelLoadError, load
+from models.packaging.loading import ModelLoadError, load
+from models.packaging.tracking import CHAMPION
 from models.queue import sales_queue
-from models.tracking import CHAMPION
 
 logger = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ Reads the bundle (``artifacts/model``, from the train stage), the test snapshots
 stage, the evaluate stage's reports (logged when present) and ``dvc.lock`` (data hashes). Logs
 one MLflow run in ``params.mlflow.experiment``, registers the bundle as
 ``params.mlflow.model_name`` and gives the new version ``champion`` or ``challenger``
-(:mod:`models.registry` explains the gate). Writes ``registry.json`` (atomically): model name,
-version, alias, both metric values, run id.
+(:mod:`models.packaging.registry` explains the gate). Writes ``registry.json`` (atomically):
+model name, version, alias, both metric values, run id.
 
 Tracking URI: ``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``.
 """
@@ -23,8 +23,8 @@ import pandas as pd
 from features.errors import UserError
 from features.params import load_params
 from features.storage import read_validated, write_json
-from models.bundle import BundleError, verify_bundle
-from models.registry import RunInputs, register
+from models.packaging.bundle import BundleError, verify_bundle
+from models.packaging.registry import RunInputs, register
 
 logger = logging.getLogger(__name__)
 

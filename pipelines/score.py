@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from features import contract
 from features.errors import UserError
-from features.readers import WRITABLE_SUFFIXES, file_kind
+from features.ingest.readers import WRITABLE_SUFFIXES, file_kind
 from features.storage import atomic_file
 from features.validation import check_table
 from models.reasons import reason_records
@@ -246,7 +246,7 @@ def run(
     tracking_uri: str | None = None,
 ) -> int:
     """Score ``input`` into ``output``; returns the number of leads scored."""
-    from models.loading import ModelLoadError, load
+    from models.packaging.loading import ModelLoadError, load
 
     out_kind = file_format(output, "--output")
     when = parse_as_of(as_of)

@@ -3,7 +3,7 @@
 Writes ``artifacts/train/`` atomically: ``scorer.pkl`` (the fitted LeadScorer: engine +
 models + quality-lead definition), ``baselines.pkl`` (per target: the points score and the
 logistic regression) and ``report.json``; and, when asked, the same scorer as an MLflow pyfunc
-model bundle (``artifacts/model/``, :mod:`models.bundle`), in its own atomic directory.
+model bundle (``artifacts/model/``, :mod:`models.packaging.bundle`), in its own atomic directory.
 """
 
 from __future__ import annotations
@@ -53,6 +53,6 @@ def run(
         )
     logger.info("trained %s → %s", ", ".join(trained), out)
     if model is not None:
-        from models.bundle import write_bundle
+        from models.packaging.bundle import write_bundle
 
         write_bundle(scorer, validated, model)

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
-from models.loading import ModelLoadError
+from models.packaging.loading import ModelLoadError
 from serving.artifacts import ArtifactStore
 from serving.dependencies import Authenticator
 from serving.holder import ModelHolder

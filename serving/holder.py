@@ -7,7 +7,7 @@ thread, then replaces the reference in one assignment: requests in flight finish
 model, new ones get the new one, none waits and none fails. A model that fails to load or to
 score never replaces the one being served.
 
-Where a model comes from (``LEADSCORE_MODEL_URI``) is :mod:`models.loading`'s: a registry
+Where a model comes from (``LEADSCORE_MODEL_URI``) is :mod:`models.packaging.loading`'s: a registry
 URI (an alias resolved to its version first), a run URI, a bundle or train output directory.
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.loading import ModelLoadError, load
+from models.packaging.loading import ModelLoadError, load
 from models.scorer import LeadScorer
 from serving.model_input import ModelInput, answers
 
@@ -83,7 +83,7 @@ def _run_metrics(run_id: str | None, tracking_uri: str | None) -> dict[str, Any]
     if not run_id:
         return None
     try:
-        from models.tracking import client
+        from models.packaging.tracking import client
 
         metrics = client(tracking_uri).get_run(run_id).data.metrics
     except Exception as error:  # metrics are a nicety: never fail a load for them
@@ -93,8 +93,8 @@ def _run_metrics(run_id: str | None, tracking_uri: str | None) -> dict[str, Any]
 
 
 def read_scorer(uri: str, tracking_uri: str | None = None) -> tuple[LeadScorer, ModelInfo]:
-    """Load the scorer named by ``uri`` (:func:`models.loading.load`) and describe it, with its
-    run's metrics when it has a run."""
+    """Load the scorer named by ``uri`` (:func:`models.packaging.loading.load`) and describe it,
+    with its run's metrics when it has a run."""
     scorer, source = load(uri, tracking_uri)
     info = ModelInfo(
         source.name,

@@ -6,7 +6,7 @@ import logging
 
 import anyio.to_thread
 
-from models.loading import ModelLoadError
+from models.packaging.loading import ModelLoadError
 from serving.holder import LoadedModel, ModelHolder, load_model
 from serving.metrics import ApiMetrics
 from serving.settings import Settings

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from features.ingest.simulate import simulate
 from features.params import GenerateParams, Params, load_params
-from features.simulate import simulate
 from tests.serving.world import World, make_world
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.loading import ModelLoadError
+from models.packaging.loading import ModelLoadError
 from serving.dependencies import (
     AdminCaller,
     HolderDep,

@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features import catalog, contract
-from features.engine import OTHER, FeatureEngine
+from features import contract
+from features.engine import catalog
+from features.engine.engine import OTHER, FeatureEngine
+from features.ingest.simulate import simulate
 from features.params import GenerateParams
-from features.simulate import simulate
 
 TARGETS = {"accepted": ("accepted", "opportunity", "won"), "converted": ("won",)}
 

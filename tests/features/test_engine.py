@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features import contract
-from features.engine import NEVER_DAYS, OTHER, FeatureEngine
+from features.engine.engine import NEVER_DAYS, OTHER, FeatureEngine
+from features.engine.snapshots import build_snapshots
+from features.ingest.simulate import simulate
 from features.params import GenerateParams, Params
-from features.simulate import simulate
-from features.snapshots import build_snapshots
 
 TARGETS = {"accepted": ("accepted", "opportunity", "won"), "converted": ("won",)}
 

@@ -11,7 +11,7 @@ import pytest
 
 from features import contract
 from features.errors import UserError
-from features.importers import (
+from features.ingest.importers import (
     FlatMapping,
     ReadOptions,
     copy_tables,

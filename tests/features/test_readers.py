@@ -11,7 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from features.errors import UserError
-from features.readers import find_table_files, read_csv_file, read_table_file, sniff_delimiter
+from features.ingest.readers import (
+    find_table_files,
+    read_csv_file,
+    read_table_file,
+    sniff_delimiter,
+)
 
 
 def _write(path: Path, content: bytes) -> Path:

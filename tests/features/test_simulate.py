@@ -12,9 +12,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from features import contract
-from features.defects import DEFECT_KINDS
+from features.ingest.defects import DEFECT_KINDS
+from features.ingest.simulate import simulate
 from features.params import GenerateParams, Params
-from features.simulate import simulate
 
 TABLES = ("campaigns", "accounts", "leads", "touches", "sales_events")
 

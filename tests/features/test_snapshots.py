@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features import contract
+from features.engine.snapshots import SPLITS, assign_split, build_snapshots
 from features.params import SplitParams
-from features.snapshots import SPLITS, assign_split, build_snapshots
 
 START = pd.Timestamp("2024-01-01", tz="UTC")
 TARGETS = {"accepted": ("accepted", "opportunity", "won"), "converted": ("won",)}

@@ -15,8 +15,8 @@ import pytest
 
 from features import contract, validation
 from features.errors import UserError
+from features.ingest.simulate import simulate
 from features.params import GenerateParams, Params, parse_params
-from features.simulate import simulate
 from features.validation import (
     REASON_COLUMN,
     ROW_COLUMN,

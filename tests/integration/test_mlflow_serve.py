@@ -20,14 +20,14 @@ import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
-from features.feature_table import build_feature_table
+from features.engine.table import build_feature_table
+from features.ingest.simulate import simulate
 from features.params import GenerateParams, Params
-from features.simulate import simulate
 from features.storage import read_validated
-from models.bundle import bundle_input, example_input, save_bundle
-from models.registry import RunInputs, register
+from models.packaging.bundle import bundle_input, example_input, save_bundle
+from models.packaging.registry import RunInputs, register
+from models.packaging.tracking import local_model_path
 from models.scorer import LeadScorer
-from models.tracking import local_model_path
 from models.training import train_all
 
 BIN = Path(sys.executable).parent

@@ -20,7 +20,7 @@ NAN = np.nan
 
 # A feature matrix shaped like the engine's: `{touch}_all` counts, a windowed count the rules
 # must ignore, and categorical codes (0..len(vocabulary)-1 known, len(vocabulary) unseen, NaN
-# missing), as features/engine.py encodes them.
+# missing), as features/engine/engine.py encodes them.
 NAMES = [
     "demo_request_all",
     "email_open_all",

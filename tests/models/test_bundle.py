@@ -21,11 +21,11 @@ from mlflow.types.schema import Array, Object
 from threadpoolctl import threadpool_limits
 
 from features import contract
-from features.feature_table import build_feature_table
+from features.engine.table import build_feature_table
+from features.ingest.simulate import simulate
 from features.params import GenerateParams, Params
-from features.simulate import simulate
 from features.storage import read_validated
-from models.bundle import (
+from models.packaging.bundle import (
     bundle_input,
     example_input,
     load_scorer,

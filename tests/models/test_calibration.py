@@ -31,7 +31,7 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 def _ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     """Expected calibration error over equal-width probability bins, computed here on purpose
-    (independent of models.evaluation)."""
+    (independent of models.reports.evaluation)."""
     index = np.minimum((p * bins).astype(int), bins - 1)
     total = 0.0
     for b in range(bins):

@@ -15,13 +15,13 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from features.engine.table import build_feature_table
 from features.errors import UserError
-from features.feature_table import build_feature_table
+from features.ingest.simulate import simulate
 from features.params import Params, TargetParams
-from features.simulate import simulate
 from features.storage import read_validated
 from models.calibration import Calibrator
-from models.evaluation import (
+from models.reports.evaluation import (
     METRICS,
     binary_metrics,
     calibration_table,

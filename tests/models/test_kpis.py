@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.kpis import ALL, NO_CAMPAIGN, compute_kpis, month_spend
+from models.reports.kpis import ALL, NO_CAMPAIGN, compute_kpis, month_spend
 
 HORIZON = pd.Timestamp("2024-03-01", tz="UTC")
 

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from features import catalog
-from features.engine import NEVER_DAYS, OTHER
+from features.engine import catalog
+from features.engine.engine import NEVER_DAYS, OTHER
 from models.reasons import describe
 
 NAN = math.nan
@@ -174,7 +174,7 @@ def test_money_without_a_currency() -> None:
 def test_the_engine_carries_currency_and_trend_period() -> None:
     """Wording follows the fitted engine (params ``data.currency``, ``features.trend_days``),
     never the process's working directory or environment."""
-    from features.engine import FeatureEngine
+    from features.engine.engine import FeatureEngine
 
     engine = FeatureEngine(trend_days=3, currency="USD")
     context = engine.wording_context()

@@ -13,12 +13,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 from threadpoolctl import threadpool_limits
 
-from features.feature_table import build_feature_table
+from features.engine.table import build_feature_table
+from features.ingest.simulate import simulate
 from features.params import GenerateParams, Params, parse_params
-from features.simulate import simulate
 from features.storage import read_validated
-from models.bundle import example_input, load_scorer, save_bundle
-from models.registry import (
+from models.packaging.bundle import example_input, load_scorer, save_bundle
+from models.packaging.registry import (
     RunInputs,
     at_least_as_good,
     compare,
@@ -29,8 +29,8 @@ from models.registry import (
     param_entities,
     register,
 )
+from models.packaging.tracking import CHALLENGER, CHAMPION, artifact_location, local_model_path
 from models.scorer import LeadScorer
-from models.tracking import CHALLENGER, CHAMPION, artifact_location, local_model_path
 from models.training import train_all
 
 REPO = Path(__file__).resolve().parents[2]

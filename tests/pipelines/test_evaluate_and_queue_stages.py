@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from features import contract
-from models.evaluation import METRICS
-from models.kpis import ALL
+from models.reports.evaluation import METRICS
+from models.reports.kpis import ALL
 from pipelines import evaluate, features, ingest, train
 from pipelines import queue as queue_stage
 

@@ -16,10 +16,10 @@ import yaml
 from mlflow.models import Model
 from mlflow.tracking import MlflowClient
 
+from features.ingest.simulate import simulate
 from features.params import GenerateParams, Params, load_params
-from features.simulate import simulate
-from models.registry import flatten
-from models.tracking import local_model_path
+from models.packaging.registry import flatten
+from models.packaging.tracking import local_model_path
 from pipelines import features as features_stage
 from pipelines import register as register_stage
 

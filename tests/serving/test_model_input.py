@@ -91,7 +91,7 @@ def test_loading(world: World, tmp_path: Any) -> None:
     assert info.source == "bundle"
     assert len(info.version) == 32
     warm_up(scorer, ModelInput(scorer))
-    from models.loading import ModelLoadError
+    from models.packaging.loading import ModelLoadError
 
     with pytest.raises(ModelLoadError, match="not a registry URI"):
         read_scorer(str(tmp_path))

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from features.params import load_params
-from models.registry import RunInputs, register
+from models.packaging.registry import RunInputs, register
 from serving.app import create_app
 from serving.holder import read_scorer, unflatten
 from tests.serving.conftest import auth, settings_for
@@ -43,7 +43,7 @@ def test_alias_resolves_to_its_version(store: str) -> None:
 
 
 def test_unknown_alias_is_a_load_error(store: str) -> None:
-    from models.loading import ModelLoadError
+    from models.packaging.loading import ModelLoadError
 
     with pytest.raises(ModelLoadError, match="not found"):
         read_scorer("models:/lead-scoring@nobody", store)

@@ -17,11 +17,11 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from features import contract
-from features.feature_table import build_feature_table
+from features.engine.table import build_feature_table
+from features.ingest.simulate import simulate
 from features.params import GenerateParams, Params, load_params
-from features.simulate import simulate
 from features.storage import read_validated, write_parquet
-from models.bundle import example_input, save_bundle
+from models.packaging.bundle import example_input, save_bundle
 from models.scorer import LeadScorer
 from models.training import train_all
 
@@ -76,9 +76,9 @@ def fast(params: Params) -> Params:
 
 
 def _build(root: Path) -> None:
-    from models.evaluation import evaluate
-    from models.kpis import compute_kpis
     from models.queue import sales_queue
+    from models.reports.evaluation import evaluate
+    from models.reports.kpis import compute_kpis
     from pipelines.evaluate import first_snapshot_predictions
 
     params = fast(load_params(REPO / "params.yaml"))
@@ -147,7 +147,7 @@ def request_for(
     tables: dict[str, pd.DataFrame], lead_id: str, as_of: pd.Timestamp | None = None
 ) -> dict[str, Any]:
     """The API request of one lead of the canonical tables (its history before ``as_of``)."""
-    from models.bundle import bundle_input
+    from models.packaging.bundle import bundle_input
 
     leads = tables["leads"]
     lead = leads[leads["lead_id"] == lead_id]

@@ -737,7 +737,7 @@ def simulate(settings: GenerateParams, out: Path, window_days: int = 90) -> dict
     counts["campaigns"] = len(world.campaigns)
     counts["accounts"] = len(world.accounts)
     if settings.dirty:
-        from features.defects import add_defects
+        from features.ingest.defects import add_defects
 
         counts["defects"] = add_defects(out, rng, world.horizon_ns)
     return counts

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from models.evaluation import METRICS, MODELS
+from models.reports.evaluation import METRICS, MODELS
 from models.scorer import Definition
 
 MODEL_WORDS: dict[str, str] = {

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from models.bundle import load_scorer
+from models.packaging.bundle import load_scorer
+from models.packaging.tracking import RegistryLookupError, resolve
 from models.scorer import LeadScorer
-from models.tracking import RegistryLookupError, resolve
 
 RUNS_URI = re.compile(r"^runs:/(?P<run>[^/]+)/.+$")
 

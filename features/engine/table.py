@@ -11,10 +11,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from features import contract
-from features.engine import FeatureEngine
+from features.engine.engine import FeatureEngine
+from features.engine.snapshots import assign_split, build_flat_snapshots, build_snapshots
 from features.errors import UserError
 from features.params import Params
-from features.snapshots import assign_split, build_flat_snapshots, build_snapshots
 
 
 def make_engine(params: Params, manifest: dict[str, Any] | None) -> FeatureEngine:

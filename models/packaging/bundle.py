@@ -61,11 +61,11 @@ from mlflow.types.schema import (
 from mlflow.types.schema import Schema as MlflowSchema
 
 from features import contract
-from features.engine import timestamp_ms, timestamps_ms
+from features.engine.engine import timestamp_ms, timestamps_ms
 from features.storage import atomic_directory, read_validated
+from models.packaging.tracking import local_model_path
 from models.reasons import reason_records
 from models.scorer import LeadScorer
-from models.tracking import local_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ MODEL_CODE_TEXT = (
     '"""leadscore model bundle (MLflow models-from-code): the class lives in the installed '
     'leadscore package."""\n\n'
     "import mlflow\n\n"
-    "from models.bundle import LeadBundle\n\n"
+    "from models.packaging.bundle import LeadBundle\n\n"
     "mlflow.models.set_model(LeadBundle())\n"
 )
 """The bundle's model code (MLflow "models from code"): no pickled Python object, just a

@@ -1,6 +1,6 @@
 """The model registry: one MLflow run per pipeline run, and the promotion gate.
 
-Where the store is (tracking URI, artifact location) is :mod:`models.tracking`'s.
+Where the store is (tracking URI, artifact location) is :mod:`models.packaging.tracking`'s.
 
 A run holds every parameter (flattened, logged in batches), the evaluation's numeric results
 (flattened), the plots, model card, KPI and metrics reports as artifacts, the DVC data hashes
@@ -50,10 +50,10 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
 from features.params import Params
-from models.bundle import load_scorer, log_bundle
-from models.evaluation import HIGHER_IS_BETTER, score_metric
+from models.packaging.bundle import load_scorer, log_bundle
+from models.packaging.tracking import CHALLENGER, CHAMPION, client, experiment_id, tracking_uri
+from models.reports.evaluation import HIGHER_IS_BETTER, score_metric
 from models.scorer import LeadScorer
-from models.tracking import CHALLENGER, CHAMPION, client, experiment_id, tracking_uri
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features import contract
-from features.engine import DAY_MS, Timeline, _window_hits, timestamp_ms, timestamps_ms
+from features.engine.engine import DAY_MS, Timeline, _window_hits, timestamp_ms, timestamps_ms
 from features.params import SplitParams
 
 SPLITS = ("train", "valid", "calibration", "test")

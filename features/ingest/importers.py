@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from features import contract
 from features.errors import UserError
-from features.readers import find_table_files, read_csv_file, read_table_file
+from features.ingest.readers import find_table_files, read_csv_file, read_table_file
 from features.storage import MANIFEST, write_json, write_parquet
 
 logger = logging.getLogger(__name__)

@@ -26,8 +26,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features import catalog, contract
-from features.catalog import NEVER_DAYS, OTHER
+from features import contract
+from features.engine import catalog
+from features.engine.catalog import NEVER_DAYS, OTHER
 
 logger = logging.getLogger(__name__)
 
@@ -489,7 +490,7 @@ class FeatureEngine:
 
     def _describe_features(self) -> list[FeatureInfo]:
         """The features this fitted engine produces, in column order, as the feature catalog
-        (features/catalog.py) declares them."""
+        (features/engine/catalog.py) declares them."""
         shape = catalog.Shape(
             lead_attributes=tuple(self.lead_categoricals_),
             numerics=tuple(self.numerics_),

@@ -1,0 +1,3 @@
+"""What a pipeline run reports: evaluation beside the baselines, the shared KPIs, and the model
+card.
+"""
