@@ -63,8 +63,9 @@ def _polars_reference(
 
 def _child(leads: int) -> dict[str, float]:
     from features import contract
-    from features.engine.engine import NEVER_DAYS, FeatureEngine, _window_counts
+    from features.engine.engine import FeatureEngine
     from features.engine.snapshots import build_snapshots
+    from features.engine.timelines import timestamps_ms, window_counts
     from features.ingest.simulate import simulate
     from features.params import GenerateParams, Params
 
@@ -86,10 +87,8 @@ def _child(leads: int) -> dict[str, float]:
     touch_arrays, _ = engine.event_arrays(lead_ids, tables["touches"], None)
     n_types = len(engine.touch_types_) + 1
     query_lead = np.asarray(lead_ids.get_indexer(snapshots["lead_id"]), dtype=np.int64)
-    from features.engine.engine import timestamps_ms
-
     as_of = timestamps_ms(snapshots["as_of"])
-    counts, last_ms = _window_counts(
+    counts, last_ms = window_counts(
         engine.origin_ms_,
         touch_arrays.lead,
         touch_arrays.kind,
@@ -141,7 +140,6 @@ def _child(leads: int) -> dict[str, float]:
         t0 = time.perf_counter()
         engine.transform_one(lead, touch_list, sales_list, as_of_one)
         timings.append(time.perf_counter() - t0)
-    del NEVER_DAYS
     return {
         "leads": leads,
         "snapshots": len(snapshots),

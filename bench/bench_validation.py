@@ -31,7 +31,7 @@ def _simulate(leads: int, out: Path) -> None:
 
 def _validate(raw: Path, work: Path) -> None:
     from features.params import Params
-    from features.validation import validate_directory
+    from features.validation.validate import validate_directory
 
     start = time.perf_counter()
     summary = validate_directory(raw, work / "validated", work / "report", Params())

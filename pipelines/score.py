@@ -44,7 +44,7 @@ from features import contract
 from features.errors import UserError
 from features.ingest.readers import WRITABLE_SUFFIXES, file_kind
 from features.storage import atomic_file
-from features.validation import check_table
+from features.validation.validate import check_table
 from models.reasons import reason_records
 from models.scorer import LeadScorer
 

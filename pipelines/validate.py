@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from features.params import load_params
-from features.validation import ValidationSummary, validate_directory
+from features.validation.report import ValidationSummary
+from features.validation.validate import validate_directory
 
 
 def run(

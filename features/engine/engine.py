@@ -11,11 +11,14 @@ opportunities and wins; campaign lead volumes; matured outcomes per campaign and
 of it is stored as sorted arrays of composite keys ``code * SPAN + time`` so one
 ``np.searchsorted`` answers "how many before as_of" for many codes at once. History is frozen at
 the fit horizon: serving after it sees history as of training, never raw data.
+
+Time handling and the history kernels live in :mod:`features.engine.timelines`, category and id
+encoding in :mod:`features.engine.encoding`, what each feature means in
+:mod:`features.engine.catalog`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,22 +26,33 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from features import contract
 from features.engine import catalog
-from features.engine.catalog import NEVER_DAYS, OTHER
+from features.engine.catalog import OTHER
+from features.engine.encoding import (
+    Columns,
+    index_codes,
+    lookup_codes,
+    normalise,
+    vocabulary_codes,
+)
+from features.engine.timelines import (
+    DAY_MS,
+    StackedTimelines,
+    Timeline,
+    days_since,
+    timestamp_ms,
+    timestamps_ms,
+    window_counts,
+    window_hits,
+)
 
 logger = logging.getLogger(__name__)
 
-DAY_MS = 86_400_000
-SPAN = 2**40
-"""Milliseconds a composite key can hold after its origin (about 34 years)."""
-MAX_CODES = 2**62 // SPAN
 ORIGIN_LOOKBACK_MS = 10 * 365 * DAY_MS
-"""'Days since the last X' when there was none: a large finite value rather than NaN, so that
-monotone constraints (a recent demo request never lowers the score) hold across 'never'."""
+"""How long before the first lead the fitted timelines' origin lies: events up to ten years
+before it keep their time (earlier ones are clamped to the origin)."""
 DISENGAGING_TOUCHES = ("unsubscribe",)
 """Touch types left out of the engagement trend."""
 
@@ -50,28 +64,6 @@ LEAD_CATEGORICALS = tuple(
 ACCOUNT_CATEGORICALS = ("industry",)
 ACCOUNT_NUMERICS = ("employees", "annual_revenue")
 SALES_STAGES = contract.SALES_STAGES
-
-
-def timestamps_ms(values: pd.Series | pd.Index) -> np.ndarray:
-    """UTC timestamps → int64 milliseconds since the epoch (floored)."""
-    ns = pd.to_datetime(values, utc=True).astype("datetime64[ns, UTC]").astype("int64")
-    return np.asarray(ns, dtype=np.int64) // 1_000_000
-
-
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-ONE_MS = dt.timedelta(milliseconds=1)
-
-
-def timestamp_ms(value: Any) -> int:
-    """One timestamp → int64 milliseconds since the epoch, floored like :func:`timestamps_ms`
-    (naive times are UTC). Fast paths for the types the API and pandas hand over."""
-    if isinstance(value, pd.Timestamp):
-        # .value is nanoseconds since the epoch in UTC (wall time for naive stamps).
-        return int(value.value // 1_000_000)
-    if isinstance(value, dt.datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-        return (aware - EPOCH) // ONE_MS
-    return int(contract.utc(value).as_unit("ns").value // 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -105,174 +97,6 @@ class EventArrays:
 def _empty_events() -> EventArrays:
     empty = np.zeros(0, dtype=np.int64)
     return EventArrays(empty, empty, empty, empty)
-
-
-class Timeline:
-    """Sorted composite keys ``code * SPAN + (ms - origin)`` with optional running sums."""
-
-    def __init__(
-        self,
-        origin: int,
-        codes: np.ndarray,
-        ms: np.ndarray,
-        values: np.ndarray | None = None,
-    ) -> None:
-        codes = np.asarray(codes, dtype=np.int64)
-        if len(codes) and codes.max() >= MAX_CODES:
-            raise ValueError(f"too many codes for one timeline ({codes.max()} ≥ {MAX_CODES})")
-        keys = codes * SPAN + self._relative(origin, ms)
-        order = np.argsort(keys, kind="stable")
-        self.origin = origin
-        self.order = order
-        self.keys = keys[order]
-        self.cumulative = (
-            None
-            if values is None
-            else np.concatenate([[0.0], np.cumsum(np.asarray(values, dtype=np.float64)[order])])
-        )
-
-    @staticmethod
-    def _relative(origin: int, ms: np.ndarray) -> np.ndarray:
-        # np.minimum/np.maximum rather than np.clip: same result, a fraction of the overhead
-        # on the one-lead path.
-        return np.minimum(np.maximum(np.asarray(ms, dtype=np.int64) - origin, 0), SPAN - 1)
-
-    def positions(self, codes: np.ndarray, ms: np.ndarray) -> np.ndarray:
-        """Index of the first key at or after (code, ms): the count of keys before it."""
-        query = np.asarray(codes, dtype=np.int64) * SPAN + self._relative(self.origin, ms)
-        return np.searchsorted(self.keys, query, side="left")
-
-    def _bounds(self, codes: np.ndarray, ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        codes = np.asarray(codes, dtype=np.int64)
-        start = codes * SPAN
-        both = np.searchsorted(
-            self.keys, np.concatenate([start, start + self._relative(self.origin, ms)])
-        )
-        return both[: len(codes)], both[len(codes) :]
-
-    def count_before(self, codes: np.ndarray, ms: np.ndarray) -> np.ndarray:
-        """Events of each code strictly before ms."""
-        first, at = self._bounds(codes, ms)
-        return at - first
-
-    def count_and_sum_before(
-        self, codes: np.ndarray, ms: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Events of each code strictly before ms, and the sum of their values."""
-        assert self.cumulative is not None
-        first, at = self._bounds(codes, ms)
-        return at - first, self.cumulative[at] - self.cumulative[first]
-
-
-class StackedTimelines:
-    """Several timelines in one key space, so one searchsorted answers all of them: the
-    one-lead path pays numpy's per-call overhead once instead of once per timeline."""
-
-    def __init__(
-        self,
-        origin: int,
-        parts: Sequence[tuple[str, int, np.ndarray, np.ndarray, np.ndarray | None]],
-    ) -> None:
-        """``parts``: (name, number of codes, codes, ms, values or None)."""
-        self.offsets: dict[str, int] = {}
-        offset = 0
-        codes, times, values = [], [], []
-        for name, n_codes, part_codes, part_ms, part_values in parts:
-            self.offsets[name] = offset
-            codes.append(np.asarray(part_codes, dtype=np.int64) + offset)
-            times.append(np.asarray(part_ms, dtype=np.int64))
-            values.append(
-                np.zeros(len(part_codes)) if part_values is None else np.asarray(part_values)
-            )
-            offset += max(n_codes, 1)
-        self.timeline = Timeline(
-            origin,
-            np.concatenate(codes) if codes else np.zeros(0, np.int64),
-            np.concatenate(times) if times else np.zeros(0, np.int64),
-            np.concatenate(values) if values else np.zeros(0),
-        )
-
-    def query(
-        self, requests: Sequence[tuple[str, np.ndarray]], ms: np.ndarray
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per request (part name, codes): events before ms and the sum of their values.
-        Unknown codes (< 0) must be masked by the caller."""
-        codes = np.concatenate([np.maximum(c, 0) + self.offsets[name] for name, c in requests])
-        counts, sums = self.timeline.count_and_sum_before(codes, np.tile(ms, len(requests)))
-        n = len(ms)
-        return [
-            (counts[i * n : (i + 1) * n], sums[i * n : (i + 1) * n]) for i in range(len(requests))
-        ]
-
-
-def _lookup_codes(values: pd.Series, vocabulary: Sequence[str]) -> np.ndarray:
-    """Vocabulary codes as floats: NaN for missing, len(vocabulary) for unseen or rare."""
-    codes = pd.Categorical(values, categories=list(vocabulary)).codes.astype(np.float64)
-    codes[codes < 0] = len(vocabulary)
-    codes[values.isna().to_numpy()] = np.nan
-    return codes
-
-
-def _vocabulary_codes(values: pd.Series, vocabulary: Sequence[str], lowercase: bool) -> np.ndarray:
-    """Normalised vocabulary codes (as :func:`_lookup_codes` of :func:`_normalise`), working
-    on the distinct values only: a million touches have a dozen distinct types."""
-    codes, distinct = _factorize(values)
-    names = pd.Series(distinct.astype(str)).str.strip()
-    names = names.str.lower() if lowercase else names
-    lookup = np.asarray(pd.Index(list(vocabulary)).get_indexer(names), dtype=np.float64)
-    lookup[lookup < 0] = len(vocabulary)
-    lookup[(names == "").to_numpy()] = np.nan
-    lookup = np.append(lookup, np.nan)  # code -1 (missing) reads the last slot
-    return lookup[np.where(codes < 0, len(lookup) - 1, codes)]
-
-
-def _index_codes(index: pd.Index, values: pd.Series) -> np.ndarray:
-    """Positions of ``values`` in ``index`` (-1 when absent), hashing distinct values once."""
-    codes, distinct = _factorize(values)
-    lookup = np.append(np.asarray(index.get_indexer(distinct), dtype=np.int64), -1)
-    return lookup[np.where(codes < 0, len(lookup) - 1, codes)]
-
-
-def _factorize(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """Codes (-1 for missing) and distinct values. Arrow's dictionary encoding is 2-3x faster
-    than ``pd.Categorical`` on the tens of millions of ids and types of a large history."""
-    array = pa.array(values, from_pandas=True)
-    if isinstance(array, pa.ChunkedArray):
-        array = array.chunk(0) if array.num_chunks == 1 else array.combine_chunks()
-    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
-        codes, distinct = pd.factorize(values)
-        return np.asarray(codes, dtype=np.int64), pd.Index(distinct)
-    encoded = pc.dictionary_encode(array)
-    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-    return codes, pd.Index(encoded.dictionary.to_pylist(), dtype=object)
-
-
-def _normalise(values: pd.Series, lowercase: bool) -> pd.Series:
-    values = values.astype("string").str.strip()
-    values = values.str.lower() if lowercase else values
-    return values.mask(values == "")
-
-
-class _Columns:
-    """The kernel's output matrix, written column by column (or block by block) by name."""
-
-    def __init__(self, positions: Mapping[str, int], rows: int) -> None:
-        self.positions = positions
-        self.matrix = np.full((rows, len(positions)), np.nan)
-        self.written: set[str] = set()
-
-    def __setitem__(self, name: str, values: np.ndarray) -> None:
-        self.matrix[:, self.positions[name]] = values
-        self.written.add(name)
-
-    def put_block(self, first: str, values: np.ndarray) -> None:
-        start = self.positions[first]
-        self.matrix[:, start : start + values.shape[1]] = values
-
-    def get(self, name: str) -> np.ndarray:
-        if name in self.written:
-            return self.matrix[:, self.positions[name]]
-        return np.full(len(self.matrix), np.nan)
 
 
 class FeatureEngine:
@@ -324,16 +148,16 @@ class FeatureEngine:
         self.vocabularies_: dict[str, tuple[str, ...]] = {}
         for name in self.lead_categoricals_:
             self.vocabularies_[name] = self._vocabulary(
-                _normalise(leads[name], self._lowercase("leads", name))
+                normalise(leads[name], self._lowercase("leads", name))
             )
 
         self.campaign_ids_: dict[str, int] = {}
         if self.has_campaigns_:
             campaigns = tables["campaigns"]
             self.campaign_ids_ = {key: i for i, key in enumerate(campaigns["campaign_id"])}
-            channel = _normalise(campaigns["channel"], lowercase=True)
+            channel = normalise(campaigns["channel"], lowercase=True)
             self.vocabularies_["channel"] = self._vocabulary(channel, min_count=1)
-            self.campaign_channel_ = _lookup_codes(channel, self.vocabularies_["channel"])
+            self.campaign_channel_ = lookup_codes(channel, self.vocabularies_["channel"])
             self.campaign_spend_ = campaigns["spend"].to_numpy(dtype=np.float64)
             self.campaign_start_ms_ = timestamps_ms(campaigns["started_at"])
             ended = campaigns["ended_at"]
@@ -345,24 +169,42 @@ class FeatureEngine:
         if self.has_accounts_:
             accounts = tables["accounts"]
             self.account_ids_ = {key: i for i, key in enumerate(accounts["account_id"])}
-            industry = _normalise(accounts["industry"], lowercase=True)
+            industry = normalise(accounts["industry"], lowercase=True)
             self.vocabularies_["industry"] = self._vocabulary(industry)
-            self.account_industry_ = _lookup_codes(industry, self.vocabularies_["industry"])
+            self.account_industry_ = lookup_codes(industry, self.vocabularies_["industry"])
             self.account_numeric_ = {
                 name: accounts[name].to_numpy(dtype=np.float64) for name in ACCOUNT_NUMERICS
             }
 
         if self.has_touches_:
-            touch_types = _normalise(tables["touches"]["touch_type"], lowercase=True)
+            touch_types = normalise(tables["touches"]["touch_type"], lowercase=True)
             seen = self._vocabulary(touch_types, min_count=self.min_category_count)
             self.touch_types_ = tuple(contract.TOUCH_TYPES) + tuple(
                 t for t in seen if t not in contract.TOUCH_TYPES
             )
 
-        self._fit_history(tables, created)
+        self.history_, self.outcomes_ = self._fit_history(tables, created)
         self.features_ = self._describe_features()
         self.feature_names_ = [f.name for f in self.features_]
         self.categorical_features_ = [f.name for f in self.features_ if f.kind == "categorical"]
+
+        # Lookup tables of the transforms, derived from the fitted state above: the column of
+        # each feature, the code of each value per vocabulary and of each event kind per kind
+        # field (the one-lead path's lookups).
+        self.feature_positions_ = {name: i for i, name in enumerate(self.feature_names_)}
+        self.vocabulary_index_ = {
+            name: {value: i for i, value in enumerate(vocabulary)}
+            for name, vocabulary in self.vocabularies_.items()
+        }
+        kinds: dict[str, Sequence[str]] = {}
+        if self.has_touches_:
+            kinds["touch_type"] = self.touch_types_
+        if self.has_sales_:
+            kinds["stage"] = SALES_STAGES
+        self.kind_index_ = {
+            field: {value: i for i, value in enumerate(vocabulary)}
+            for field, vocabulary in kinds.items()
+        }
         return self
 
     def _vocabulary(self, values: pd.Series, min_count: int | None = None) -> tuple[str, ...]:
@@ -375,8 +217,10 @@ class FeatureEngine:
         spec = contract.TABLES[table]
         return column in spec.column_names and spec.column(column).lowercase
 
-    def _fit_history(self, tables: Mapping[str, pd.DataFrame], created: np.ndarray) -> None:
-        """Time-indexed history of campaigns, accounts and matured outcomes."""
+    def _fit_history(
+        self, tables: Mapping[str, pd.DataFrame], created: np.ndarray
+    ) -> tuple[StackedTimelines, StackedTimelines]:
+        """Time-indexed history of campaigns and accounts, and matured outcomes."""
         leads = tables["leads"]
         origin = self.origin_ms_
         campaign = self._codes(leads.get("campaign_id"), self.campaign_ids_, len(leads))
@@ -395,7 +239,7 @@ class FeatureEngine:
             ),
             ("account_leads", n_accounts, account[known_account], created[known_account], None),
         ]
-        self.outcomes_ = StackedTimelines(origin, [])
+        outcomes = StackedTimelines(origin, [])
         if self.has_sales_:
             lead_code = pd.Index(leads["lead_id"])
             sales = tables["sales_events"]
@@ -412,10 +256,10 @@ class FeatureEngine:
                 history.append(
                     (name, n_accounts, owner[owner >= 0], sales_ms[rows][owner >= 0], None)
                 )
-            self.outcomes_ = self._fit_outcomes(
+            outcomes = self._fit_outcomes(
                 created, campaign, sales_lead[valid], sales_ms[valid], stage[valid]
             )
-        self.history_ = StackedTimelines(origin, history)
+        return StackedTimelines(origin, history), outcomes
 
     def _fit_outcomes(
         self,
@@ -440,7 +284,7 @@ class FeatureEngine:
         parts: list[tuple[str, int, np.ndarray, np.ndarray, np.ndarray | None]] = []
         for target, stages in self.targets_.items():
             hits = np.isin(stage, stages)
-            label = _window_hits(
+            label = window_hits(
                 self.origin_ms_,
                 sales_lead[hits],
                 sales_ms[hits],
@@ -479,14 +323,13 @@ class FeatureEngine:
     def _codes(values: pd.Series | None, index: Mapping[str, int], n: int) -> np.ndarray:
         if values is None or not index:
             return np.full(n, -1, dtype=np.int64)
-        return _index_codes(pd.Index(list(index)), values)
+        return index_codes(pd.Index(list(index)), values)
 
     # ------------------------------------------------------------ describe
     def wording_context(self) -> catalog.Context:
         """What wording a value needs beyond its feature: the currency of money amounts
-        (params ``data.currency``) and the trend period. Engines pickled before the currency
-        was a parameter word money without one."""
-        return catalog.Context(currency=getattr(self, "currency", ""), trend_days=self.trend_days)
+        (params ``data.currency``) and the trend period."""
+        return catalog.Context(currency=self.currency, trend_days=self.trend_days)
 
     def _describe_features(self) -> list[FeatureInfo]:
         """The features this fitted engine produces, in column order, as the feature catalog
@@ -513,7 +356,7 @@ class FeatureEngine:
         """Batch form of leads (vectorised)."""
         n = len(leads)
         categorical = {
-            name: _vocabulary_codes(
+            name: vocabulary_codes(
                 leads[name], self.vocabularies_[name], self._lowercase("leads", name)
             )
             if name in leads
@@ -539,18 +382,18 @@ class FeatureEngine:
     ) -> tuple[EventArrays, EventArrays]:
         touch_arrays = _empty_events()
         if touches is not None and self.has_touches_ and len(touches):
-            kinds = _vocabulary_codes(touches["touch_type"], self.touch_types_, lowercase=True)
+            kinds = vocabulary_codes(touches["touch_type"], self.touch_types_, lowercase=True)
             touch_arrays = EventArrays(
-                lead=_index_codes(lead_ids, touches["lead_id"]),
+                lead=index_codes(lead_ids, touches["lead_id"]),
                 ms=timestamps_ms(touches["occurred_at"]),
                 kind=np.nan_to_num(kinds, nan=len(self.touch_types_)).astype(np.int64),
                 campaign=self._codes(touches.get("campaign_id"), self.campaign_ids_, len(touches)),
             )
         sales_arrays = _empty_events()
         if sales is not None and self.has_sales_ and len(sales):
-            stage = _vocabulary_codes(sales["stage"], SALES_STAGES, lowercase=True)
+            stage = vocabulary_codes(sales["stage"], SALES_STAGES, lowercase=True)
             sales_arrays = EventArrays(
-                lead=_index_codes(lead_ids, sales["lead_id"]),
+                lead=index_codes(lead_ids, sales["lead_id"]),
                 ms=timestamps_ms(sales["occurred_at"]),
                 kind=np.nan_to_num(stage, nan=len(SALES_STAGES)).astype(np.int64),
                 campaign=np.zeros(len(sales), dtype=np.int64),
@@ -601,7 +444,7 @@ class FeatureEngine:
                 continue
             text = str(value).strip()
             text = text.lower() if self._lowercase("leads", name) else text
-            vocabulary = self._vocabulary_index(name)
+            vocabulary = self.vocabulary_index_[name]
             categorical[name] = np.array(
                 [np.nan if text == "" else float(vocabulary.get(text, len(vocabulary)))]
             )
@@ -630,18 +473,12 @@ class FeatureEngine:
             np.array([as_of_ms], dtype=np.int64),
         )[0]
 
-    def _vocabulary_index(self, name: str) -> dict[str, int]:
-        cache: dict[str, dict[str, int]] = self.__dict__.setdefault("_vocabulary_cache", {})
-        if name not in cache:
-            cache[name] = {value: i for i, value in enumerate(self.vocabularies_[name])}
-        return cache[name]
-
     def _one_lead_events(
         self, events: Sequence[Mapping[str, Any]], kind_field: str, vocabulary: Sequence[str]
     ) -> EventArrays:
         if not events or not vocabulary:
             return _empty_events()
-        index = self._kind_index(kind_field, vocabulary)
+        index = self.kind_index_[kind_field]
         unseen = len(vocabulary)
         campaigns = self.campaign_ids_
         # Python lists first, one conversion to numpy at the end: cheaper than item writes.
@@ -656,12 +493,6 @@ class FeatureEngine:
             np.array(campaign, dtype=np.int64),
         )
 
-    def _kind_index(self, kind_field: str, vocabulary: Sequence[str]) -> dict[str, int]:
-        cache: dict[str, dict[str, int]] = self.__dict__.setdefault("_kind_cache", {})
-        if kind_field not in cache:
-            cache[kind_field] = {value: i for i, value in enumerate(vocabulary)}
-        return cache[kind_field]
-
     # ------------------------------------------------------------- kernel
     def _kernel(
         self,
@@ -671,7 +502,7 @@ class FeatureEngine:
         query_lead: np.ndarray,
         as_of: np.ndarray,
     ) -> np.ndarray:
-        columns = _Columns(self._positions(), len(query_lead))
+        columns = Columns(self.feature_positions_, len(query_lead))
         for name in self.lead_categoricals_:
             columns[name] = leads.categorical[name][query_lead]
         for name in self.numerics_:
@@ -742,16 +573,9 @@ class FeatureEngine:
             )
         return columns.matrix
 
-    def _positions(self) -> dict[str, int]:
-        cache: dict[str, int] | None = self.__dict__.get("_position_cache")
-        if cache is None:
-            cache = {name: i for i, name in enumerate(self.feature_names_)}
-            self.__dict__["_position_cache"] = cache
-        return cache
-
     def _touch_features(
         self,
-        columns: _Columns,
+        columns: Columns,
         touches: EventArrays,
         query_lead: np.ndarray,
         as_of: np.ndarray,
@@ -760,7 +584,7 @@ class FeatureEngine:
         windows = list(self.windows_days)
         trend = self.trend_days
         bounds = sorted(set(windows) | {trend, 2 * trend})
-        counts, last_ms = _window_counts(
+        counts, last_ms = window_counts(
             self.origin_ms_,
             touches.lead,
             touches.kind,
@@ -775,7 +599,7 @@ class FeatureEngine:
         block = np.empty((len(query_lead), n_types, len(windows) + 2))
         block[:, :, : len(windows)] = counts[:, :, [bounds.index(days) for days in windows]]
         block[:, :, -2] = counts[:, :, -1]
-        block[:, :, -1] = _days_since(as_of[:, None], last_ms)
+        block[:, :, -1] = days_since(as_of[:, None], last_ms)
         columns.put_block(
             f"{self.touch_types_[0]}_{windows[0]}d", block.reshape(len(query_lead), -1)
         )
@@ -800,7 +624,7 @@ class FeatureEngine:
 
     def _sales_features(
         self,
-        columns: _Columns,
+        columns: Columns,
         sales: EventArrays,
         query_lead: np.ndarray,
         as_of: np.ndarray,
@@ -813,7 +637,7 @@ class FeatureEngine:
         n_stages = len(SALES_STAGES) + 1
         # One pass: all-time counts per stage, the time of each stage's last event, and the
         # events in [history cut, as_of) to recover the lead's own events before the cut.
-        counts, last_ms = _window_counts(
+        counts, last_ms = window_counts(
             self.origin_ms_,
             sales.lead,
             sales.kind,
@@ -829,7 +653,7 @@ class FeatureEngine:
         )
         any_last = counts[:, :, -1].sum(axis=1) > 0
         latest = np.max(np.where(np.isnan(last_ms), -np.inf, last_ms), axis=1)
-        columns["sales_days_since_last"] = _days_since(as_of, np.where(any_last, latest, np.nan))
+        columns["sales_days_since_last"] = days_since(as_of, np.where(any_last, latest, np.nan))
 
         # The lead's own events before the frozen history cut are inside the account timeline.
         own = counts[:, :, -1] - counts[:, :, 0]
@@ -915,80 +739,3 @@ class FeatureEngine:
             }
             for f in self.features_
         ]
-
-
-def _days_since(as_of: np.ndarray, last_ms: np.ndarray) -> np.ndarray:
-    return np.where(np.isnan(last_ms), NEVER_DAYS, (as_of - last_ms) / DAY_MS)
-
-
-def _window_counts(
-    origin: int,
-    lead: np.ndarray,
-    kind: np.ndarray,
-    ms: np.ndarray,
-    n_kinds: int,
-    query_lead: np.ndarray,
-    as_of: np.ndarray,
-    bounds_ms: Sequence[int | np.ndarray],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per query and kind: events in [as_of - bound, as_of) for each bound (a number, or one
-    per query), then all events before as_of (last slot); and the time of the last event of
-    each kind before as_of (NaN when none).
-
-    Events are sorted by (lead, time) once; running counts per kind and the index of the last
-    event of each kind are prefix tables over that order. A query then needs one search per
-    window edge (not per kind), and every count is a difference of two table rows. Events of
-    unknown leads (lead < 0) are ignored.
-    """
-    known = lead >= 0
-    timeline = Timeline(origin, lead[known], ms[known])
-    sorted_kind = np.asarray(kind, dtype=np.int64)[known][timeline.order]
-    sorted_ms = np.asarray(ms, dtype=np.int64)[known][timeline.order]
-    n_events = len(sorted_kind)
-    # running[k, i]: events of kind k among the first i (kind-major, so each running sum is
-    # a contiguous pass); by_kind lists event positions kind by kind, in time order.
-    running = np.zeros((n_kinds, n_events + 1), dtype=np.int32)
-    running[sorted_kind, np.arange(1, n_events + 1)] = 1
-    np.cumsum(running, axis=1, out=running)
-    by_kind = np.argsort(sorted_kind, kind="stable")
-    kind_start = np.zeros(n_kinds, dtype=np.int64)
-    kind_start[1:] = np.cumsum(np.bincount(sorted_kind, minlength=n_kinds))[:-1]
-
-    n_queries = len(query_lead)
-    n_bounds = len(bounds_ms)
-    # Needles per query: each window's start, the lead's first event, then as_of; so that
-    # `running at as_of - running at needle` lays out as [windows…, all time].
-    needles = np.empty((n_queries, n_bounds + 2), dtype=np.int64)
-    base = query_lead.astype(np.int64) * SPAN
-    for b, bound in enumerate(bounds_ms):
-        needles[:, b] = base + Timeline._relative(origin, as_of - bound)
-    needles[:, -2] = base
-    needles[:, -1] = base + Timeline._relative(origin, as_of)
-    positions = np.searchsorted(timeline.keys, needles.ravel()).reshape(needles.shape)
-    # One gather for every needle (a single take is several times faster than one per edge).
-    running_at = running[:, positions]
-    counts = running_at[:, :, -1:] - running_at[:, :, :-1]
-    at = running_at[:, :, -1]
-    # The last event of kind k before as_of is the at[k]-th of its kind overall.
-    has_last = counts[:, :, -1] > 0
-    if n_events:
-        last_position = by_kind[np.maximum(kind_start[:, None] + at - 1, 0)]
-        last_ms = np.where(has_last, sorted_ms[last_position], np.nan)
-    else:
-        last_ms = np.full(has_last.shape, np.nan)
-    return counts.transpose(1, 0, 2), last_ms.T
-
-
-def _window_hits(
-    origin: int,
-    event_lead: np.ndarray,
-    event_ms: np.ndarray,
-    query_lead: np.ndarray,
-    as_of: np.ndarray,
-    window_ms: int,
-) -> np.ndarray:
-    """Whether each query's lead has an event in (as_of, as_of + window] (integer ms)."""
-    timeline = Timeline(origin, event_lead, event_ms)
-    after = timeline.positions(query_lead, as_of + 1)
-    until = timeline.positions(query_lead, as_of + window_ms + 1)
-    return until > after

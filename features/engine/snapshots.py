@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features import contract
-from features.engine.engine import DAY_MS, Timeline, _window_hits, timestamp_ms, timestamps_ms
+from features.engine.timelines import DAY_MS, Timeline, timestamp_ms, timestamps_ms, window_hits
 from features.params import SplitParams
 
 SPLITS = ("train", "valid", "calibration", "test")
@@ -70,7 +70,7 @@ def build_snapshots(
     censored = as_of + window_ms > horizon_ms
     for target, stages in targets.items():
         hits = np.isin(stage, stages)
-        label = _window_hits(
+        label = window_hits(
             origin, sales_lead[hits], sales_ms[hits], lead_code, as_of, window_ms
         ).astype(np.float64)
         label[censored] = np.nan

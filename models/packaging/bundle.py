@@ -61,7 +61,7 @@ from mlflow.types.schema import (
 from mlflow.types.schema import Schema as MlflowSchema
 
 from features import contract
-from features.engine.engine import timestamp_ms, timestamps_ms
+from features.engine.timelines import timestamp_ms, timestamps_ms
 from features.storage import atomic_directory, read_validated
 from models.packaging.tracking import local_model_path
 from models.reasons import reason_records

@@ -18,17 +18,13 @@ from typing import Any
 import mlflow
 import pandas as pd
 import pytest
-from threadpoolctl import threadpool_limits
 
-from features.engine.table import build_feature_table
-from features.ingest.simulate import simulate
-from features.params import GenerateParams, Params
-from features.storage import read_validated
-from models.packaging.bundle import bundle_input, example_input, save_bundle
+from features.params import load_params
+from models.packaging.bundle import bundle_input
 from models.packaging.registry import RunInputs, register
 from models.packaging.tracking import local_model_path
 from models.scorer import LeadScorer
-from models.training import train_all
+from tests.serving.world import World, fast
 
 BIN = Path(sys.executable).parent
 READY_SECONDS = 60
@@ -64,29 +60,25 @@ def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
         return error.code, json.loads(error.read() or b"null")
 
 
+Registered = tuple[LeadScorer, dict[str, pd.DataFrame], pd.DataFrame, str]
+"""The trained scorer, its tables and snapshots, and the tracking URI of its registry."""
+
+
 @pytest.fixture(scope="module")
-def world(
-    tmp_path_factory: pytest.TempPathFactory, repo_params: Params
-) -> tuple[LeadScorer, dict[str, pd.DataFrame], pd.DataFrame, str]:
-    """A trained model registered as champion in a fresh sqlite store."""
+def registered(tmp_path_factory: pytest.TempPathFactory, world: World) -> Registered:
+    """The session's trained model registered as champion in a fresh sqlite store."""
     root = tmp_path_factory.mktemp("serve")
-    simulate(GenerateParams(leads=3000, seed=41), root / "raw")
-    tables = read_validated(root / "raw")
-    train = {"num_threads": 1, "learning_rate": 0.1, "max_rounds": 150, "early_stopping_rounds": 20}
-    params = repo_params.model_copy(update={"train": repo_params.train.model_copy(update=train)})
-    engine, snapshots = build_feature_table(tables, params, None)
-    with threadpool_limits(1):
-        scorer, _ = train_all(snapshots, engine, params)
-    save_bundle(scorer, root / "model", example_input(tables, 2, scorer=scorer))
+    tables = world.tables
+    params = fast(load_params(world.params_path))
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    record = register(RunInputs(root / "model", params, snapshots, lambda: tables), uri=uri)
+    record = register(RunInputs(world.bundle, params, world.snapshots, lambda: tables), uri=uri)
     assert record["alias"] == "champion"
-    return scorer, tables, snapshots, uri
+    return world.scorer, tables, world.snapshots, uri
 
 
 @pytest.fixture(scope="module")
-def server(world: tuple[LeadScorer, dict[str, pd.DataFrame], pd.DataFrame, str]) -> Iterator[str]:
-    uri = world[3]
+def server(registered: Registered) -> Iterator[str]:
+    uri = registered[3]
     port = _free_port()
     env = {
         **os.environ,
@@ -138,9 +130,9 @@ def server(world: tuple[LeadScorer, dict[str, pd.DataFrame], pd.DataFrame, str])
 
 @pytest.fixture(scope="module")
 def request_frame(
-    world: tuple[LeadScorer, dict[str, pd.DataFrame], pd.DataFrame, str],
+    registered: Registered,
 ) -> pd.DataFrame:
-    scorer, tables, snapshots, _ = world
+    scorer, tables, snapshots, _ = registered
     rows = snapshots[snapshots["split"] == "test"].sample(8, random_state=5)
     leads = tables["leads"].set_index("lead_id", drop=False).loc[rows["lead_id"]]
     return bundle_input(
@@ -155,11 +147,12 @@ def request_frame(
 def test_invocations_answer_like_the_bundle_in_process(
     server: str,
     request_frame: pd.DataFrame,
-    world: tuple[LeadScorer, dict[str, pd.DataFrame], pd.DataFrame, str],
+    registered: Registered,
 ) -> None:
     status, answer = _post(f"{server}/invocations", {"dataframe_records": _json(request_frame)})
     assert status == 200, answer
-    local = mlflow.pyfunc.load_model(local_model_path("models:/lead-scoring@champion", world[3]))
+    champion = local_model_path("models:/lead-scoring@champion", registered[3])
+    local = mlflow.pyfunc.load_model(champion)
     expected = _json(local.predict(request_frame))
     assert answer["predictions"] == expected
     assert {"p_converted", "score", "grade", "handoff", "reasons_positive"} <= set(

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from features.engine import catalog
-from features.engine.engine import NEVER_DAYS, OTHER
+from features.engine.catalog import NEVER_DAYS, OTHER
 from models.reasons import describe
 
 NAN = math.nan

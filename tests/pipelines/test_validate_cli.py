@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from tests.features.test_validation import Tables, tiny_tables, write_tables
+from tests.features.validation.test_validation import Tables, tiny_tables, write_tables
 
 Prepare = Callable[[Path, Tables], None]
 """Writes the raw directory (given the tiny valid tables to start from)."""

@@ -33,7 +33,7 @@ from models.packaging.tracking import CHALLENGER, CHAMPION, artifact_location, l
 from models.scorer import LeadScorer
 from models.training import train_all
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def fast(params: Params, **train: Any) -> Params:

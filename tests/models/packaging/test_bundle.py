@@ -22,9 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from features import contract
 from features.engine.table import build_feature_table
-from features.ingest.simulate import simulate
-from features.params import GenerateParams, Params
-from features.storage import read_validated
+from features.params import Params
 from models.packaging.bundle import (
     bundle_input,
     example_input,
@@ -35,18 +33,17 @@ from models.packaging.bundle import (
 )
 from models.scorer import LeadScorer
 from models.training import train_all
+from tests.serving.world import World
 
 
 @pytest.fixture(scope="module")
-def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("bundle-raw")
-    simulate(GenerateParams(leads=3000, seed=11), out)
-    return out
+def raw(world: World) -> Path:
+    return world.raw
 
 
 @pytest.fixture(scope="module")
-def tables(raw: Path) -> dict[str, pd.DataFrame]:
-    return read_validated(raw)
+def tables(world: World) -> dict[str, pd.DataFrame]:
+    return world.tables
 
 
 def fast(params: Params) -> Params:
@@ -56,14 +53,9 @@ def fast(params: Params) -> Params:
 
 
 @pytest.fixture(scope="module")
-def trained(
-    tables: dict[str, pd.DataFrame], repo_params: Params
-) -> tuple[LeadScorer, pd.DataFrame]:
-    params = fast(repo_params)
-    engine, snapshots = build_feature_table(tables, params, None)
-    with threadpool_limits(1):  # BLAS threads on a busy 2-core machine cost 30× here
-        scorer, _ = train_all(snapshots, engine, params)
-    return scorer, snapshots
+def trained(world: World) -> tuple[LeadScorer, pd.DataFrame]:
+    """The session's trained world (the bundle tests need no data of their own)."""
+    return world.scorer, world.snapshots
 
 
 @pytest.fixture(scope="module")

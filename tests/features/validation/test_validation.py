@@ -13,19 +13,28 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from features import contract, validation
+from features import contract
 from features.errors import UserError
 from features.ingest.simulate import simulate
 from features.params import GenerateParams, Params, parse_params
-from features.validation import (
-    REASON_COLUMN,
-    ROW_COLUMN,
-    CoercionNotes,
-    coerce,
-    lenient_numbers,
-    lenient_timestamps,
-    validate_directory,
+from features.validation.coercion import CoercionNotes, coerce, lenient_numbers, lenient_timestamps
+from features.validation.report import ValidationSummary
+from features.validation.rules import (
+    AFTER_CLOSE,
+    DUPLICATE_ID,
+    rule_after_horizon,
+    rule_before_column,
+    rule_before_lead_created,
+    rule_below_min,
+    rule_future,
+    rule_missing,
+    rule_not_a_number,
+    rule_not_allowed,
+    rule_unknown_reference,
+    rule_unparseable,
 )
+from features.validation.suites import SuiteSettings, build_suite
+from features.validation.validate import REASON_COLUMN, ROW_COLUMN, validate_directory
 
 NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
@@ -238,7 +247,7 @@ def lenient(**validate: float) -> Params:
 
 def run(
     tmp_path: Path, tables: Tables, params: Params | None = None, kind: str = "csv"
-) -> tuple[validation.ValidationSummary, Path]:
+) -> tuple[ValidationSummary, Path]:
     raw = write_tables(tables, tmp_path / "raw", kind)
     out = tmp_path / "validated"
     summary = validate_directory(raw, out, tmp_path / "report", params or lenient(), now=NOW)
@@ -344,19 +353,17 @@ def contract_violations() -> Iterator[Violation]:
         for column in table.columns:
             name, t = column.name, table.name
             if not column.nullable:
-                yield Violation(t, name, validation.rule_missing(name), _set(t, name, None))
+                yield Violation(t, name, rule_missing(name), _set(t, name, None))
             if column.unique:
                 first = tiny_tables()[t].loc[0, name]
-                yield Violation(
-                    t, name, validation.DUPLICATE_ID, _set(t, name, first, row=1), rows=(0, 1)
-                )
+                yield Violation(t, name, DUPLICATE_ID, _set(t, name, first, row=1), rows=(0, 1))
             if column.allowed is not None:
-                yield Violation(t, name, validation.rule_not_allowed(name), _set(t, name, "bogus"))
+                yield Violation(t, name, rule_not_allowed(name), _set(t, name, "bogus"))
             if column.min_value is not None:
                 yield Violation(
                     t,
                     name,
-                    validation.rule_below_min(name, column.min_value),
+                    rule_below_min(name, column.min_value),
                     _set(t, name, str(column.min_value - 1)),
                 )
             if column.not_before_column is not None:
@@ -364,46 +371,40 @@ def contract_violations() -> Iterator[Violation]:
                 yield Violation(
                     t,
                     name,
-                    validation.rule_before_column(name, other),
+                    rule_before_column(name, other),
                     _shifted(t, name, lambda tables, t=t, o=other: tables[t].loc[0, o]),
                 )
             if column.references is not None:
                 ref = column.referenced_table
                 assert ref is not None
-                rule = validation.rule_unknown_reference(name, ref)
+                rule = rule_unknown_reference(name, ref)
                 yield Violation(t, name, rule, _set(t, name, "NOPE"))
             if column.not_before_lead_created:
                 yield Violation(
                     t,
                     name,
-                    validation.rule_before_lead_created(name),
+                    rule_before_lead_created(name),
                     _shifted(t, name, _lead_created(t)),
                 )
             if column.not_after_horizon:
-                yield Violation(
-                    t, name, validation.rule_future(name), _set(t, name, "2099-01-01T00:00:00Z")
-                )
+                yield Violation(t, name, rule_future(name), _set(t, name, "2099-01-01T00:00:00Z"))
                 yield Violation(
                     t,
                     name,
-                    validation.rule_after_horizon(name),
+                    rule_after_horizon(name),
                     _set(t, name, "2024-09-01T00:00:00Z"),
                     params={"data": {"horizon": "2024-08-01T00:00:00Z"}},
                 )
             if column.kind is contract.Kind.TIMESTAMP:
-                yield Violation(
-                    t, name, validation.rule_unparseable(name), _set(t, name, "next tuesday")
-                )
+                yield Violation(t, name, rule_unparseable(name), _set(t, name, "next tuesday"))
             if column.kind is contract.Kind.FLOAT:
-                yield Violation(
-                    t, name, validation.rule_not_a_number(name), _set(t, name, "twelve")
-                )
+                yield Violation(t, name, rule_not_a_number(name), _set(t, name, "twelve"))
         if table.name in contract.EVENT_TABLES:
             # L1 won on 2024-03-10: anything of L1 after it breaks the table rule
             yield Violation(
                 table.name,
                 "occurred_at",
-                validation.AFTER_CLOSE,
+                AFTER_CLOSE,
                 _set(table.name, "occurred_at", "2024-03-11T00:00:00Z"),
             )
 
@@ -437,9 +438,9 @@ def test_each_contract_rule_quarantines_its_invalid_row(
 
 
 def test_suite_is_generated_from_the_contract() -> None:
-    settings = validation.SuiteSettings(now=pd.Timestamp(NOW))
+    settings = SuiteSettings(now=pd.Timestamp(NOW))
     for table in contract.TABLES.values():
-        suite = validation.build_suite(table, settings)
+        suite = build_suite(table, settings)
         rules = [e.meta["rule"] for e in suite.expectations]
         expected = sum(
             (not c.nullable)

@@ -8,7 +8,8 @@ import pytest
 
 from features import contract
 from features.engine import catalog
-from features.engine.engine import OTHER, FeatureEngine
+from features.engine.catalog import OTHER
+from features.engine.engine import FeatureEngine
 from features.ingest.simulate import simulate
 from features.params import GenerateParams
 

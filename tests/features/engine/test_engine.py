@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features import contract
-from features.engine.engine import NEVER_DAYS, OTHER, FeatureEngine
+from features.engine.catalog import NEVER_DAYS, OTHER
+from features.engine.engine import FeatureEngine
 from features.engine.snapshots import build_snapshots
 from features.ingest.simulate import simulate
 from features.params import GenerateParams, Params
@@ -288,6 +289,30 @@ def test_engine_init_only_stores_params() -> None:
     engine = FeatureEngine(windows_days=(3,), rate_smoothing=5.0)
     assert engine.windows_days == (3,)
     assert not [name for name in vars(engine) if name.endswith("_")]
+
+
+def test_fit_holds_all_state_transforms_only_read_it(
+    world: dict[str, pd.DataFrame], horizon: pd.Timestamp, snapshots: pd.DataFrame
+) -> None:
+    engine = FeatureEngine(targets=TARGETS).fit(world, horizon)
+    names = engine.feature_names_
+    assert engine.feature_positions_ == {name: i for i, name in enumerate(names)}
+    assert set(engine.vocabulary_index_) == set(engine.vocabularies_)
+    assert list(engine.kind_index_["touch_type"]) == list(engine.touch_types_)
+    assert list(engine.kind_index_["stage"]) == list(contract.SALES_STAGES)
+    state = dict(vars(engine))
+    lookups = {
+        name: {key: dict(value) for key, value in getattr(engine, name).items()}
+        for name in ("vocabulary_index_", "kind_index_")
+    }
+    engine.transform(snapshots.iloc[:200], world["leads"], world["touches"], world["sales_events"])
+    lead, touches, sales = _history(world, snapshots["lead_id"].iloc[0])
+    engine.transform_one(lead, touches, sales, horizon)
+    assert vars(engine).keys() == state.keys()
+    assert all(vars(engine)[name] is value for name, value in state.items())
+    assert engine.feature_positions_ == {name: i for i, name in enumerate(names)}
+    for name, value in lookups.items():
+        assert getattr(engine, name) == value
 
 
 def test_partitions_equal_whole(

@@ -1,0 +1,302 @@
+"""Coercion: a file's columns typed to the contract's kinds (:func:`coerce`), leniently.
+
+Values that cannot be typed are row failures (``unparseable timestamp in <column>``, ``not a
+number in <column>``); a column none of whose values can be typed and a missing required
+column are table-level failures (:class:`UserError`). Also :class:`Table`, one table of the
+stage: read, typed, then validated.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from features import contract
+from features.contract import Kind
+from features.errors import UserError
+from features.validation.rules import RowFailures, rule_not_a_number, rule_unparseable
+
+# One logger for the whole stage, named as before the split into modules.
+logger = logging.getLogger(__name__)
+
+NULL_TOKENS = frozenset({"nan", "null", "none", "na", "n/a", "#n/a", "nat", "<na>"})
+"""Text that means "no value" in a number or timestamp column (not in text columns: NA is
+Namibia's country code)."""
+
+
+@dataclass
+class CoercionNotes:
+    """What :func:`coerce` fixed or dropped without quarantining anything."""
+
+    normalised: dict[str, int] = field(default_factory=dict)
+    """Column → values changed by normalisation (surrounding spaces; case of lowercase columns)."""
+    renamed: dict[str, str] = field(default_factory=dict)
+    """File header → canonical column, when they differ only in case or spaces."""
+    dropped: list[str] = field(default_factory=list)
+    """Extra columns dropped (tables that do not allow extra columns)."""
+    added: list[str] = field(default_factory=list)
+    """Nullable canonical columns absent from the file, added as nulls."""
+    failed_columns: dict[str, np.ndarray] = field(default_factory=dict)
+    """Column → positions whose value could not be typed."""
+
+
+def _is_text(series: pd.Series) -> bool:
+    return isinstance(series.dtype, pd.StringDtype) or series.dtype == object
+
+
+def arrow(series: pd.Series) -> pa.Array | pa.ChunkedArray:
+    return pa.array(
+        series.astype("str") if not isinstance(series.dtype, pd.StringDtype) else series
+    )
+
+
+def _from_arrow(values: pa.Array | pa.ChunkedArray) -> pd.Series:
+    return pd.Series(values.to_pandas(), dtype="str").reset_index(drop=True)
+
+
+def _text(series: pd.Series) -> pd.Series:
+    """Text with surrounding spaces removed; empty strings and null tokens become null."""
+    text = series.astype("str").str.strip()
+    return text.mask(text.str.casefold().isin(NULL_TOKENS) | (text == ""))
+
+
+def _mistyped(source: str, name: str, what: str, values: pd.Series) -> UserError:
+    example = values.dropna().iloc[0] if values.notna().any() else None
+    return UserError(
+        f"{source}: column '{name}' is mistyped: none of its {int(values.notna().sum()):,} "
+        f"values is {what} (e.g. {str(example)[:40]!r})"
+    )
+
+
+def mask_positions(mask: pd.Series | np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.asarray(mask, dtype=bool)).astype(np.int64)
+
+
+def coerce_strings(raw: pd.Series, column: contract.Column, notes: CoercionNotes) -> pd.Series:
+    """Text: surrounding spaces stripped, empty → null, lowercase columns lowered."""
+    if pd.api.types.is_float_dtype(raw.dtype):  # ids read as floats: 12.0 → "12"
+        whole = raw.dropna()
+        if bool(((whole == np.floor(whole)) & (whole.abs() < 2**53)).all()):
+            raw = raw.astype("Int64")
+    if not isinstance(raw.dtype, pd.StringDtype):
+        raw = raw.astype("str")
+    values = arrow(raw)
+    clean = pc.utf8_trim_whitespace(values)
+    if column.lowercase:
+        clean = pc.utf8_lower(clean)
+    blank = pc.equal(clean, "")
+    changed = pc.sum(pc.and_(pc.not_equal(values, clean), pc.invert(blank))).as_py() or 0
+    empty = pc.sum(blank).as_py() or 0
+    if not changed and not empty:
+        return raw.reset_index(drop=True)
+    if empty:
+        clean = pc.if_else(blank, pa.scalar(None, clean.type), clean)
+    if changed:
+        notes.normalised[column.name] = int(changed)
+    return _from_arrow(clean)
+
+
+def lenient_timestamps(text: pd.Series) -> pd.Series:
+    """Text → ``datetime64[us, UTC]``, leniently: NaT where it does not parse (the row is then
+    quarantined, where the importer's :func:`~features.ingest.mapping.strict_timestamps` refuses
+    the file).
+
+    ISO 8601 first (naive values taken as UTC, offsets converted); the rest with a format
+    inferred from the values, day-first when that parses more of them, then value by value.
+    """
+    parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+    parsed = parsed.dt.floor("us").dt.as_unit("us")
+    left = parsed.isna() & text.notna()
+    if not left.any():
+        return parsed
+    rest = text[left]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tries = []
+        for dayfirst in (False, True):
+            guess = pd.to_datetime(rest, utc=True, errors="coerce", dayfirst=dayfirst)
+            tries.append((int(guess.notna().sum()), dayfirst, guess))
+        count, dayfirst, guess = max(tries, key=lambda item: item[0])
+        if count < len(rest):
+            still = guess.isna()
+            mixed = pd.to_datetime(
+                rest[still], utc=True, errors="coerce", format="mixed", dayfirst=dayfirst
+            )
+            guess = guess.astype("datetime64[us, UTC]")
+            guess[still] = mixed.astype("datetime64[us, UTC]")
+    parsed[left] = guess.dt.floor("us").astype("datetime64[us, UTC]")
+    return parsed
+
+
+def coerce_timestamps(
+    raw: pd.Series, column: contract.Column, source: str
+) -> tuple[pd.Series, np.ndarray]:
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        typed = raw.dt.tz_convert("UTC")
+    elif pd.api.types.is_datetime64_dtype(raw.dtype):
+        typed = raw.dt.tz_localize("UTC")
+    elif _is_text(raw):
+        text = _text(raw)
+        typed = lenient_timestamps(text)
+        bad = typed.isna() & text.notna()
+        if bad.any() and not typed.notna().any():
+            raise _mistyped(source, column.name, "a timestamp", text)
+        return typed.reset_index(drop=True), mask_positions(bad)
+    elif raw.isna().all():
+        typed = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
+    else:
+        raise _mistyped(source, column.name, f"a timestamp (type {raw.dtype})", raw)
+    typed = typed.dt.floor("us").astype("datetime64[us, UTC]")
+    return typed.reset_index(drop=True), np.empty(0, dtype=np.int64)
+
+
+_GROUPED_COMMAS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
+_SPACES = re.compile(r"[\s_'\u00a0\u2009\u202f]")
+
+
+def lenient_numbers(text: pd.Series) -> pd.Series:
+    """Text → float64, leniently: NaN where it does not parse (quarantined). Digit-group
+    separators are accepted: spaces, ``_`` and ``'`` anywhere, ``,`` only in groups of three
+    before an optional ``.`` (``1,234.50``); a decimal comma (``1234,5``) is ambiguous and does
+    not parse."""
+    parsed = pd.to_numeric(text, errors="coerce").astype("float64")
+    left = parsed.isna() & text.notna()
+    if left.any():
+        rest = text[left].str.replace(_SPACES, "", regex=True)
+        grouped = rest.str.match(_GROUPED_COMMAS).fillna(False).astype(bool)
+        rest = rest.where(~grouped, rest.str.replace(",", "", regex=False))
+        parsed[left] = pd.to_numeric(rest, errors="coerce").astype("float64")
+    parsed[np.isinf(parsed.to_numpy())] = np.nan
+    return parsed
+
+
+def coerce_floats(
+    raw: pd.Series, column: contract.Column, source: str
+) -> tuple[pd.Series, np.ndarray]:
+    if pd.api.types.is_numeric_dtype(raw.dtype) or pd.api.types.is_bool_dtype(raw.dtype):
+        typed = raw.astype("float64")
+        bad = np.isinf(typed.to_numpy())
+        typed[bad] = np.nan
+        return typed.reset_index(drop=True), mask_positions(bad)
+    if not _is_text(raw) and not raw.isna().all():
+        raise _mistyped(source, column.name, f"a number (type {raw.dtype})", raw)
+    text = _text(raw)
+    typed = lenient_numbers(text)
+    bad = typed.isna() & text.notna()
+    if bad.any() and not typed.notna().any():
+        raise _mistyped(source, column.name, "a number", text)
+    return typed.reset_index(drop=True), mask_positions(bad)
+
+
+def _null_column(column: contract.Column, rows: int) -> pd.Series:
+    if column.kind is Kind.TIMESTAMP:
+        return pd.Series(pd.NaT, index=pd.RangeIndex(rows), dtype="datetime64[us, UTC]")
+    if column.kind is Kind.FLOAT:
+        return pd.Series(np.nan, index=pd.RangeIndex(rows), dtype="float64")
+    return pd.Series(pd.NA, index=pd.RangeIndex(rows), dtype="str")
+
+
+def _match_headers(
+    table: contract.Table, frame: pd.DataFrame, notes: CoercionNotes
+) -> pd.DataFrame:
+    """Accept headers that differ from the contract's only in case or surrounding spaces."""
+    present = set(frame.columns)
+    wanted = {name.casefold(): name for name in table.column_names if name not in present}
+    renames: dict[Any, str] = {}
+    for name in frame.columns:
+        canonical = wanted.get(str(name).strip().casefold())
+        if canonical is not None and canonical not in renames.values():
+            renames[name] = canonical
+    if renames:
+        notes.renamed.update({str(k): v for k, v in renames.items()})
+        frame = frame.rename(columns=renames)
+    return frame
+
+
+def _missing_column(source: str, name: str, frame: pd.DataFrame) -> UserError:
+    message = f"{source}: missing required column '{name}'"
+    columns = [str(column) for column in frame.columns]
+    if len(columns) == 1 and any(sep in columns[0] for sep in ",;\t|:"):
+        message += f" (the header is one column {columns[0][:60]!r}: wrong delimiter?)"
+    else:
+        shown = ", ".join(columns[:12]) + (", …" if len(columns) > 12 else "")
+        message += f" (columns: {shown})"
+    return UserError(message)
+
+
+def coerce(
+    table: contract.Table,
+    frame: pd.DataFrame,
+    source: str | Path = "",
+    notes: CoercionNotes | None = None,
+) -> tuple[pd.DataFrame, RowFailures]:
+    """Type ``frame``'s columns per the contract; return the typed frame and row failures.
+
+    The typed frame has a ``RangeIndex`` (positions of the input rows), every canonical column
+    (absent nullable ones added as nulls) and, on tables that allow them, the extra columns
+    unchanged. Raises :class:`UserError` for a missing required column or a column none of whose
+    values can be typed.
+    """
+    source = str(source) or table.name
+    notes = notes if notes is not None else CoercionNotes()
+    frame = _match_headers(table, frame.reset_index(drop=True), notes)
+    for name in table.required_columns:
+        if name not in frame.columns:
+            raise _missing_column(source, name, frame)
+    rows = len(frame)
+    failures: RowFailures = {}
+    columns: dict[str, pd.Series] = {}
+    for column in table.columns:
+        if column.name not in frame.columns:
+            notes.added.append(column.name)
+            columns[column.name] = _null_column(column, rows)
+            continue
+        raw = frame[column.name]
+        if column.kind is Kind.STRING:
+            columns[column.name] = coerce_strings(raw, column, notes)
+            continue
+        if column.kind is Kind.TIMESTAMP:
+            typed, bad = coerce_timestamps(raw, column, source)
+            rule = rule_unparseable(column.name)
+        else:
+            typed, bad = coerce_floats(raw, column, source)
+            rule = rule_not_a_number(column.name)
+        columns[column.name] = typed
+        if len(bad):
+            failures[rule] = bad
+            notes.failed_columns[column.name] = bad
+    extras = [str(name) for name in frame.columns if name not in table.column_names]
+    if extras and not table.extra_columns_allowed:
+        notes.dropped.extend(extras)
+        logger.warning(
+            "%s: extra columns dropped (%s allows none): %s", source, table.name, ", ".join(extras)
+        )
+    elif extras:
+        for name in extras:
+            columns[name] = frame[name].reset_index(drop=True)
+    typed_frame = pd.DataFrame(columns, index=pd.RangeIndex(rows), copy=False)
+    return typed_frame, failures
+
+
+@dataclass
+class Table:
+    """One table of the stage (its spec is :class:`contract.Table`): the file's rows as read, typed
+    by :func:`coerce`, and what validation found (filled in by the stage)."""
+
+    spec: contract.Table
+    path: Path
+    raw: pd.DataFrame
+    typed: pd.DataFrame
+    failures: RowFailures
+    notes: CoercionNotes
+    quarantined: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    result: Any = None
