@@ -15,6 +15,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from features.engine.engine import FeatureEngine
+from features.engine.snapshots import labelled
 from features.errors import UserError
 from features.params import Params, TrainParams
 from models.baselines import PointsScore, logistic_baseline
@@ -81,17 +82,13 @@ def lightgbm_params(params: TrainParams, monotone: list[int]) -> dict[str, Any]:
     }
 
 
-def _rows(snapshots: pd.DataFrame, split: str, label: str) -> np.ndarray:
-    return ((snapshots["split"] == split) & snapshots[label].notna()).to_numpy()
-
-
 def train_target(
     X: np.ndarray, snapshots: pd.DataFrame, target: str, engine: FeatureEngine, params: Params
 ) -> TrainedTarget:
     label = f"label_{target}"
     y = snapshots[label].to_numpy()
     train, valid, calibration = (
-        _rows(snapshots, s, label) for s in ("train", "valid", "calibration")
+        labelled(snapshots, target, s) for s in ("train", "valid", "calibration")
     )
     settings = params.train
     check_readiness(y[train], target, settings)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.packaging.loading import ModelLoadError, load
+from models.packaging.loading import ModelLoadError, ModelSource, load
 from models.scorer import LeadScorer
 from serving.model_input import ModelInput, answers
 
@@ -29,18 +29,38 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ModelInfo:
-    name: str
-    version: str
-    uri: str
-    source: str  # registry | run | bundle | pickle
+    """Which model is serving (:class:`~models.packaging.loading.ModelSource`), since when, and
+    its run's metrics."""
+
+    model: ModelSource
     loaded_at: dt.datetime
-    run_id: str | None = None
     metrics: Mapping[str, Any] | None = None
     """The evaluation metrics logged with the model's MLflow run, when there is one."""
 
     @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    @property
+    def uri(self) -> str:
+        return self.model.uri
+
+    @property
+    def source(self) -> str:
+        """registry | run | bundle | pickle"""
+        return self.model.kind
+
+    @property
+    def run_id(self) -> str | None:
+        return self.model.run_id
+
+    @property
     def ref(self) -> dict[str, str]:
-        return {"name": self.name, "version": self.version}
+        return self.model.ref
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -96,15 +116,7 @@ def read_scorer(uri: str, tracking_uri: str | None = None) -> tuple[LeadScorer, 
     """Load the scorer named by ``uri`` (:func:`models.packaging.loading.load`) and describe it,
     with its run's metrics when it has a run."""
     scorer, source = load(uri, tracking_uri)
-    info = ModelInfo(
-        source.name,
-        source.version,
-        uri,
-        source.kind,
-        dt.datetime.now(dt.UTC),
-        source.run_id,
-        _run_metrics(source.run_id, tracking_uri),
-    )
+    info = ModelInfo(source, dt.datetime.now(dt.UTC), _run_metrics(source.run_id, tracking_uri))
     return scorer, info
 
 

@@ -114,3 +114,12 @@ def assign_split(
     cuts = reference[np.minimum((cumulative * len(reference)).astype(np.int64), len(reference) - 1)]
     index = np.searchsorted(cuts, as_of, side="right")
     return pd.Series(np.asarray(SPLITS)[index], index=snapshots.index, name="split")
+
+
+def labelled(snapshots: pd.DataFrame, target: str, split: str | None = None) -> np.ndarray:
+    """Boolean mask of the snapshots with a label for ``target`` (censored ones have none),
+    within ``split`` when given: the rows a model is trained, calibrated or judged on."""
+    mask = snapshots[f"label_{target}"].notna()
+    if split is not None:
+        mask &= snapshots["split"] == split
+    return mask.to_numpy(dtype=bool)

@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import datetime as dt
 import pickle
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 from models.packaging.bundle import load_scorer
-from models.packaging.tracking import RegistryLookupError, resolve
+from models.packaging.tracking import RUNS_URI, RegistryLookupError, resolve
 from models.scorer import LeadScorer
-
-RUNS_URI = re.compile(r"^runs:/(?P<run>[^/]+)/.+$")
 
 
 class ModelLoadError(RuntimeError):

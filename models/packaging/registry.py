@@ -49,6 +49,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
+from features.engine.snapshots import labelled
 from features.params import Params
 from models.packaging.bundle import load_scorer, log_bundle
 from models.packaging.tracking import CHALLENGER, CHAMPION, client, experiment_id, tracking_uri
@@ -168,9 +169,7 @@ def at_least_as_good(new: float, champion: float, metric: str, tolerance: float)
 
 def labelled_test_rows(snapshots: pd.DataFrame, target: str) -> pd.DataFrame:
     """Labelled rows of the ``test`` split for ``target``."""
-    label = f"label_{target}"
-    keep = (snapshots["split"] == "test") & snapshots[label].notna()
-    return snapshots.loc[keep].reset_index(drop=True)
+    return snapshots.loc[labelled(snapshots, target, "test")].reset_index(drop=True)
 
 
 def new_model_probabilities(scorer: LeadScorer, rows: pd.DataFrame, target: str) -> np.ndarray:

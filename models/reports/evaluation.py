@@ -38,6 +38,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from features.engine.snapshots import labelled
 from features.params import Params
 from models.scorer import LeadScorer, score_of
 
@@ -409,20 +410,20 @@ def evaluate(
     plots: dict[str, pd.DataFrame] = {}
     leakage = False
     for target in scorer.models:
-        labelled = test_snapshots[f"label_{target}"].notna().to_numpy()
-        y = test_snapshots.loc[labelled, f"label_{target}"].to_numpy(dtype=np.float64)
+        rows = labelled(test_snapshots, target)
+        y = test_snapshots.loc[rows, f"label_{target}"].to_numpy(dtype=np.float64)
         predictions = predictions_for(
-            X_test[labelled],
+            X_test[rows],
             baselines,
             target,
-            {t: p[labelled] for t, p in probabilities.items()},
+            {t: p[rows] for t, p in probabilities.items()},
         )
         entry: dict[str, Any] = {
             name: _rounded(binary_metrics(y, p, settings.ece_bins))
             for name, p in predictions.items()
         }
         if truth is not None:
-            true_p = truth_probabilities(truth, test_snapshots.loc[labelled, "lead_id"], target)
+            true_p = truth_probabilities(truth, test_snapshots.loc[rows, "lead_id"], target)
             if true_p is not None and _both_classes(y):
                 truth_auc = float(roc_auc_score(y, true_p))
                 entry["truth"] = {"roc_auc": _round(truth_auc)}
@@ -430,16 +431,16 @@ def evaluate(
                 entry["model_truth_auc_ratio"] = (
                     _round(model_auc / truth_auc, 4) if model_auc is not None else None
                 )
-        entry["n_test"] = int(labelled.sum())
+        entry["n_test"] = int(rows.sum())
         entry["positives_test"] = int(y.sum())
         groups: dict[str, Any] = {}
         if channels is not None:
             groups["by_channel"] = group_metrics(
-                y, predictions, channels[labelled], settings.min_group_size, settings.ece_bins
+                y, predictions, channels[rows], settings.min_group_size, settings.ece_bins
             )
         if by_month:
             groups["by_month"] = group_metrics(
-                y, predictions, months[labelled], settings.min_group_size, settings.ece_bins
+                y, predictions, months[rows], settings.min_group_size, settings.ece_bins
             )
         by_group[target] = groups
         metrics[target] = entry
@@ -456,7 +457,7 @@ def evaluate(
             plots = _plots(y, predictions, scorer, settings.ece_bins)
     metrics["leakage_suspected"] = leakage
     metrics["primary_target"] = primary
-    primary_labelled = test_snapshots[f"label_{primary}"].notna().to_numpy()
+    primary_labelled = labelled(test_snapshots, primary)
     fields = fields_by_shap(scorer, X_test[primary_labelled], shap_rows)
     return Evaluation(
         metrics=metrics,
