@@ -23,12 +23,11 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from features import contract
 from features.errors import UserError
-from features.params import Params, load_params
+from features.params import load_params
 from features.storage import (
     atomic_directory,
     atomic_file,
@@ -36,9 +35,9 @@ from features.storage import (
     read_validated,
     write_json,
 )
-from models.reports.evaluation import Evaluation, evaluate
-from models.reports.kpis import compute_kpis
-from models.reports.model_card import CardInputs, render
+from models.reports.evaluation import evaluate
+from models.reports.kpis import compute_kpis, first_snapshot_predictions
+from models.reports.model_card import card_inputs, render
 from models.scorer import LeadScorer
 
 logger = logging.getLogger(__name__)
@@ -63,77 +62,6 @@ def read_snapshots(features_dir: Path, scorer: LeadScorer) -> pd.DataFrame:
             "the features and train outputs are out of step: rerun both"
         )
     return snapshots
-
-
-def first_snapshot_predictions(
-    snapshots: pd.DataFrame, X: np.ndarray, scorer: LeadScorer
-) -> pd.DataFrame:
-    """Per lead: the primary target's probability at its first snapshot, and that
-    snapshot's label (NaN when censored)."""
-    primary = scorer.definition.target
-    order = snapshots.sort_values(["lead_id", "as_of"], kind="stable")
-    rows = order.drop_duplicates("lead_id").index.to_numpy()
-    probabilities = scorer.probabilities(X[rows])[primary]
-    return pd.DataFrame(
-        {
-            "lead_id": snapshots["lead_id"].to_numpy()[rows],
-            "predicted": probabilities,
-            "actual": snapshots[f"label_{primary}"].to_numpy(dtype=np.float64)[rows],
-        }
-    )
-
-
-def split_counts(snapshots: pd.DataFrame, primary: str) -> pd.DataFrame:
-    label = snapshots[f"label_{primary}"]
-    frame = pd.DataFrame(
-        {"split": snapshots["split"], "labelled": label.notna(), "positives": label == 1}
-    )
-    counts = frame.groupby("split").agg(
-        snapshots=("split", "size"), labelled=("labelled", "sum"), positives=("positives", "sum")
-    )
-    order = [s for s in ("train", "valid", "calibration", "test") if s in counts.index]
-    return counts.loc[order]
-
-
-def _day(value: Any) -> str:
-    return pd.Timestamp(value).strftime("%Y-%m-%d")
-
-
-def card_inputs(
-    snapshots: pd.DataFrame,
-    tables: dict[str, pd.DataFrame],
-    horizon: pd.Timestamp,
-    scorer: LeadScorer,
-    evaluation: Evaluation,
-    kpis: dict[str, Any],
-    params: Params,
-    random_split: bool,
-    simulated: bool,
-) -> CardInputs:
-    primary = scorer.definition.target
-    created = pd.to_datetime(tables["leads"]["created_at"], utc=True)
-    return CardInputs(
-        definition=scorer.definition,
-        metrics=evaluation.metrics,
-        by_group=evaluation.by_group,
-        splits=split_counts(snapshots, primary),
-        window={
-            "first_created": _day(created.min()),
-            "last_created": _day(created.max()),
-            "first_as_of": _day(snapshots["as_of"].min()),
-            "last_as_of": _day(snapshots["as_of"].max()),
-            "horizon": horizon.isoformat(),
-        },
-        top_fields=evaluation.top_fields,
-        kpis=kpis,
-        leakage_auc=params.train.leakage_auc,
-        min_group_size=params.evaluate.min_group_size,
-        random_split=random_split,
-        simulated=simulated,
-        censored=int(snapshots[f"label_{primary}"].isna().sum()),
-        snapshots=len(snapshots),
-        shap_rows=min(params.evaluate.shap_rows, evaluation.metrics[primary]["n_test"]),
-    )
 
 
 def run(features_dir: Path, validated: Path, train: Path, out: Path, params_path: Path) -> None:

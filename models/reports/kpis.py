@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.scorer import LeadScorer
+
 ALL = "all"
 NO_CAMPAIGN = "(no campaign)"
 DEFINITIONS: dict[str, str] = {
@@ -283,3 +285,21 @@ def compute_kpis(
     if not report["by_campaign"]:
         unavailable["by_campaign"] = "no campaign_id on leads"
     return report
+
+
+def first_snapshot_predictions(
+    snapshots: pd.DataFrame, X: np.ndarray, scorer: LeadScorer
+) -> pd.DataFrame:
+    """Per lead: the primary target's probability at its first snapshot, and that
+    snapshot's label (NaN when censored)."""
+    primary = scorer.definition.target
+    order = snapshots.sort_values(["lead_id", "as_of"], kind="stable")
+    rows = order.drop_duplicates("lead_id").index.to_numpy()
+    probabilities = scorer.probabilities(X[rows])[primary]
+    return pd.DataFrame(
+        {
+            "lead_id": snapshots["lead_id"].to_numpy()[rows],
+            "predicted": probabilities,
+            "actual": snapshots[f"label_{primary}"].to_numpy(dtype=np.float64)[rows],
+        }
+    )

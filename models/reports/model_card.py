@@ -9,8 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from models.reports.evaluation import METRICS, MODELS
-from models.scorer import Definition
+from features.params import Params
+from models.reports.evaluation import METRICS, MODELS, Evaluation
+from models.scorer import Definition, LeadScorer
 
 MODEL_WORDS: dict[str, str] = {
     "model": "model (calibrated LightGBM)",
@@ -299,3 +300,56 @@ def render(card: CardInputs) -> str:
         "## Shared KPIs\n\n" + kpi_section(card.kpis),
     ]
     return "\n\n".join(sections) + "\n"
+
+
+def split_counts(snapshots: pd.DataFrame, primary: str) -> pd.DataFrame:
+    label = snapshots[f"label_{primary}"]
+    frame = pd.DataFrame(
+        {"split": snapshots["split"], "labelled": label.notna(), "positives": label == 1}
+    )
+    counts = frame.groupby("split").agg(
+        snapshots=("split", "size"), labelled=("labelled", "sum"), positives=("positives", "sum")
+    )
+    order = [s for s in ("train", "valid", "calibration", "test") if s in counts.index]
+    return counts.loc[order]
+
+
+def _day(value: Any) -> str:
+    return pd.Timestamp(value).strftime("%Y-%m-%d")
+
+
+def card_inputs(
+    snapshots: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
+    horizon: pd.Timestamp,
+    scorer: LeadScorer,
+    evaluation: Evaluation,
+    kpis: dict[str, Any],
+    params: Params,
+    random_split: bool,
+    simulated: bool,
+) -> CardInputs:
+    primary = scorer.definition.target
+    created = pd.to_datetime(tables["leads"]["created_at"], utc=True)
+    return CardInputs(
+        definition=scorer.definition,
+        metrics=evaluation.metrics,
+        by_group=evaluation.by_group,
+        splits=split_counts(snapshots, primary),
+        window={
+            "first_created": _day(created.min()),
+            "last_created": _day(created.max()),
+            "first_as_of": _day(snapshots["as_of"].min()),
+            "last_as_of": _day(snapshots["as_of"].max()),
+            "horizon": horizon.isoformat(),
+        },
+        top_fields=evaluation.top_fields,
+        kpis=kpis,
+        leakage_auc=params.train.leakage_auc,
+        min_group_size=params.evaluate.min_group_size,
+        random_split=random_split,
+        simulated=simulated,
+        censored=int(snapshots[f"label_{primary}"].isna().sum()),
+        snapshots=len(snapshots),
+        shap_rows=min(params.evaluate.shap_rows, evaluation.metrics[primary]["n_test"]),
+    )

@@ -78,8 +78,7 @@ def fast(params: Params) -> Params:
 def _build(root: Path) -> None:
     from models.queue import sales_queue
     from models.reports.evaluation import evaluate
-    from models.reports.kpis import compute_kpis
-    from pipelines.evaluate import first_snapshot_predictions
+    from models.reports.kpis import compute_kpis, first_snapshot_predictions
 
     params = fast(load_params(REPO / "params.yaml"))
     raw = root / "raw"
