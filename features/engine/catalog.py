@@ -731,7 +731,9 @@ def declarations(catalog: Sequence[Declaration | Block] | None = None) -> list[D
 
 
 # ------------------------------------------------------------------- use
-def features(shape: Shape, catalog: Sequence[Declaration | Block] | None = None) -> list[Feature]:
+def features_of(
+    shape: Shape, catalog: Sequence[Declaration | Block] | None = None
+) -> list[Feature]:
     """The features an engine of ``shape`` produces, in its column order."""
     out: list[Feature] = []
     for entry in CATALOG if catalog is None else catalog:

@@ -348,7 +348,7 @@ class FeatureEngine:
         )
         return [
             FeatureInfo(f.name, f.family, f.kind, f.business_field, f.description)
-            for f in catalog.features(shape)
+            for f in catalog.features_of(shape)
         ]
 
     # ----------------------------------------------------------- prepare

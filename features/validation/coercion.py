@@ -2,8 +2,8 @@
 
 Values that cannot be typed are row failures (``unparseable timestamp in <column>``, ``not a
 number in <column>``); a column none of whose values can be typed and a missing required
-column are table-level failures (:class:`UserError`). Also :class:`Table`, one table of the
-stage: read, typed, then validated.
+column are table-level failures (:class:`UserError`). Also :class:`ValidatedTable`, one table
+of the stage: read, typed, then validated.
 """
 
 from __future__ import annotations
@@ -288,9 +288,9 @@ def coerce(
 
 
 @dataclass
-class Table:
-    """One table of the stage (its spec is :class:`contract.Table`): the file's rows as read, typed
-    by :func:`coerce`, and what validation found (filled in by the stage)."""
+class ValidatedTable:
+    """One table of the stage (its spec is a :class:`contract.Table`): the file's rows as read,
+    typed by :func:`coerce`, and what validation found (filled in by the stage)."""
 
     spec: contract.Table
     path: Path

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features import contract
-from features.validation.coercion import Table, arrow, mask_positions
+from features.validation.coercion import ValidatedTable, arrow, mask_positions
 from features.validation.rules import (
     AFTER_CLOSE,
     RowFailures,
@@ -35,7 +35,7 @@ def _stamp_micros(stamp: pd.Timestamp) -> int:
     return int(stamp.value // 1000)
 
 
-def lookup(values: pd.Series, keys: pd.Series) -> np.ndarray:
+def positions_in(values: pd.Series, keys: pd.Series) -> np.ndarray:
     """Position in ``keys`` of each value (first occurrence), -1 where absent or null."""
     if not len(values):
         return np.empty(0, dtype=np.int64)
@@ -57,14 +57,14 @@ def _gather(values: np.ndarray, positions: np.ndarray, usable: np.ndarray) -> np
     return out
 
 
-def close_times(tables: dict[str, Table], settings: SuiteSettings) -> np.ndarray | None:
+def close_times(tables: dict[str, ValidatedTable], settings: SuiteSettings) -> np.ndarray | None:
     """Per lead (position in the leads file): its first won/lost time (µs; NaT when it never
     closed) among the sales events that pass the reference and time rules; None without sales
     events. Needs the leads validated (quarantined leads close nothing)."""
     if "sales_events" not in tables:
         return None
     leads, events = tables["leads"], tables["sales_events"].typed
-    lead_pos = lookup(events["lead_id"], leads.typed["lead_id"])
+    lead_pos = positions_in(events["lead_id"], leads.typed["lead_id"])
     created = _micros(leads.typed["created_at"])
     times = _micros(events["occurred_at"])
     ok = lead_pos >= 0
@@ -81,8 +81,8 @@ def close_times(tables: dict[str, Table], settings: SuiteSettings) -> np.ndarray
 
 
 def cross_table(
-    item: Table,
-    tables: dict[str, Table],
+    item: ValidatedTable,
+    tables: dict[str, ValidatedTable],
     settings: SuiteSettings,
     close: np.ndarray | None = None,
 ) -> tuple[list[Derived], RowFailures]:
@@ -97,7 +97,7 @@ def cross_table(
             continue
         parent = tables[parent_name]
         key = column.references.split(".")[1]  # type: ignore[union-attr]
-        positions = lookup(frame[column.name], parent.typed[key])
+        positions = positions_in(frame[column.name], parent.typed[key])
         present = frame[column.name].notna().to_numpy(bool)
         known = pd.array(positions >= 0, dtype="boolean")
         known[~present] = pd.NA

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from features.storage import atomic_directory
-from features.validation.coercion import Table
+from features.validation.coercion import ValidatedTable
 from features.validation.suites import render_data_docs
 
 # One logger for the whole stage, named as before the split into modules.
@@ -92,7 +92,7 @@ class ValidationSummary:
         }
 
 
-def _example_ids(item: Table, positions: np.ndarray, count: int) -> list[str]:
+def _example_ids(item: ValidatedTable, positions: np.ndarray, count: int) -> list[str]:
     """Up to ``count`` distinct ids (the table's key, else lead_id, else the row number)."""
     key = item.spec.key or ("lead_id" if "lead_id" in item.raw.columns else None)
     if key is None or key not in item.raw.columns:
@@ -111,7 +111,7 @@ def _example_ids(item: Table, positions: np.ndarray, count: int) -> list[str]:
     return examples
 
 
-def summarise(item: Table, example_ids: int) -> TableSummary:
+def summarise(item: ValidatedTable, example_ids: int) -> TableSummary:
     rows = len(item.typed)
     quarantined = int(item.quarantined.sum())
     return TableSummary(
@@ -208,7 +208,9 @@ def _index_page(summary: ValidationSummary) -> str:
     )
 
 
-def write_report(report: Path, summary: ValidationSummary, tables: dict[str, Table]) -> None:
+def write_report(
+    report: Path, summary: ValidationSummary, tables: dict[str, ValidatedTable]
+) -> None:
     with atomic_directory(report) as staging:
         (staging / "summary.json").write_text(
             json.dumps(summary.to_dict(), indent=2, default=str) + "\n", encoding="utf-8"

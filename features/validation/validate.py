@@ -47,7 +47,7 @@ from features.errors import UserError
 from features.ingest.readers import PASSED_ON, find_table_files, read_table_file
 from features.params import Params
 from features.storage import atomic_directory
-from features.validation.coercion import CoercionNotes, Table, coerce, mask_positions
+from features.validation.coercion import CoercionNotes, ValidatedTable, coerce, mask_positions
 from features.validation.cross_table import close_times, cross_table
 from features.validation.report import (
     ValidationSummary,
@@ -80,7 +80,7 @@ ROW_COLUMN = "source_row"
 
 
 def _horizon(
-    tables: dict[str, Table], fixed: dt.datetime | None, now: pd.Timestamp
+    tables: dict[str, ValidatedTable], fixed: dt.datetime | None, now: pd.Timestamp
 ) -> pd.Timestamp | None:
     """The fixed horizon, or the latest non-future time of leads and events (None: no times)."""
     if fixed is not None:
@@ -95,8 +95,8 @@ def _merge(into: RowFailures, more: RowFailures) -> None:
 
 
 def _validate_table(
-    item: Table,
-    tables: dict[str, Table],
+    item: ValidatedTable,
+    tables: dict[str, ValidatedTable],
     settings: SuiteSettings,
     context: AbstractDataContext,
     close: np.ndarray | None = None,
@@ -172,7 +172,7 @@ def _reasons(failures: RowFailures) -> pd.Series:
     return joined.astype("str")
 
 
-def _arrow_valid(item: Table) -> pa.Table:
+def _arrow_valid(item: ValidatedTable) -> pa.Table:
     """Valid rows typed per the contract's Arrow schema, extra columns after them."""
     spec = item.spec
     schema = spec.arrow_schema()
@@ -193,7 +193,7 @@ def _arrow_valid(item: Table) -> pa.Table:
     return table.cast(pa.schema(fields))
 
 
-def _arrow_quarantine(item: Table) -> pa.Table:
+def _arrow_quarantine(item: ValidatedTable) -> pa.Table:
     positions = mask_positions(item.quarantined)
     rows = item.raw.iloc[positions].reset_index(drop=True)
     reasons = _reasons(item.failures)
@@ -205,24 +205,24 @@ def _arrow_quarantine(item: Table) -> pa.Table:
         return pa.Table.from_pandas(rows.astype("str"), preserve_index=False)
 
 
-def _read(raw: Path) -> dict[str, Table]:
+def _read(raw: Path) -> dict[str, ValidatedTable]:
     files = find_table_files(raw)
     if "leads" not in files:
         raise UserError(
             f"{raw}: no leads table (leads.parquet, leads.csv or leads.csv.gz); it is required"
         )
-    tables: dict[str, Table] = {}
+    tables: dict[str, ValidatedTable] = {}
     for name, path in files.items():
         spec = contract.TABLES[name]
         frame = read_table_file(path)
         notes = CoercionNotes()
         typed, failures = coerce(spec, frame, source=path, notes=notes)
-        tables[name] = Table(spec, path, frame, typed, failures, notes)
+        tables[name] = ValidatedTable(spec, path, frame, typed, failures, notes)
     return tables
 
 
 def validate_tables(
-    tables: dict[str, Table],
+    tables: dict[str, ValidatedTable],
     params: Params,
     now: pd.Timestamp,
     report: Path,

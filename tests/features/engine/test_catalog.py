@@ -158,7 +158,7 @@ def test_adding_a_declaration_adds_a_feature_description(
 
 def test_touch_features_follow_the_engines_touch_types() -> None:
     shape = catalog.Shape(touches=True, touch_types=("web_visit", "chat"), windows_days=(1, 14))
-    touches = [f for f in catalog.features(shape) if f.family == "touches"]
+    touches = [f for f in catalog.features_of(shape) if f.family == "touches"]
     assert [f.name for f in touches][:8] == [
         "web_visit_1d",
         "web_visit_14d",
