@@ -70,9 +70,13 @@ async def validation_handler(request: Request, error: Exception) -> JSONResponse
     assert isinstance(error, RequestValidationError)
     detail = []
     for item in error.errors():
+        message = str(item.get("msg", "invalid"))
+        reason = (item.get("ctx") or {}).get("error")
+        if item.get("type") == "json_invalid" and reason:
+            message = f"{message}: {reason}"
         entry: dict[str, Any] = {
             "loc": [part if isinstance(part, int) else str(part) for part in item.get("loc", ())],
-            "msg": str(item.get("msg", "invalid")),
+            "msg": message,
             "type": str(item.get("type", "value_error")),
         }
         if "input" in item and _short(item["input"]):

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -177,8 +179,39 @@ def validation_error(
     )
 
 
+class NonFiniteNumberError(ValueError):
+    """A number in a JSON body that no answer could hold (see :func:`refuse_non_finite`)."""
+
+
+def _not_a_number(name: str) -> float:
+    raise NonFiniteNumberError(f"{name} is not a number JSON allows")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NonFiniteNumberError(f"{text} is too large for a number")
+    return value
+
+
+def refuse_non_finite(raw: bytes) -> None:
+    """422 for ``NaN``, ``Infinity``, ``-Infinity`` or a number beyond a float (``1e400``)
+    anywhere in a JSON body, before any field is looked at: parsers accept them, but no
+    score, comparison or JSON answer can hold them (an echo of one in a 422 was a 500).
+    Malformed JSON is left to the model's own parser, which words it."""
+    try:
+        json.loads(raw, parse_constant=_not_a_number, parse_float=_finite)
+    except NonFiniteNumberError as error:
+        raise validation_error(
+            [{"type": "json_invalid", "loc": (), "msg": f"JSON decode error: {error}"}]
+        ) from None
+    except (ValueError, RecursionError):  # malformed, not UTF-8, or nested too deep
+        return
+
+
 async def parse_body(request: Request, model: type[BaseModel]) -> Any:
     raw = await request.body()
+    refuse_non_finite(raw)
     try:
         return model.model_validate_json(raw)
     except ValidationError as error:

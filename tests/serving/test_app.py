@@ -263,3 +263,46 @@ def test_a_flat_models_numeric_features_must_be_numbers(
         assert client.post("/v1/score", json=body, headers=auth("score")).status_code == 200
     finally:
         model.inputs.numerics = original
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
+@pytest.mark.parametrize("where", ["amount", "extra attribute", "capacity"])
+def test_non_finite_numbers_are_422_never_500(
+    world: World, number: str, where: str, bodies: list[dict[str, Any]]
+) -> None:
+    """JSON's non-standard NaN/Infinity (and 1e400, which parses as infinity) anywhere in a
+    body: a 422 naming the field, never a 500 from echoing a number JSON cannot hold."""
+    app = create_app(settings_for(world, world.root / "nan"))
+    body = json.loads(json.dumps(bodies[0]))
+    route = "/v1/score"
+    if where == "amount":
+        body["sales_events"] = [
+            {"occurred_at": "2025-01-01T00:00:00Z", "stage": "won", "amount": 1.0}
+        ]
+        text = json.dumps(body).replace('"amount": 1.0', f'"amount": {number}')
+    elif where == "extra attribute":
+        body["lead"]["budget"] = 1.0
+        text = json.dumps(body).replace('"budget": 1.0', f'"budget": {number}')
+    else:
+        route = "/v1/queue"
+        text = json.dumps({"leads": [body], "capacity": 7}).replace("7}", f"{number}}}")
+    assert number in text
+    with TestClient(app, raise_server_exceptions=False) as client:
+        answer = client.post(
+            route,
+            content=text,
+            headers={**auth("score"), "Content-Type": "application/json"},
+        )
+        assert answer.status_code == 422, answer.text
+        answer.json()  # valid JSON: the bad number is not echoed raw
+        assert client.get("/healthz").status_code == 200
+
+
+def test_deeply_nested_and_undecodable_bodies_stay_422(client: TestClient) -> None:
+    for content in (b"[" * 90_000, b'{"a": ' * 15_000, b"\xff\xfe{", b'{"a": nan}'):
+        answer = client.post(
+            "/v1/score",
+            content=content,
+            headers={**auth("score"), "Content-Type": "application/json"},
+        )
+        assert answer.status_code == 422, (content[:20], answer.text[:200])
