@@ -228,6 +228,14 @@ def register(
     tracking_uri: Annotated[
         str | None, typer.Option(help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="promote the new version even if the champion cannot be re-scored "
+            "(a changed quality-lead definition, a bundle of an older leadscore)",
+        ),
+    ] = False,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Log the run to MLflow, register the bundle; champion only if it beats the champion."""
@@ -246,6 +254,7 @@ def register(
             artifacts=logged,
             dvc_lock=dvc_lock,
             tracking_uri=tracking_uri,
+            force=force,
         )
     )
 

@@ -59,6 +59,7 @@ def run(
     artifacts: Sequence[tuple[str, Path]] = (),
     dvc_lock: Path = Path("dvc.lock"),
     tracking_uri: str | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """``artifacts``: (MLflow artifact path, "" for the run's root; file or directory) pairs to
     log besides ``metrics``; missing ones are skipped with a warning."""
@@ -88,6 +89,7 @@ def run(
         ),
         uri=tracking_uri,
         scorer=scorer,
+        force=force,
     )
     write_json(out, record)
     return record

@@ -19,9 +19,11 @@ Decisions for the awkward cases (recorded in ``reason``):
 
 - no champion yet (first model, or the alias was removed): the new version becomes champion;
 - the champion cannot be loaded or re-scored (its package version cannot unpickle, it has no
-  model for the primary target, its engine rejects the new tables): it cannot be compared, and
-  a model that cannot score the current data cannot stay in production, so the new version
-  becomes champion, with a warning; the old version stays registered and can be re-aliased;
+  model for the primary target, its engine rejects the new tables): nothing proves the new
+  version is better, so the gate stays closed: the new version becomes challenger, with one
+  warning line saying why, unless the registration is forced (``leadscore register --force``,
+  e.g. after a deliberate change of the quality-lead definition or a leadscore upgrade whose
+  bundles the old champion's cannot be read by);
 - the metric is undefined on the new test slice (no labelled rows, or one class only): nothing
   can be judged, so the new version becomes champion only if there is no champion, else
   challenger.
@@ -214,9 +216,11 @@ def compare(
     tables: Callable[[], Mapping[str, pd.DataFrame]],
     params: Params,
     tracking_uri: str | None = None,
+    force: bool = False,
 ) -> Comparison:
     """Apply the promotion gate (see the module docstring). ``tables`` is called only when a
-    champion has to be re-scored (the validated tables of the test leads)."""
+    champion has to be re-scored (the validated tables of the test leads). ``force`` promotes
+    the new version when the champion cannot be re-scored (never over a champion that can)."""
     target = params.quality_lead.target
     metric = params.promotion.metric
     rows = labelled_test_rows(snapshots, target)
@@ -239,18 +243,18 @@ def compare(
     try:
         champion = load_scorer(f"models:/{model_name}@{CHAMPION}", tracking_uri)
         probabilities = rescored_probabilities(champion, rows, tables(), target)
-    except Exception as error:  # an incompatible champion must not block a new model
-        logger.warning(
-            "champion version %s cannot be re-scored on the new test slice (%s: %s); "
-            "promoting the new model as if there were no champion",
-            current.version,
-            type(error).__name__,
-            error,
-        )
+    except Exception as error:  # nothing proves the new model better: the gate stays closed
+        problem = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        result.promote = force
         result.reason = (
-            f"champion version {current.version} could not be re-scored "
-            f"({type(error).__name__}: {error}); compared as if there were none"
+            f"champion version {current.version} could not be re-scored ({problem}); "
+            + (
+                "promoted anyway (--force)"
+                if force
+                else "kept the champion (leadscore register --force promotes the new version)"
+            )
         )
+        logger.warning("%s", result.reason)
         return result
     result.champion = metric_value(metric, y, probabilities)
     assert result.champion is not None  # same labels as the new model's, which were defined
@@ -280,11 +284,15 @@ class RunInputs:
 
 
 def register(
-    inputs: RunInputs, uri: str | None = None, scorer: LeadScorer | None = None
+    inputs: RunInputs,
+    uri: str | None = None,
+    scorer: LeadScorer | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Log one run, register its bundle, apply the promotion gate; returns the registry record
     (model name, version, alias, both metric values, run id…). ``scorer``: the bundle's scorer
     when the caller has already loaded (and verified) it; else it is loaded here, once.
+    ``force``: promote even when the champion cannot be re-scored (see :func:`compare`).
 
     Registration is a process of its own (the register stage): MLflow's fluent API, which
     ``start_run`` and ``log_model`` need, is pointed at ``uri`` for that process. Everything
@@ -298,7 +306,9 @@ def register(
     experiment = experiment_id(registry, params.mlflow.experiment, resolved)
     if scorer is None:
         scorer = load_scorer(str(inputs.model_dir))
-    comparison = compare(registry, name, scorer, inputs.snapshots, inputs.tables, params, resolved)
+    comparison = compare(
+        registry, name, scorer, inputs.snapshots, inputs.tables, params, resolved, force
+    )
     alias = CHAMPION if comparison.promote else CHALLENGER
 
     tags = provenance_tags(inputs.dvc_lock, inputs.repo)

@@ -81,3 +81,9 @@ def test_failed_generate_keeps_previous_output(tmp_path: Path) -> None:
     params.write_text("generate: {seed: -1}\n")
     assert _run("generate", "--params", str(params), "--out", str(out)).returncode == 2
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_register_can_be_forced_past_an_unreadable_champion() -> None:
+    result = _run("register", "--help")
+    assert result.returncode == 0
+    assert "--force" in result.stdout

@@ -277,3 +277,39 @@ def test_help(command: str) -> None:
     result = _cli(command, "--help")
     assert result.returncode == 0
     assert "--model" in result.stdout
+
+
+def test_an_unreadable_champion_keeps_the_gate_closed_until_forced(
+    registered: dict[str, Any], layout: dict[str, Path], uri: str
+) -> None:
+    """The champion's pickle is damaged: `leadscore register` keeps it as champion (one line,
+    exit 0, the new version is challenger); with `--force` the new version takes over."""
+    p = layout
+    champion = Path(local_model_path("models:/lead-scoring@champion", uri))
+    before = str(MlflowClient(uri).get_model_version_by_alias("lead-scoring", "champion").version)
+    (champion / "artifacts" / "scorer.pkl").write_bytes(b"not a pickle")
+    arguments = [
+        "register",
+        *("--model", str(p["model"]), "--features", str(p["features"])),
+        *("--validated", str(p["validated"]), "--out", str(p["registry"])),
+        *("--dvc-lock", str(p["lock"]), "--tracking-uri", uri, "--params", str(p["params"])),
+    ]
+    kept = _cli(*arguments)
+    assert kept.returncode == 0, kept.stderr
+    assert "Traceback" not in kept.stderr
+    record = json.loads(p["registry"].read_text())
+    assert record["alias"] == "challenger"
+    assert "could not be re-scored" in record["reason"]
+    warned = [line for line in kept.stderr.splitlines() if " WARNING " in line]
+    assert len(warned) == 1
+    client = MlflowClient(uri)
+    assert str(client.get_model_version_by_alias("lead-scoring", "champion").version) == before
+
+    forced = _cli(*arguments, "--force")
+    assert forced.returncode == 0, forced.stderr
+    record = json.loads(p["registry"].read_text())
+    assert record["alias"] == "champion"
+    assert (
+        str(client.get_model_version_by_alias("lead-scoring", "champion").version)
+        == (record["version"])
+    )

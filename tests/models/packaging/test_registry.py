@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
@@ -208,15 +209,17 @@ def test_undefined_metric_keeps_the_champion(
     assert "undefined" in result.reason
 
 
-def test_incompatible_champion_is_replaced(
+def test_a_champion_that_cannot_be_rescored_is_kept_unless_forced(
     store: str,
     tmp_path_factory: pytest.TempPathFactory,
     tables: dict[str, pd.DataFrame],
     params: Params,
     good: Path,
     snapshots: pd.DataFrame,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A champion without the primary target cannot be compared: the new model replaces it."""
+    """A champion without the primary target cannot be compared: the gate stays closed (the
+    new version is challenger, one warning line says why) until the registration is forced."""
     raw = params.model_dump(mode="json", by_alias=True)
     raw["quality_lead"]["target"] = "accepted"
     raw["targets"] = {"accepted": raw["targets"]["accepted"]}
@@ -229,11 +232,22 @@ def test_incompatible_champion_is_replaced(
     new_params = params.model_copy(
         update={"mlflow": params.mlflow.model_copy(update={"model_name": "lead-scoring-compat"})}
     )
-    second = register(_inputs(good, new_params, snapshots, tables), uri=store)
-    assert second["alias"] == CHAMPION
+    with caplog.at_level(logging.WARNING, logger="models.packaging.registry"):
+        second = register(_inputs(good, new_params, snapshots, tables), uri=store)
+    assert second["alias"] == CHALLENGER
+    assert second["promoted"] is False
     assert second["champion_value"] is None
     assert "could not be re-scored" in second["reason"]
-    assert _alias(store, "lead-scoring-compat", CHAMPION) == second["version"]
+    assert "--force" in second["reason"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "\n" not in warnings[0]
+    assert _alias(store, "lead-scoring-compat", CHAMPION) == first["version"]
+
+    forced = register(_inputs(good, new_params, snapshots, tables), uri=store, force=True)
+    assert forced["alias"] == CHAMPION
+    assert "promoted anyway (--force)" in forced["reason"]
+    assert _alias(store, "lead-scoring-compat", CHAMPION) == forced["version"]
 
 
 @pytest.mark.parametrize(
