@@ -19,6 +19,7 @@ SHA-256 digests are kept by the authenticator.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -28,6 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from features.errors import UserError
 from features.params import Params, ServingParams, load_params
+from models.packaging.tracking import MODELS_URI
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,9 @@ class Settings(BaseSettings):
     max_body_bytes: Annotated[int | None, Field(ge=1024)] = None
     max_events_per_lead: Annotated[int | None, Field(ge=1)] = None
     reasons: Annotated[int, Field(ge=0, le=20)] = 3
+    reload_paths: str = ""
+    """Directories ``POST /v1/admin/reload`` may load a model from, beside the configured one
+    (``LEADSCORE_RELOAD_PATHS``, separated by ``:``); see :meth:`reload_refusal`."""
     load_model: bool = True
     """False: start without loading (tests of the no-model path)."""
 
@@ -94,6 +99,31 @@ class Settings(BaseSettings):
                 )
             out[key] = role
         return out
+
+    def reload_refusal(self, uri: str) -> str | None:
+        """Why an admin reload may not load ``uri`` (None: it may). A reload loads only the
+        configured model's registered versions (``models:/<its name>@<alias>`` or
+        ``models:/<its name>/<version>``) or a directory inside the configured model directory
+        or one of ``reload_paths``; anything else would unpickle whatever lies there."""
+        configured = MODELS_URI.match(self.model_uri)
+        if uri.startswith("models:/"):
+            match = MODELS_URI.match(uri)
+            if match is None:
+                return "expected models:/<name>@<alias> or models:/<name>/<version>"
+            if configured is None or match["name"] != configured["name"]:
+                allowed = configured["name"] if configured else "none: the model is a directory"
+                return f"only the configured model's versions may be loaded (name: {allowed})"
+            return None
+        if ":/" in uri:
+            return "only models:/ URIs of the configured model or allowed directories"
+        roots = [Path(p) for p in self.reload_paths.split(os.pathsep) if p.strip()]
+        if configured is None:
+            roots.append(Path(self.model_uri))
+        target = Path(uri).resolve()
+        for root in roots:
+            if target == root.resolve() or target.is_relative_to(root.resolve()):
+                return None
+        return "not a directory the server may load from (LEADSCORE_RELOAD_PATHS)"
 
     def limits(self) -> ServingParams:
         """Request limits: params.yaml's ``serving`` section, each overridable here."""

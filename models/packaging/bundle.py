@@ -31,6 +31,7 @@ serve it with ``--env-manager local`` from the project's environment.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import pickle
@@ -512,13 +513,31 @@ def verify_bundle(path: Path) -> LeadScorer:
     return python_model.scorer
 
 
+SCORER_SHA256 = "leadscore.scorer_sha256"
+"""The model-version tag holding the SHA-256 of the bundle's pickled scorer, recorded at
+registration and checked before the pickle is ever loaded from the registry."""
+
+
+def scorer_file(model_dir: Path) -> Path:
+    """The pickled scorer inside a bundle directory."""
+    return Path(model_dir) / "artifacts" / "scorer.pkl"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def log_bundle(model_dir: Path, name: str = "model") -> Any:
     """Log a saved (and verified) bundle directory as the active run's model: a new MLflow
     logged model with the same pickled scorer file, signature, input example, requirements and
     metadata, none of it unpickled or rebuilt. Returns the ModelInfo."""
     model_dir = Path(model_dir)
     saved = Model.load(str(model_dir))
-    pickled = model_dir / "artifacts" / "scorer.pkl"
+    pickled = scorer_file(model_dir)
     if not pickled.is_file():
         raise BundleError(f"{pickled}: missing; not a leadscore bundle")
     with tempfile.TemporaryDirectory(prefix="leadscore-bundle-") as scratch:
@@ -570,4 +589,6 @@ def load_scorer(uri_or_path: str, tracking_uri: str | None = None) -> LeadScorer
     python_model = load_bundle(uri_or_path, tracking_uri).unwrap_python_model()
     if not isinstance(python_model, LeadBundle):
         raise TypeError(f"{uri_or_path} is not a leadscore bundle")
+    if not isinstance(python_model.scorer, LeadScorer):
+        raise TypeError(f"{uri_or_path}: its scorer is a {type(python_model.scorer).__name__}")
     return python_model.scorer

@@ -20,8 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from models.packaging.bundle import load_scorer
-from models.packaging.tracking import RUNS_URI, RegistryLookupError, resolve
+from models.packaging.bundle import SCORER_SHA256, load_scorer, scorer_file, sha256_of
+from models.packaging.tracking import (
+    RUNS_URI,
+    RegisteredVersion,
+    RegistryLookupError,
+    local_model_path,
+    resolve,
+)
 from models.scorer import LeadScorer
 
 
@@ -45,6 +51,23 @@ class ModelSource:
         return {"name": self.name, "version": self.version}
 
 
+def check_recorded_hash(local: Path, version: RegisteredVersion) -> None:
+    """Refuse, before unpickling anything, a registered bundle whose scorer is not the file
+    registration recorded (:data:`~models.packaging.bundle.SCORER_SHA256`)."""
+    recorded = version.tags.get(SCORER_SHA256)
+    if not recorded:
+        raise ModelLoadError(
+            f"{version.uri}: no recorded SHA-256 of its scorer (registered by an older "
+            "leadscore); register the model again"
+        )
+    actual = sha256_of(scorer_file(local))
+    if actual != recorded:
+        raise ModelLoadError(
+            f"{version.uri}: its scorer's SHA-256 {actual[:12]}… is not the one recorded at "
+            f"registration ({recorded[:12]}…); not loaded"
+        )
+
+
 def _bundle_uuid(path: Path) -> str:
     try:
         import yaml
@@ -65,7 +88,9 @@ def load(uri: str, tracking_uri: str | None = None) -> tuple[LeadScorer, ModelSo
                 found = resolve(uri, tracking_uri)
             except RegistryLookupError as error:
                 raise ModelLoadError(str(error)) from None
-            scorer = load_scorer(found.uri, tracking_uri)
+            local = Path(local_model_path(found.uri, tracking_uri))
+            check_recorded_hash(local, found)
+            scorer = load_scorer(str(local))
             return scorer, ModelSource(found.name, found.version, uri, "registry", found.run_id)
         if parsed.scheme == "runs":
             match = RUNS_URI.match(uri)
@@ -79,6 +104,10 @@ def load(uri: str, tracking_uri: str | None = None) -> tuple[LeadScorer, ModelSo
         if (path / "scorer.pkl").is_file():
             with (path / "scorer.pkl").open("rb") as handle:
                 scorer = pickle.load(handle)
+            if not isinstance(scorer, LeadScorer):
+                raise ModelLoadError(
+                    f"{uri}: scorer.pkl holds a {type(scorer).__name__}, not a LeadScorer"
+                )
             stamp = dt.datetime.fromtimestamp((path / "scorer.pkl").stat().st_mtime, dt.UTC)
             return scorer, ModelSource(path.name, stamp.strftime("%Y%m%dT%H%M%SZ"), uri, "pickle")
     except ModelLoadError:

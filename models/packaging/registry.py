@@ -53,7 +53,14 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
 from features.engine.snapshots import labelled
 from features.params import Params
-from models.packaging.bundle import load_scorer, log_bundle
+from models.packaging.bundle import (
+    SCORER_SHA256,
+    load_scorer,
+    log_bundle,
+    scorer_file,
+    sha256_of,
+)
+from models.packaging.loading import load
 from models.packaging.tracking import CHALLENGER, CHAMPION, client, experiment_id, tracking_uri
 from models.reports.evaluation import HIGHER_IS_BETTER, score_metric
 from models.scorer import LeadScorer
@@ -241,7 +248,7 @@ def compare(
         )
         return result
     try:
-        champion = load_scorer(f"models:/{model_name}@{CHAMPION}", tracking_uri)
+        champion, _ = load(f"models:/{model_name}@{CHAMPION}", tracking_uri)
         probabilities = rescored_probabilities(champion, rows, tables(), target)
     except Exception as error:  # nothing proves the new model better: the gate stays closed
         problem = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
@@ -337,6 +344,7 @@ def register(
         version = mlflow.register_model(info.model_uri, name)
         registry.set_registered_model_alias(name, alias, version.version)
         for key, value in {
+            SCORER_SHA256: sha256_of(scorer_file(inputs.model_dir)),
             "alias_given": alias,
             "promotion.metric": comparison.metric,
             "promotion.reason": comparison.reason,

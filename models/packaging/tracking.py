@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -69,6 +70,7 @@ class RegisteredVersion:
     name: str
     version: str
     run_id: str | None
+    tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def uri(self) -> str:
@@ -92,7 +94,9 @@ def resolve(uri: str, tracking: str | None = None) -> RegisteredVersion:
             found = registry.get_model_version(match["name"], match["version"])
     except MlflowException as error:
         raise RegistryLookupError(f"{uri}: not found in {store} ({error.message})") from None
-    return RegisteredVersion(match["name"], str(found.version), found.run_id)
+    return RegisteredVersion(
+        match["name"], str(found.version), found.run_id, dict(found.tags or {})
+    )
 
 
 RUNS_URI = re.compile(r"^runs:/(?P<run>[^/]+)/(?P<path>.+)$")

@@ -70,6 +70,10 @@ async def reload(
     body: ReloadBody,
 ) -> JSONResponse:
     previous = holder.current
+    refusal = settings.reload_refusal(body.uri) if body.uri else None
+    if refusal is not None:
+        detail = {"loc": ("uri",), "msg": f"{body.uri}: {refusal}", "type": "value_error"}
+        raise validation_error([detail])
     try:
         model = await reload_model(holder, metrics, settings, body.uri)
     except ModelLoadError as error:

@@ -61,6 +61,7 @@ def server_env(world: World, cwd: Path, **extra: str) -> dict[str, str]:
         "LEADSCORE_MAX_BODY_BYTES": str(MAX_BODY),
         "LEADSCORE_MAX_EVENTS_PER_LEAD": str(MAX_EVENTS),
         "LEADSCORE_MAX_BATCH": str(MAX_BATCH),
+        "LEADSCORE_RELOAD_PATHS": str(world.train),  # the reload-under-load test swaps to it
         "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}",
         "OMP_NUM_THREADS": "1",
     }

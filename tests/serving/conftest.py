@@ -33,6 +33,7 @@ def settings_for(world: World, tmp: Path, **overrides: Any) -> Settings:
         "max_batch": 40,
         "max_events_per_lead": 300,
         "max_body_bytes": 100_000,
+        "reload_paths": str(world.train),  # the train output: a second model to reload
     }
     values.update(overrides)
     return Settings(**values)

@@ -306,3 +306,49 @@ def test_deeply_nested_and_undecodable_bodies_stay_422(client: TestClient) -> No
             headers={**auth("score"), "Content-Type": "application/json"},
         )
         assert answer.status_code == 422, (content[:20], answer.text[:200])
+
+
+class _Payload:
+    """A pickle that, once loaded, creates a directory: proof that a reload ran code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        import os
+
+        return os.mkdir, (str(self.marker),)
+
+
+@pytest.mark.parametrize("auth_mode", ["on", "off"])
+def test_reload_loads_only_the_configured_model_or_allowed_directories(
+    world: World, tmp_path: Path, auth_mode: str
+) -> None:
+    """`POST /v1/admin/reload {"uri": …}` never unpickles what lies at an arbitrary path."""
+    import pickle
+
+    marker = tmp_path / "code-ran"
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    (evil / "scorer.pkl").write_bytes(pickle.dumps(_Payload(marker)))
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "scorer.pkl").write_bytes(pickle.dumps({"not": "a scorer"}))
+    settings = settings_for(world, tmp_path, auth=auth_mode, reload_paths=str(allowed))
+    headers = auth("admin") if auth_mode == "on" else {}
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        serving = client.app.state.holder.current  # type: ignore[attr-defined]
+        for uri, words in (
+            (str(evil), "not a directory the server may load from"),
+            (f"{allowed}/../evil", "not a directory the server may load from"),
+            ("models:/someone-else@champion", "only the configured model's versions"),
+            ("runs:/0123/model", "only models:/ URIs"),
+            ("file:///etc", "only models:/ URIs"),
+        ):
+            answer = client.post("/v1/admin/reload", json={"uri": uri}, headers=headers)
+            assert answer.status_code == 422, (uri, answer.text)
+            assert words in answer.json()["detail"][0]["msg"], uri
+        wrong_type = client.post("/v1/admin/reload", json={"uri": str(allowed)}, headers=headers)
+        assert wrong_type.status_code == 422, wrong_type.text
+        assert client.app.state.holder.current is serving  # type: ignore[attr-defined]
+    assert not marker.exists()

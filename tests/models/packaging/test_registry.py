@@ -18,7 +18,15 @@ from features.engine.table import build_feature_table
 from features.ingest.simulate import simulate
 from features.params import GenerateParams, Params, parse_params
 from features.storage import read_validated
-from models.packaging.bundle import example_input, load_scorer, save_bundle
+from models.packaging.bundle import (
+    SCORER_SHA256,
+    example_input,
+    load_scorer,
+    save_bundle,
+    scorer_file,
+    sha256_of,
+)
+from models.packaging.loading import ModelLoadError, load
 from models.packaging.registry import (
     RunInputs,
     at_least_as_good,
@@ -346,3 +354,23 @@ def test_loading_from_the_registry_leaves_the_process_tracking_uri_alone(
     scorer = load_scorer(f"models:/{record['model_name']}/{record['version']}", store)
     assert scorer.primary == "converted"
     assert os.environ.get("MLFLOW_TRACKING_URI") == before
+
+
+def test_a_registered_scorer_is_checked_against_its_recorded_hash_before_loading(
+    tmp_path: Path, good: Path, params: Params, snapshots: pd.DataFrame, tables: dict
+) -> None:
+    """Registration records the SHA-256 of the bundle's pickle; loading a registered version
+    refuses a pickle that is not that file, before unpickling it."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    record = register(_inputs(good, params, snapshots, tables), uri=store)
+    name, version = record["model_name"], record["version"]
+    tags = MlflowClient(store).get_model_version(name, version).tags
+    assert tags[SCORER_SHA256] == sha256_of(scorer_file(good))
+    scorer, source = load(f"models:/{name}@{CHAMPION}", store)
+    assert isinstance(scorer, LeadScorer)
+    assert (source.name, source.version, source.kind) == (name, version, "registry")
+
+    pickled = scorer_file(Path(local_model_path(f"models:/{name}/{version}", store)))
+    pickled.write_bytes(pickled.read_bytes() + b"tampered")
+    with pytest.raises(ModelLoadError, match="SHA-256"):
+        load(f"models:/{name}/{version}", store)
