@@ -49,7 +49,7 @@ import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-KEY = "bench-key"
+KEY = "bench-key-0123456789"
 
 
 # -------------------------------------------------------------------- build

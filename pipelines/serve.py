@@ -46,6 +46,7 @@ def run(
         "access_log": access_log,
         "log_level": log_level,
         "timeout_graceful_shutdown": 10,
+        "server_header": False,  # no "server: uvicorn" banner
     }
     if workers > 1:
         if model is not None:

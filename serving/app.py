@@ -30,7 +30,7 @@ from serving.dependencies import Authenticator
 from serving.holder import ModelHolder
 from serving.lifecycle import reload_model
 from serving.metrics import ApiMetrics, MetricsMiddleware
-from serving.middleware import BodyLimitMiddleware
+from serving.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from serving.routers import admin, dashboard, health, model, queue, score
 from serving.schemas import REF, build_models
 from serving.settings import Limits, Settings
@@ -165,9 +165,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(RequestValidationError, validation_handler)
-    # Last added runs first: metrics see every request, including those refused for size.
+    # Last added runs first: metrics see every request, including those refused for size,
+    # and every response, refusals included, carries the security headers.
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    app.add_middleware(SecurityHeadersMiddleware)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 ROLES: tuple[str, ...] = ("score", "admin")
 """Roles in increasing power: ``admin`` may do everything ``score`` may."""
 DEFAULT_MODEL_URI = "models:/lead-scoring@champion"
+MIN_KEY_LENGTH = 16
+"""Shorter API keys are refused: a key is the only thing between a caller and the scores."""
 
 
 class Settings(BaseSettings):
@@ -96,6 +98,12 @@ class Settings(BaseSettings):
                 raise UserError(
                     f"LEADSCORE_API_KEYS: entry {position} has role {role!r}; "
                     f"roles are {', '.join(ROLES)}"
+                )
+            if len(key) < MIN_KEY_LENGTH:
+                raise UserError(
+                    f"LEADSCORE_API_KEYS: entry {position}'s key is shorter than "
+                    f'{MIN_KEY_LENGTH} characters (e.g. `python -c "import secrets; '
+                    f'print(secrets.token_urlsafe(24))"`)'
                 )
             out[key] = role
         return out

@@ -21,6 +21,7 @@
       if (key === "class") node.className = value;
       else if (key.startsWith("data-")) node.setAttribute(key, String(value));
       else if (key === "title") node.title = String(value);
+      else if (key === "style") node.style.cssText = String(value); // CSSOM: allowed by the CSP
       else node.setAttribute(key, String(value));
     }
     for (const child of children.flat()) {

@@ -451,3 +451,17 @@ def test_schemathesis_finds_no_server_error(server: Server, tmp_path: Path) -> N
     )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     assert "No issues found" in result.stdout
+
+
+def test_security_headers_and_no_server_banner(client: httpx.Client) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    for answer in (page, client.get("/healthz"), client.post("/v1/score", json={})):
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert answer.headers["referrer-policy"] == "no-referrer"
+        assert "server" not in answer.headers
+    assert "content-security-policy" not in client.get("/docs").headers  # inline + CDN page

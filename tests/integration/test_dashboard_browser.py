@@ -230,6 +230,12 @@ def test_dashboard_in_chromium(server: Server, browser: Browser, world: World) -
     assert browser.evaluate("document.getElementById('queue-model').textContent") == (
         "Ranked by lead-scoring version 1"
     )
+    # the probability bars are sized through CSSOM: the page's CSP allows no inline style
+    widths = browser.evaluate(
+        "[...document.querySelectorAll('#queue-table .pbar span')].map(s => s.style.width)"
+    )
+    assert widths
+    assert all(w.endswith("%") for w in widths)
 
     # filter by owner: only that owner's leads, still sorted
     owner = browser.evaluate(

@@ -18,7 +18,7 @@ from serving.app import create_app
 from serving.settings import Settings
 from tests.serving.world import World
 
-KEYS = {"score": "unit-score-key", "admin": "unit-admin-key"}
+KEYS = {"score": "unit-score-key-0001", "admin": "unit-admin-key-0001"}
 KEY_SETTING = f"{KEYS['score']}:score,{KEYS['admin']}:admin"
 
 

@@ -17,24 +17,33 @@ REPO = Path(__file__).resolve().parents[2]
 def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEADSCORE_MODEL_URI", "models:/x@champion")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
-    monkeypatch.setenv("LEADSCORE_API_KEYS", "abc:score, def:ADMIN ,")
+    monkeypatch.setenv("LEADSCORE_API_KEYS", "abcdefghijklmnop:score, def-0123456789ab:ADMIN ,")
     monkeypatch.setenv("LEADSCORE_AUTH", "OFF")
     monkeypatch.setenv("LEADSCORE_ARTIFACTS", "/tmp/arts")
     settings = Settings()
     assert settings.model_uri == "models:/x@champion"
     assert settings.tracking_uri == "sqlite:///elsewhere.db"
-    assert settings.key_roles() == {"abc": "score", "def": "admin"}
+    assert settings.key_roles() == {"abcdefghijklmnop": "score", "def-0123456789ab": "admin"}
     assert settings.auth == "off"
     assert settings.artifacts == Path("/tmp/arts")
-    assert "abc" not in repr(settings)
+    assert "abcdefghijklmnop" not in repr(settings)
     assert "def:" not in str(settings.api_keys)
 
 
-@pytest.mark.parametrize("entry", ["justakey", "k:superuser", ":score"])
+@pytest.mark.parametrize(
+    "entry", ["justakey", "k-0123456789abcdef:superuser", ":score", "short-key:score"]
+)
 def test_bad_key_entries_name_the_position_not_the_key(entry: str) -> None:
     with pytest.raises(UserError, match="entry 2") as error:
-        Settings(api_keys=SecretStr(f"good:score,{entry}")).key_roles()
-    assert "justakey" not in str(error.value)
+        Settings(api_keys=SecretStr(f"good-key-0123456789:score,{entry}")).key_roles()
+    secret = entry.split(":")[0]
+    assert not secret or secret not in str(error.value)
+
+
+def test_keys_shorter_than_16_characters_are_refused() -> None:
+    with pytest.raises(UserError, match="shorter than 16 characters"):
+        Settings(api_keys=SecretStr("fifteen-chars-k:admin")).key_roles()
+    assert Settings(api_keys=SecretStr("sixteen-chars-ky:admin")).key_roles()
 
 
 def test_limits_come_from_params_and_can_be_overridden() -> None:
