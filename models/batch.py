@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from features import contract
 from features.errors import UserError
-from features.ingest.readers import WRITABLE_SUFFIXES, file_kind
+from features.ingest.readers import WRITABLE_SUFFIXES, csv_error, file_kind, sniff_csv
 from features.validation.validate import check_table
 from models.reasons import reason_records
 from models.scorer import LeadScorer
@@ -39,34 +39,68 @@ def file_format(path: Path, role: str) -> str:
 
 
 # ------------------------------------------------------------------- reading
-def _leads_columns(path: Path, kind: str) -> list[str]:
-    if kind == "parquet":
-        return list(pq.ParquetFile(path).schema_arrow.names)
-    return list(pd.read_csv(path, nrows=0).columns)
+def _parquet_file(path: Path) -> pq.ParquetFile:
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: empty file")
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError, ValueError) as error:
+        detail = " ".join(str(error).split())
+        raise UserError(f"{path}: not a readable Parquet file ({detail})") from None
 
 
 def lead_chunks(path: Path, chunk: int) -> tuple[Iterator[pd.DataFrame], int | None]:
-    """The leads table in chunks (strings stay strings), and its row count when known."""
+    """The leads table in chunks (strings stay strings), and its row count when known. CSV is
+    read as the validate stage reads it (delimiter and encoding sniffed, empty strings null);
+    an empty, header-only, binary or truncated file is one :class:`UserError` line."""
     kind = file_format(path, "--input")
     if not path.exists():
         raise UserError(f"{path}: file not found")
-    columns = _leads_columns(path, kind)
+    if kind == "parquet":
+        handle = _parquet_file(path)
+        columns = list(handle.schema_arrow.names)
+    else:
+        layout = sniff_csv(path)
+        columns = list(layout.header)
     missing = [c for c in contract.LEADS.required_columns if c not in columns]
     if missing:
         raise UserError(f"{path}: column {missing[0]!r} is missing (required: lead_id, created_at)")
-    if kind == "parquet":
-        handle = pq.ParquetFile(path)
 
-        def parquet() -> Iterator[pd.DataFrame]:
-            for batch in handle.iter_batches(batch_size=chunk):
-                yield batch.to_pandas()
+    def rows() -> Iterator[pd.DataFrame]:
+        if kind == "parquet":
+            if handle.metadata.num_rows == 0:
+                raise UserError(f"{path}: header only, no rows")
+            try:
+                for batch in handle.iter_batches(batch_size=chunk):
+                    if batch.num_rows:
+                        yield batch.to_pandas()
+            except (pa.ArrowException, OSError, ValueError) as error:
+                detail = " ".join(str(error).split())
+                raise UserError(f"{path}: not a readable Parquet file ({detail})") from None
+            return
+        seen_rows = 0
+        try:
+            for frame in pd.read_csv(
+                path,
+                sep=layout.delimiter,
+                encoding=layout.encodings[0],
+                chunksize=chunk,
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
+                skip_blank_lines=True,
+                compression="infer",
+            ):
+                frame.columns = pd.Index([str(n).strip().lstrip("\ufeff") for n in frame.columns])
+                seen_rows += len(frame)
+                if len(frame):
+                    yield frame
+        except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as error:
+            raise csv_error(path, error) from None
+        if not seen_rows:
+            raise UserError(f"{path}: header only, no rows")
 
-        return parquet(), handle.metadata.num_rows
-
-    def csv() -> Iterator[pd.DataFrame]:
-        yield from pd.read_csv(path, chunksize=chunk, dtype=str, keep_default_na=True)
-
-    return csv(), None
+    return rows(), handle.metadata.num_rows if kind == "parquet" else None
 
 
 class EventSource:
@@ -79,13 +113,20 @@ class EventSource:
         self.path = path
         self.table = table
         if kind == "parquet":
+            _parquet_file(path)
             self.dataset = ds.dataset(path, format="parquet")
         else:
-            names = pd.read_csv(path, nrows=0).columns
-            types = {name: pa.string() for name in names}
+            layout = sniff_csv(path)
+            types = {name: pa.string() for name in layout.header}
             self.dataset = ds.dataset(
                 path,
-                format=ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(column_types=types)),
+                format=ds.CsvFileFormat(
+                    parse_options=pacsv.ParseOptions(delimiter=layout.delimiter),
+                    read_options=pacsv.ReadOptions(encoding=layout.encodings[0]),
+                    convert_options=pacsv.ConvertOptions(
+                        column_types=types, strings_can_be_null=True
+                    ),
+                ),
             )
         present = set(self.dataset.schema.names)
         missing = [c for c in table.required_columns if c not in present]
@@ -96,7 +137,11 @@ class EventSource:
     def for_leads(self, lead_ids: pd.Series) -> pd.DataFrame:
         wanted = pa.array(lead_ids.astype(str).unique(), type=pa.string())
         keep = pc.field("lead_id").cast(pa.string()).isin(wanted)
-        frame = self.dataset.to_table(columns=self.columns, filter=keep).to_pandas()
+        try:
+            frame = self.dataset.to_table(columns=self.columns, filter=keep).to_pandas()
+        except (pa.ArrowException, OSError, ValueError) as error:
+            detail = " ".join(str(error).split())
+            raise UserError(f"{self.path}: cannot be read ({detail})") from None
         frame["lead_id"] = frame["lead_id"].astype(str)
         return check_table(self.table, frame, self.path, example_column="lead_id")
 
@@ -113,9 +158,22 @@ def prepare_leads(
     scorer: LeadScorer,
     default_as_of: pd.Timestamp,
     offset: int,
+    seen: set[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.Series]:
-    """Checked leads of one chunk and their as_of (per row, or the run's)."""
+    """Checked leads of one chunk and their as_of (per row, or the run's). ``seen``: the ids
+    of the earlier chunks (updated here), so an id repeated across chunks is refused too."""
     frame = check_table(contract.LEADS, frame, path, first_row=offset + 1)
+    if seen is not None:
+        ids = frame["lead_id"].astype(str)
+        again = ids.isin(seen).to_numpy()
+        if again.any():
+            first = int(np.flatnonzero(again)[0])
+            raise UserError(
+                f"{path}: column 'lead_id': {int(again.sum()):,} ids of rows "
+                f"{offset + 1:,}–{offset + len(frame):,} appeared in earlier rows "
+                f"(e.g. {ids.iloc[first]!r} in row {offset + first + 1:,}): duplicate id"
+            )
+        seen.update(ids)
     for name in scorer.engine.numerics_:
         if name in frame:
             numbers = pd.to_numeric(frame[name], errors="coerce")

@@ -8,6 +8,7 @@ traceback. Heavy imports happen inside the commands so ``--help`` stays fast.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +42,9 @@ def _run(action: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(code=130) from None
+    except Terminated:
+        typer.echo("terminated", err=True)
+        raise typer.Exit(code=143) from None
 
 
 @app.callback()
@@ -330,7 +334,17 @@ def serve(
     )
 
 
+class Terminated(Exception):  # noqa: N818  (a signal, not an error of the program)
+    """SIGTERM, raised where the process is: every ``with`` block unwinds, so an atomic write
+    in progress removes its temporary file (the default action would kill it on the spot)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     app()
 
 

@@ -78,29 +78,33 @@ def run(
     logger.info("scoring %s with %s version %s (as of %s)", input, info.name, info.version, when)
     writer = Writer(output, out_kind, scorer.targets)
     scored = 0
-    with (
-        atomic_file(output) as staging,
-        tqdm(total=total, desc="score", unit="lead", unit_scale=True, disable=None) as bar,
-    ):
-        writer.path = staging
-        try:
-            for frame in chunks:
-                leads, stamps = prepare_leads(frame, input, scorer, when, scored)
-                events = {
-                    name: source.for_leads(leads["lead_id"]) for name, source in sources.items()
-                }
-                result = score_chunk(
-                    scorer,
-                    leads,
-                    stamps,
-                    events.get("touches"),
-                    events.get("sales_events"),
-                    reasons,
-                )
-                writer.write(result)
-                scored += len(result)
-                bar.update(len(result))
-        finally:
-            writer.close()
+    seen: set[str] = set()
+    try:
+        with (
+            atomic_file(output) as staging,
+            tqdm(total=total, desc="score", unit="lead", unit_scale=True, disable=None) as bar,
+        ):
+            writer.path = staging
+            try:
+                for frame in chunks:
+                    leads, stamps = prepare_leads(frame, input, scorer, when, scored, seen)
+                    events = {
+                        name: source.for_leads(leads["lead_id"]) for name, source in sources.items()
+                    }
+                    result = score_chunk(
+                        scorer,
+                        leads,
+                        stamps,
+                        events.get("touches"),
+                        events.get("sales_events"),
+                        reasons,
+                    )
+                    writer.write(result)
+                    scored += len(result)
+                    bar.update(len(result))
+            finally:
+                writer.close()
+    except OSError as error:  # a read-only directory, a full disk: nothing half-written stays
+        raise UserError(f"{output}: cannot be written ({error.strerror or error})") from None
     logger.info("scored %d leads → %s", scored, output)
     return scored

@@ -16,6 +16,7 @@ import csv
 import gzip
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -154,19 +155,21 @@ def _header(lines: list[str], delimiter: str) -> list[str]:
         csv.field_size_limit(previous)
 
 
-def read_csv_file(
-    path: Path,
-    sep: str | None = None,
-    encoding: str | None = None,
-    na_values: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """Every column of a CSV (or ``.csv.gz``) file as text.
+@dataclass(frozen=True)
+class CsvLayout:
+    """How a CSV file is laid out, sniffed from its head: delimiter, the encodings to try
+    (first one first) and the header."""
 
-    ``sep`` None sniffs it among ``, ; tab |``; ``encoding`` None reads UTF-8 (a byte-order mark
-    is stripped, UTF-16 with a BOM is recognised) and falls back to cp1252, then latin-1, when the
-    bytes are not UTF-8. Empty strings and ``na_values`` are nulls. Column names are stripped of
-    surrounding spaces.
-    """
+    delimiter: str
+    encodings: tuple[str, ...]
+    header: tuple[str, ...]
+
+
+def sniff_csv(path: Path, sep: str | None = None, encoding: str | None = None) -> CsvLayout:
+    """The layout of a CSV (or ``.csv.gz``) file, or a :class:`UserError` for a file that is
+    missing, empty, binary (an Excel workbook…), in an unknown encoding, or whose header names a
+    column twice. ``sep`` None sniffs it among ``, ; tab |``; ``encoding`` None is UTF-8 (a
+    byte-order mark is stripped, UTF-16 with a BOM is recognised), then cp1252, then latin-1."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
@@ -182,11 +185,11 @@ def read_csv_file(
             codecs.lookup(encoding)
         except LookupError:
             raise UserError(f"{path}: unknown encoding {encoding!r}") from None
-        candidates = [encoding]
+        candidates: tuple[str, ...] = (encoding,)
     elif bom is not None:
-        candidates = [bom]
+        candidates = (bom,)
     else:
-        candidates = ["utf-8", *FALLBACK_ENCODINGS]
+        candidates = ("utf-8", *FALLBACK_ENCODINGS)
     truncated = len(head) >= SNIFF_BYTES
     lines = _sample_lines(head, candidates[0], truncated)
     lines = [line for line in lines if line.strip()]
@@ -197,13 +200,40 @@ def read_csv_file(
     duplicated = sorted({name for name in header if header.count(name) > 1})
     if duplicated:
         raise UserError(f"{path}: column {duplicated[0]!r} appears more than once in the header")
+    return CsvLayout(delimiter, candidates, tuple(header))
+
+
+def csv_error(path: Path, error: Exception) -> UserError:
+    """One line for a CSV that pandas could not read."""
+    if isinstance(error, pd.errors.EmptyDataError):
+        return UserError(f"{path}: empty file")
+    detail = " ".join(str(error).split())
+    if isinstance(error, pd.errors.ParserError):
+        detail = detail.replace("Error tokenizing data. C error: ", "")
+        return UserError(f"{path}: malformed CSV ({detail})")
+    if isinstance(error, UnicodeDecodeError):
+        return UserError(f"{path}: cannot be decoded as text ({detail})")
+    return UserError(f"{path}: cannot be read as CSV ({detail})")
+
+
+def read_csv_file(
+    path: Path,
+    sep: str | None = None,
+    encoding: str | None = None,
+    na_values: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Every column of a CSV (or ``.csv.gz``) file as text (layout: :func:`sniff_csv`).
+    Empty strings and ``na_values`` are nulls. Column names are stripped of surrounding
+    spaces."""
+    path = Path(path)
+    layout = sniff_csv(path, sep, encoding)
     nulls = ["", *(na_values or ())]
     last_error: UnicodeDecodeError | None = None
-    for candidate in candidates:
+    for candidate in layout.encodings:
         try:
             frame = pd.read_csv(
                 path,
-                sep=delimiter,
+                sep=layout.delimiter,
                 dtype=str,
                 encoding=candidate,
                 keep_default_na=False,
@@ -215,18 +245,14 @@ def read_csv_file(
         except UnicodeDecodeError as error:
             last_error = error
             continue
-        except pd.errors.EmptyDataError:
-            raise UserError(f"{path}: empty file") from None
-        except pd.errors.ParserError as error:
-            detail = " ".join(str(error).split()).replace("Error tokenizing data. C error: ", "")
-            raise UserError(f"{path}: malformed CSV ({detail})") from None
+        except (pd.errors.EmptyDataError, pd.errors.ParserError) as error:
+            raise csv_error(path, error) from None
         except (OSError, EOFError, ValueError, MemoryError) as error:
-            detail = " ".join(str(error).split())
-            raise UserError(f"{path}: cannot be read as CSV ({detail})") from None
+            raise csv_error(path, error) from None
         break
     else:
         raise UserError(
-            f"{path}: cannot be decoded as {' or '.join(candidates)} text ({last_error})"
+            f"{path}: cannot be decoded as {' or '.join(layout.encodings)} text ({last_error})"
         )
     frame.columns = pd.Index([str(name).strip().lstrip("\ufeff") for name in frame.columns])
     if frame.empty:

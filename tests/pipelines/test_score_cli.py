@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -167,3 +168,118 @@ def test_cli(world: World, inputs: dict[str, Path], tmp_path: Path) -> None:
     )
     assert bad.exit_code == 2
     assert "must be .csv or .parquet" in bad.output
+
+
+def _write(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "message"),
+    [
+        ("empty.csv", lambda p, leads: _write(p, b""), "empty file"),
+        ("header.csv", lambda p, leads: _write(p, b"lead_id,created_at\n"), "header only"),
+        (
+            "header.parquet",
+            lambda p, leads: leads.head(0).to_parquet(p),
+            "header only",
+        ),
+        (
+            "truncated.parquet",
+            lambda p, leads: _write(p, (leads.to_parquet() or b"")[:2000]),
+            "not a readable Parquet file",
+        ),
+        ("binary.csv", lambda p, leads: _write(p, b"PK\x03\x04\x00\x00binary"), "not CSV text"),
+    ],
+)
+def test_unreadable_inputs_are_one_line(
+    world: World, inputs: dict[str, Path], tmp_path: Path, name: str, make: Any, message: str
+) -> None:
+    leads = pd.read_parquet(inputs["parquet"])
+    path = tmp_path / name
+    make(path, leads)
+    out = tmp_path / "out.parquet"
+    with pytest.raises(UserError, match=message) as error:
+        batch_score.run(model=str(world.bundle), input=path, output=out)
+    assert str(path) in str(error.value)
+    assert not out.exists()
+
+
+def test_a_semicolon_export_is_read_like_validate_reads_it(
+    world: World, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    leads = pd.read_csv(inputs["csv"], dtype=str)
+    path = tmp_path / "leads-semicolon.csv"
+    leads.to_csv(path, sep=";", index=False, encoding="cp1252")
+    batch_score.run(model=str(world.bundle), input=path, output=tmp_path / "a.parquet", as_of=AS_OF)
+    batch_score.run(
+        model=str(world.bundle), input=inputs["csv"], output=tmp_path / "b.parquet", as_of=AS_OF
+    )
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet")
+    )
+
+
+def test_duplicate_ids_across_chunks_are_refused(
+    world: World, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    leads = pd.read_parquet(inputs["parquet"])
+    path = tmp_path / "twice.parquet"
+    pd.concat([leads, leads.head(5)], ignore_index=True).to_parquet(path)
+    out = tmp_path / "out.parquet"
+    with pytest.raises(UserError, match=r"ids of rows 501–605 appeared in earlier rows"):
+        batch_score.run(model=str(world.bundle), input=path, output=out, chunk=500)
+    assert not out.exists()
+
+
+def test_an_unwritable_output_is_one_line(
+    world: World, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root ignores permissions: use a path that cannot exist
+            target = Path("/proc/leadscore-cannot-write/out.parquet")
+        else:
+            target = locked / "out.parquet"
+        with pytest.raises(UserError, match="cannot be written"):
+            batch_score.run(model=str(world.bundle), input=inputs["parquet"], output=target)
+    finally:
+        locked.chmod(0o700)
+    assert not list(locked.iterdir())
+
+
+def test_sigterm_leaves_no_temporary_file(world: World, tmp_path: Path) -> None:
+    """SIGTERM while `leadscore score` writes: exit 143, no output, no temporary file."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    leads = world.tables["leads"]
+    big = pd.concat(
+        [leads.assign(lead_id=leads["lead_id"] + f"-{i}") for i in range(40)], ignore_index=True
+    )
+    source = tmp_path / "big.parquet"
+    big.to_parquet(source)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    command = [
+        str(Path(sys.executable).with_name("leadscore")),
+        *("score", "--model", str(world.bundle), "--input", str(source)),
+        *("--output", str(out_dir / "scores.parquet"), "--chunk", "2000"),
+    ]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(out_dir.iterdir()) and time.monotonic() < deadline:  # the temporary file
+        time.sleep(0.05)
+    assert any(out_dir.iterdir()), "the run never started writing"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert list(out_dir.iterdir()) == []
