@@ -16,6 +16,28 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set back at once; the stages that
+    write outputs are single-threaded)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _publish_permissions(path: Path, directory: bool) -> None:
+    """What ``open``/``mkdir`` would have given (the umask applied), not the owner-only mode
+    of ``mkstemp``/``mkdtemp``: outputs are read by other service accounts (the API, a
+    scheduler)."""
+    mask = _umask()
+    if directory:
+        for root, _dirs, files in os.walk(path):
+            os.chmod(root, 0o777 & ~mask)
+            for name in files:
+                os.chmod(os.path.join(root, name), 0o666 & ~mask)
+    else:
+        os.chmod(path, 0o666 & ~mask)
+
+
 @contextmanager
 def atomic_directory(target: Path | str) -> Iterator[Path]:
     """Yield a fresh temporary directory beside ``target``; on success it replaces ``target``.
@@ -32,6 +54,7 @@ def atomic_directory(target: Path | str) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    _publish_permissions(staging, directory=True)
     retired = target.parent / f".{target.name}.old-{os.getpid()}"
     if target.exists():
         os.replace(target, retired)
@@ -52,6 +75,7 @@ def atomic_file(target: Path | str) -> Iterator[Path]:
     except BaseException:
         staging.unlink(missing_ok=True)
         raise
+    _publish_permissions(staging, directory=False)
     os.replace(staging, target)
 
 

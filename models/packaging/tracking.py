@@ -78,6 +78,20 @@ class RegisteredVersion:
         return f"models:/{self.name}/{self.version}"
 
 
+def existing_store(uri: str) -> str:
+    """``uri`` when it names a store that exists; a sqlite store that does not is a
+    :class:`RegistryLookupError` naming the file looked for. Readers never create a store
+    (an MLflow client would: an empty ``mlflow.db`` wherever the server was started)."""
+    if urlparse(uri).scheme == "sqlite":
+        database = Path(uri.removeprefix("sqlite:///"))
+        if not database.is_file():
+            raise RegistryLookupError(
+                f"no MLflow store at {database.resolve()} ({uri}); run `dvc repro` in the "
+                "project, or set MLFLOW_TRACKING_URI"
+            )
+    return uri
+
+
 def resolve(uri: str, tracking: str | None = None) -> RegisteredVersion:
     """``models:/name@alias`` or ``models:/name/version`` → that version (alias resolved now)."""
     match = MODELS_URI.match(uri)
@@ -85,7 +99,7 @@ def resolve(uri: str, tracking: str | None = None) -> RegisteredVersion:
         raise RegistryLookupError(
             f"{uri}: expected models:/<name>@<alias> or models:/<name>/<version>"
         )
-    store = tracking_uri(tracking)
+    store = existing_store(tracking_uri(tracking))
     registry = client(store)
     try:
         if match["alias"]:
@@ -111,7 +125,7 @@ def local_model_path(uri: str, tracking: str | None = None) -> str:
     process-wide default store, whatever URI is passed to ``download_artifacts``."""
     import mlflow.artifacts
 
-    store = tracking_uri(tracking)
+    store = existing_store(tracking_uri(tracking))
     registry = client(store)
     if uri.startswith("models:/"):
         found = resolve(uri, store)

@@ -300,7 +300,9 @@ def test_an_unreadable_champion_keeps_the_gate_closed_until_forced(
     record = json.loads(p["registry"].read_text())
     assert record["alias"] == "challenger"
     assert "could not be re-scored" in record["reason"]
-    warned = [line for line in kept.stderr.splitlines() if " WARNING " in line]
+    warned = [
+        line for line in kept.stderr.splitlines() if " WARNING models.packaging.registry" in line
+    ]
     assert len(warned) == 1
     client = MlflowClient(uri)
     assert str(client.get_model_version_by_alias("lead-scoring", "champion").version) == before

@@ -352,3 +352,21 @@ def test_reload_loads_only_the_configured_model_or_allowed_directories(
         assert wrong_type.status_code == 422, wrong_type.text
         assert client.app.state.holder.current is serving  # type: ignore[attr-defined]
     assert not marker.exists()
+
+
+def test_a_missing_store_is_named_and_never_created(world: World, tmp_path: Path) -> None:
+    """Started outside a project, the server says where it looked for MLflow's store and
+    leaves no empty mlflow.db behind."""
+    (tmp_path / "elsewhere").mkdir()
+    store = tmp_path / "elsewhere" / "mlflow.db"  # its folder exists: MLflow would create it
+    settings = settings_for(
+        world,
+        tmp_path,
+        model_uri="models:/lead-scoring@champion",
+        tracking_uri=f"sqlite:///{store}",
+    )
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert f"no MLflow store at {store}" in ready.text
+    assert not store.exists()
