@@ -274,6 +274,35 @@ def compare(
     return result
 
 
+# ----------------------------------------------------------- recovery
+ORPHAN = "leadscore.orphan"
+"""Tag of a registered version whose registration never finished (no alias was given)."""
+
+
+def recover_unfinished(registry: MlflowClient, experiment: str, model_name: str) -> None:
+    """Clean up after a registration that was killed half-way, before the next one starts:
+    its run, left ``RUNNING`` for ever, is marked ``FAILED``; a version it registered but never
+    gave an alias to is tagged :data:`ORPHAN` (and stays out of every alias). Registrations do
+    not run concurrently (DVC refuses a second ``dvc repro`` in the same project)."""
+    for run in registry.search_runs([experiment], filter_string="attributes.status = 'RUNNING'"):
+        registry.set_terminated(run.info.run_id, status="FAILED")
+        registry.set_tag(run.info.run_id, "leadscore.recovered", "registration was interrupted")
+        logger.warning("run %s was left unfinished: marked FAILED", run.info.run_id)
+    for version in registry.search_model_versions(f"name = '{model_name}'"):
+        tags = version.tags or {}
+        if "alias_given" in tags or ORPHAN in tags or version.aliases:
+            continue
+        registry.set_model_version_tag(
+            model_name, version.version, ORPHAN, "registration did not finish (no alias given)"
+        )
+        logger.warning(
+            "%s version %s was registered but never given an alias: tagged %s",
+            model_name,
+            version.version,
+            ORPHAN,
+        )
+
+
 # ---------------------------------------------------------------- the run
 @dataclass
 class RunInputs:
@@ -311,6 +340,7 @@ def register(
     name = params.mlflow.model_name
     registry = client(resolved)
     experiment = experiment_id(registry, params.mlflow.experiment, resolved)
+    recover_unfinished(registry, experiment, name)
     if scorer is None:
         scorer = load_scorer(str(inputs.model_dir))
     comparison = compare(

@@ -374,3 +374,37 @@ def test_a_registered_scorer_is_checked_against_its_recorded_hash_before_loading
     pickled.write_bytes(pickled.read_bytes() + b"tampered")
     with pytest.raises(ModelLoadError, match="SHA-256"):
         load(f"models:/{name}/{version}", store)
+
+
+def test_the_next_registration_cleans_up_after_a_killed_one(
+    tmp_path: Path,
+    good: Path,
+    worse: Path,
+    params: Params,
+    snapshots: pd.DataFrame,
+    tables: dict,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A registration killed half-way leaves a run RUNNING and a version without an alias; the
+    next one marks the run FAILED and tags the version as an orphan, aliases untouched."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = register(_inputs(good, params, snapshots, tables), uri=store)
+    client = MlflowClient(store)
+    name = first["model_name"]
+    experiment = client.get_experiment_by_name(params.mlflow.experiment).experiment_id
+    killed = client.create_run(experiment)  # as a kill -9 between start_run and its end
+    source = client.get_model_version(name, first["version"]).source
+    orphan = client.create_model_version(name, source, run_id=killed.info.run_id)
+    assert client.get_run(killed.info.run_id).info.status == "RUNNING"
+
+    with caplog.at_level(logging.WARNING, logger="models.packaging.registry"):
+        second = register(_inputs(worse, params, snapshots, tables), uri=store)
+    assert client.get_run(killed.info.run_id).info.status == "FAILED"
+    tags = client.get_model_version(name, orphan.version).tags
+    assert "registration did not finish" in tags["leadscore.orphan"]
+    assert client.get_model_version(name, orphan.version).aliases == []
+    assert _alias(store, name, CHAMPION) == first["version"]
+    assert second["alias"] == CHALLENGER
+    assert "leadscore.orphan" not in client.get_model_version(name, second["version"]).tags
+    assert client.get_run(second["run_id"]).info.status == "FINISHED"
+    assert sum("left unfinished" in r.getMessage() for r in caplog.records) == 1
