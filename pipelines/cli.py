@@ -28,6 +28,9 @@ app = typer.Typer(
 )
 
 ParamsOption = Annotated[Path, typer.Option("--params", help="params.yaml to read", dir_okay=False)]
+TrackingUriOption = Annotated[
+    str | None, typer.Option(help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+]
 
 T = TypeVar("T")
 
@@ -186,9 +189,7 @@ def queue(
             "(default: models:/<mlflow.model_name>@champion)"
         ),
     ] = None,
-    tracking_uri: Annotated[
-        str | None, typer.Option(help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
-    ] = None,
+    tracking_uri: TrackingUriOption = None,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Sales queue: every open lead scored at the data horizon by the champion, best first."""
@@ -229,9 +230,7 @@ def register(
     out: Annotated[Path, typer.Option(help="registry record (JSON)", dir_okay=False)] = Path(
         "artifacts/registry.json"
     ),
-    tracking_uri: Annotated[
-        str | None, typer.Option(help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
-    ] = None,
+    tracking_uri: TrackingUriOption = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -287,9 +286,7 @@ def score(
         int, typer.Option(min=0, max=20, help="top reasons per lead each way (0: none, fastest)")
     ] = 3,
     chunk: Annotated[int, typer.Option(min=1, help="leads per chunk (memory bound)")] = 100_000,
-    tracking_uri: Annotated[
-        str | None, typer.Option(help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
-    ] = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Batch scoring: a leads table (+ optional touches / sales events) → the API's answer
     per lead, chunked, with a progress bar."""

@@ -47,7 +47,6 @@ class ModelInput:
     def __init__(self, scorer: LeadScorer) -> None:
         self.engine = scorer.engine
         self.numerics = frozenset(self.engine.numerics_)
-        self.width = len(self.engine.feature_names_)
 
     def coerce_lead(self, lead: Mapping[str, Any]) -> dict[str, Any]:
         """The lead as the engine takes it; a flat model's numeric columns must be numbers
@@ -83,11 +82,6 @@ class ModelInput:
         when = as_of if as_of is not None else dt.datetime.now(dt.UTC)
         row = self.engine.transform_one(self.coerce_lead(lead), touches, sales_events, when)
         return Prepared(str(lead["lead_id"]), when, row)
-
-    def matrix(self, prepared: Sequence[Prepared]) -> np.ndarray:
-        if not prepared:
-            return np.zeros((0, self.width))
-        return np.vstack([p.row for p in prepared])
 
 
 def answers(

@@ -128,9 +128,8 @@ class Settings(BaseSettings):
         if configured is None:
             roots.append(Path(self.model_uri))
         target = Path(uri).resolve()
-        for root in roots:
-            if target == root.resolve() or target.is_relative_to(root.resolve()):
-                return None
+        if any(target.is_relative_to(root.resolve()) for root in roots):
+            return None
         return "not a directory the server may load from (LEADSCORE_RELOAD_PATHS)"
 
     def limits(self) -> ServingParams:

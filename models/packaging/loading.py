@@ -25,8 +25,8 @@ from models.packaging.tracking import (
     RUNS_URI,
     RegisteredVersion,
     RegistryLookupError,
-    local_model_path,
     resolve,
+    version_path,
 )
 from models.scorer import LeadScorer
 
@@ -88,7 +88,7 @@ def load(uri: str, tracking_uri: str | None = None) -> tuple[LeadScorer, ModelSo
                 found = resolve(uri, tracking_uri)
             except RegistryLookupError as error:
                 raise ModelLoadError(str(error)) from None
-            local = Path(local_model_path(found.uri, tracking_uri))
+            local = Path(version_path(found, tracking_uri))
             check_recorded_hash(local, found)
             scorer = load_scorer(str(local))
             return scorer, ModelSource(found.name, found.version, uri, "registry", found.run_id)

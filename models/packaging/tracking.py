@@ -123,20 +123,28 @@ def local_model_path(uri: str, tracking: str | None = None) -> str:
     The URI is resolved to a plain artifact location with this module's explicit client first:
     MLflow's ``models:/`` and ``runs:/`` artifact repositories look names up in the
     process-wide default store, whatever URI is passed to ``download_artifacts``."""
+    store = existing_store(tracking_uri(tracking))
+    if uri.startswith("models:/"):
+        return version_path(resolve(uri, store), store)
+    match = RUNS_URI.match(uri)
+    if match is None:
+        raise RegistryLookupError(f"{uri}: expected models:/… or runs:/<run_id>/<path>")
+    try:
+        root = client(store).get_run(match["run"]).info.artifact_uri
+    except MlflowException as error:
+        raise RegistryLookupError(f"{uri}: not found in {store} ({error.message})") from None
+    return _download(f"{root.rstrip('/')}/{match['path']}", store)
+
+
+def version_path(version: RegisteredVersion, tracking: str | None = None) -> str:
+    """A local directory holding an already resolved registered version (no second lookup of
+    its name or alias)."""
+    store = tracking_uri(tracking)
+    location = client(store).get_model_version_download_uri(version.name, version.version)
+    return _download(location, store)
+
+
+def _download(location: str, store: str) -> str:
     import mlflow.artifacts
 
-    store = existing_store(tracking_uri(tracking))
-    registry = client(store)
-    if uri.startswith("models:/"):
-        found = resolve(uri, store)
-        location = registry.get_model_version_download_uri(found.name, found.version)
-    else:
-        match = RUNS_URI.match(uri)
-        if match is None:
-            raise RegistryLookupError(f"{uri}: expected models:/… or runs:/<run_id>/<path>")
-        try:
-            root = registry.get_run(match["run"]).info.artifact_uri
-        except MlflowException as error:
-            raise RegistryLookupError(f"{uri}: not found in {store} ({error.message})") from None
-        location = f"{root.rstrip('/')}/{match['path']}"
     return str(mlflow.artifacts.download_artifacts(artifact_uri=location, tracking_uri=store))
