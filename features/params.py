@@ -155,9 +155,29 @@ class MlflowParams(Section):
 
 
 class ServingParams(Section):
+    """Limits of the API: per request (413/422 beyond them), per server (503/429) and per
+    connection (uvicorn's; see ``pipelines/serve.py``)."""
+
     max_batch: Annotated[int, Field(ge=1)] = 1000
     max_body_bytes: Annotated[int, Field(ge=1024)] = 5_000_000
     max_events_per_lead: Annotated[int, Field(ge=1)] = 5000
+    max_events_per_request: Annotated[int, Field(ge=1)] = 50_000
+    """Touches + sales events of all leads of one request together (the work it costs)."""
+    scoring_threads: Annotated[int, Field(ge=1, le=64)] = 1
+    """Requests scored at once per worker, off the event loop (scale with workers)."""
+    scoring_queue: Annotated[int, Field(ge=0)] = 16
+    """Requests that may wait for a scoring thread; beyond that 503 with Retry-After."""
+    request_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    """A scoring request still waiting or running after this is answered 503."""
+    rate_limit_per_minute: Annotated[int, Field(ge=0)] = 0
+    """Requests per API key per minute and worker (0: no limit); beyond it 429."""
+    max_connections: Annotated[int, Field(ge=1)] = 256
+    """Open connections per worker; beyond it new requests get 503 (uvicorn's cap)."""
+    keep_alive_seconds: Annotated[float, Field(gt=0)] = 5.0
+    header_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    """A request whose headers (or body) are not complete after this is dropped."""
+    max_header_bytes: Annotated[int, Field(ge=1024)] = 16_384
+    max_headers: Annotated[int, Field(ge=8)] = 100
 
 
 class GradeFloors(Section):

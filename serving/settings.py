@@ -8,8 +8,8 @@
   warning at start-up);
 - ``LEADSCORE_ARTIFACTS`` (``artifacts``): the evaluate/queue outputs the dashboard shows;
 - ``LEADSCORE_PARAMS`` (``params.yaml``): where the default request limits (``serving``) are;
-- ``LEADSCORE_MAX_BATCH``, ``LEADSCORE_MAX_BODY_BYTES``, ``LEADSCORE_MAX_EVENTS_PER_LEAD``:
-  override one limit;
+- ``LEADSCORE_<KEY>`` for any key of params.yaml's ``serving`` section (``LEADSCORE_MAX_BATCH``,
+  ``LEADSCORE_SCORING_QUEUE``, ``LEADSCORE_RATE_LIMIT_PER_MINUTE``…): override that limit;
 - ``LEADSCORE_REASONS`` (``3``): positive and negative reasons per lead.
 
 The keys are held as a :class:`~pydantic.SecretStr` (never printed, never logged); only their
@@ -61,6 +61,16 @@ class Settings(BaseSettings):
     max_batch: Annotated[int | None, Field(ge=1)] = None
     max_body_bytes: Annotated[int | None, Field(ge=1024)] = None
     max_events_per_lead: Annotated[int | None, Field(ge=1)] = None
+    max_events_per_request: Annotated[int | None, Field(ge=1)] = None
+    scoring_threads: Annotated[int | None, Field(ge=1, le=64)] = None
+    scoring_queue: Annotated[int | None, Field(ge=0)] = None
+    request_timeout_seconds: Annotated[float | None, Field(gt=0)] = None
+    rate_limit_per_minute: Annotated[int | None, Field(ge=0)] = None
+    max_connections: Annotated[int | None, Field(ge=1)] = None
+    keep_alive_seconds: Annotated[float | None, Field(gt=0)] = None
+    header_timeout_seconds: Annotated[float | None, Field(gt=0)] = None
+    max_header_bytes: Annotated[int | None, Field(ge=1024)] = None
+    max_headers: Annotated[int | None, Field(ge=8)] = None
     reasons: Annotated[int, Field(ge=0, le=20)] = 3
     reload_paths: str = ""
     """Directories ``POST /v1/admin/reload`` may load a model from, beside the configured one
@@ -136,13 +146,9 @@ class Settings(BaseSettings):
         """Request limits: params.yaml's ``serving`` section, each overridable here."""
         base = self._params().serving if self.params.exists() else ServingParams()
         overrides = {
-            name: value
-            for name, value in (
-                ("max_batch", self.max_batch),
-                ("max_body_bytes", self.max_body_bytes),
-                ("max_events_per_lead", self.max_events_per_lead),
-            )
-            if value is not None
+            name: getattr(self, name)
+            for name in ServingParams.model_fields
+            if getattr(self, name) is not None
         }
         return base.model_copy(update=overrides)
 
@@ -156,13 +162,27 @@ class Settings(BaseSettings):
         return load_params(self.params)
 
 
+_DEFAULTS = ServingParams()
+
+
 @dataclass(frozen=True)
 class Limits:
-    max_batch: int
-    max_body_bytes: int
-    max_events_per_lead: int
+    """The API's limits in force (:class:`~features.params.ServingParams` after overrides)."""
+
+    max_batch: int = _DEFAULTS.max_batch
+    max_body_bytes: int = _DEFAULTS.max_body_bytes
+    max_events_per_lead: int = _DEFAULTS.max_events_per_lead
+    max_events_per_request: int = _DEFAULTS.max_events_per_request
+    scoring_threads: int = _DEFAULTS.scoring_threads
+    scoring_queue: int = _DEFAULTS.scoring_queue
+    request_timeout_seconds: float = _DEFAULTS.request_timeout_seconds
+    rate_limit_per_minute: int = _DEFAULTS.rate_limit_per_minute
+    max_connections: int = _DEFAULTS.max_connections
+    keep_alive_seconds: float = _DEFAULTS.keep_alive_seconds
+    header_timeout_seconds: float = _DEFAULTS.header_timeout_seconds
+    max_header_bytes: int = _DEFAULTS.max_header_bytes
+    max_headers: int = _DEFAULTS.max_headers
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        serving = settings.limits()
-        return cls(serving.max_batch, serving.max_body_bytes, serving.max_events_per_lead)
+        return cls(**settings.limits().model_dump())
