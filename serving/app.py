@@ -2,13 +2,16 @@
 
 ``leadscore serve`` builds the app from the environment's :class:`~serving.settings.Settings`
 (plus its command-line overrides) and runs it under uvicorn. The model is loaded in the
-lifespan, kept in a :class:`~serving.holder.ModelHolder` on ``app.state`` and reaches handlers
-through a typed dependency; ``POST /v1/admin/reload`` and SIGHUP swap it atomically.
+lifespan (unless ``leadscore serve`` loaded it already), kept in a
+:class:`~serving.holder.ModelHolder` on ``app.state`` and reaches handlers through a typed
+dependency; ``POST /v1/admin/reload`` and SIGHUP swap it atomically, in every worker
+(:mod:`serving.coordination`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -25,10 +28,12 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from models.packaging.loading import ModelLoadError
+from serving import admission
 from serving.artifacts import ArtifactStore
+from serving.coordination import Follower, ReloadBoard
 from serving.dependencies import Authenticator
 from serving.holder import ModelHolder
-from serving.lifecycle import reload_model
+from serving.lifecycle import follow_loader, reload_everywhere, start_serving
 from serving.metrics import ApiMetrics, MetricsMiddleware
 from serving.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from serving.routers import admin, dashboard, health, model, queue, score
@@ -94,7 +99,7 @@ def _install_sighup(app: FastAPI) -> bool:
 
         async def run() -> None:
             with suppress(ModelLoadError):
-                await reload_model(state.holder, state.metrics, state.settings)
+                await reload_everywhere(state.holder, state.metrics, state.settings, state.follower)
 
         state.reload_task = asyncio.ensure_future(run())
 
@@ -117,18 +122,37 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
     elif auth.key_count == 0:
         logger.warning("no API keys configured (LEADSCORE_API_KEYS): every /v1 route answers 401")
-    if settings.load_model:
+    state = app.state
+    follower: Follower | None = state.follower
+    if settings.load_model and state.holder.current is None:
         try:
-            await reload_model(app.state.holder, app.state.metrics, settings)
+            await start_serving(state.holder, state.metrics, settings, follower)
         except ModelLoadError:
             logger.error("starting without a model: scoring routes answer 503, /readyz 503")
+    # what exists now (the model, the app, imported modules) lives as long as the server:
+    # out of the collector's sight, a full collection pauses every thread far less (0.29 s →
+    # 0.07 s measured, which was the rest of /healthz's worst case under load)
+    gc.collect()
+    gc.freeze()
+    following = (
+        asyncio.ensure_future(follower.follow(follow_loader(state.holder, state.metrics, settings)))
+        if follower is not None
+        else None
+    )
     sighup = _install_sighup(app)
     try:
         yield
     finally:
+        app.state.admission.close()  # queued scoring jobs cancelled, their threads end
         if sighup:
             with suppress(Exception):
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        if following is not None:
+            following.cancel()
+            with suppress(asyncio.CancelledError):
+                await following
+        if follower is not None:
+            follower.board.leave()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -153,6 +177,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     state.metrics = ApiMetrics(state.metrics_registry)
     state.artifacts = ArtifactStore(settings.artifacts)
     state.reload_task = None
+    board = ReloadBoard.from_env()  # several workers: reloads reach all of them
+    state.follower = Follower(board) if board is not None else None
 
     for router in (
         score.router,
@@ -167,7 +193,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_handler)
     # Last added runs first: metrics see every request, including those refused for size,
     # and every response, refusals included, carries the security headers.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=limits.max_body_bytes,
+        max_headers=limits.max_headers,
+        max_header_bytes=limits.max_header_bytes,
+    )
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     app.add_middleware(SecurityHeadersMiddleware)
 
@@ -186,6 +217,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    admission.install(app, limits)  # scoring threads and queue, rate limits, event budget doc
     return app
 
 

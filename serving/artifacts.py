@@ -39,6 +39,7 @@ class Read:
     value: Any
     reason: str | None = None
     path: str | None = None
+    """The report's name inside the artifacts directory (answers never say where that is)."""
 
 
 def json_safe(value: Any) -> Any:
@@ -74,20 +75,20 @@ class ArtifactStore:
         try:
             stat = path.stat()
         except OSError:
-            return Read(None, f"{path} not found (run `dvc repro` or the stage that writes it)")
+            return Read(None, f"{name} not found (run `dvc repro` or the stage that writes it)")
         key = (stat.st_mtime, stat.st_size)
         with self._lock:
             hit = self._cache.get(name)
         if hit is not None and hit[0] == key:
-            return Read(hit[1], None, str(path))
+            return Read(hit[1], None, name)
         try:
             value = parse(path)
         except Exception as error:  # a report we cannot read is shown as unavailable
             logger.warning("cannot read %s: %s: %s", path, type(error).__name__, error)
-            return Read(None, f"{path} could not be read ({type(error).__name__})")
+            return Read(None, f"{name} could not be read ({type(error).__name__})")
         with self._lock:
             self._cache[name] = (key, value)
-        return Read(value, None, str(path))
+        return Read(value, None, name)
 
     # ----------------------------------------------------------------- json
     def json(self, name: str) -> Read:

@@ -9,6 +9,7 @@ Only SHA-256 digests of the keys are kept, compared with :func:`hmac.compare_dig
 every known key (no early exit). Roles: ``score`` (scoring, queue, model, dashboard data) and
 ``admin`` (also reload). No key or an unknown key → 401; a key whose role is too weak → 403.
 ``LEADSCORE_AUTH=off`` makes every caller admin (local demos; a warning at start-up).
+After auth, each key's requests are rate-limited (429; :class:`~serving.admission.RateLimiter`).
 
 **Bodies.** A request body is read (within the size limit enforced by the body-limit
 middleware) and validated by the app's generated model straight from the JSON bytes; errors
@@ -21,7 +22,7 @@ import hashlib
 import hmac
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -30,11 +31,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
 
+from serving.admission import Admission, RateLimiter, Ticket
 from serving.artifacts import ArtifactStore
+from serving.coordination import Follower
 from serving.holder import LoadedModel, ModelHolder
 from serving.metrics import ApiMetrics
 from serving.schemas import ApiModels, BatchRequestBase, QueueRequestBase, ScoreRequestBase
-from serving.settings import ROLES, Settings
+from serving.settings import ROLES, Limits, Settings
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -65,7 +68,13 @@ async def get_api_models(request: Request) -> ApiModels:
     return models
 
 
+async def get_follower(request: Request) -> Follower | None:
+    follower: Follower | None = request.app.state.follower
+    return follower
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+FollowerDep = Annotated[Follower | None, Depends(get_follower)]
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 ArtifactsDep = Annotated[ArtifactStore, Depends(get_artifacts)]
@@ -78,7 +87,7 @@ async def get_model(holder: HolderDep) -> LoadedModel:
     if model is None:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            "no model loaded" + (f": {holder.last_error}" if holder.last_error else ""),
+            "no model loaded" + (f": {holder.public_error}" if holder.last_error else ""),
             headers={"Retry-After": "10"},
         )
     return model
@@ -131,6 +140,11 @@ async def get_auth(request: Request) -> Authenticator:
     return auth
 
 
+async def get_rate_limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.rate_limiter
+    return limiter
+
+
 api_key_header = APIKeyHeader(
     name=API_KEY_HEADER,
     auto_error=False,
@@ -150,6 +164,7 @@ class RequireRole:
         self,
         auth: Annotated[Authenticator, Depends(get_auth)],
         key: Annotated[str | None, Depends(api_key_header)],
+        limiter: Annotated[RateLimiter, Depends(get_rate_limiter)],
     ) -> Caller:
         caller = auth.identify(key)
         if caller is None:
@@ -163,6 +178,7 @@ class RequireRole:
                 status.HTTP_403_FORBIDDEN,
                 f"this key's role '{caller.role}' may not use this route (needs '{self.role}')",
             )
+        limiter.check(caller.key_id)  # after auth: unknown keys never get a bucket
         return caller
 
 
@@ -209,8 +225,14 @@ def refuse_non_finite(raw: bytes) -> None:
         return
 
 
-async def parse_body(request: Request, model: type[BaseModel]) -> Any:
-    raw = await request.body()
+def is_json(content_type: str | None) -> bool:
+    """``application/json`` or ``application/<anything>+json``, with any parameters."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    kind, _, subtype = media.partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+def decode_body(raw: bytes, model: type[BaseModel]) -> Any:
     refuse_non_finite(raw)
     try:
         return model.model_validate_json(raw)
@@ -218,21 +240,67 @@ async def parse_body(request: Request, model: type[BaseModel]) -> Any:
         raise validation_error(error.errors(include_url=False)) from None
 
 
-async def score_body(request: Request, api: ApiModelsDep) -> ScoreRequestBase:
-    body: ScoreRequestBase = await parse_body(request, api.score_request)
+async def parse_body(request: Request, model: type[BaseModel], ticket: Ticket | None = None) -> Any:
+    """The body as ``model``; with a scoring ``ticket``, decoded on the scoring threads: a
+    large batch takes about a second to validate, time the event loop owes to health checks."""
+    raw = await request.body()
+    # A body must say it is JSON (415 otherwise, before it is read as JSON), as FastAPI's own
+    # strict content type does: text/plain, form encodings and no type at all are what a
+    # browser may send cross-site without a CORS preflight (with LEADSCORE_AUTH=off nothing
+    # else would stop another site's page from posting here). An empty body is left to the
+    # model's 422.
+    if raw and not is_json(request.headers.get("content-type")):
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            "the body must be JSON, sent with Content-Type: application/json",
+        )
+    if ticket is not None:
+        return await ticket.run(decode_body, raw, model)
+    return decode_body(raw, model)
+
+
+async def score_body(request: Request, api: ApiModelsDep, ticket: TicketDep) -> ScoreRequestBase:
+    body: ScoreRequestBase = await parse_body(request, api.score_request, ticket)
     return body
 
 
-async def batch_body(request: Request, api: ApiModelsDep) -> BatchRequestBase:
-    body: BatchRequestBase = await parse_body(request, api.batch_request)
+async def batch_body(request: Request, api: ApiModelsDep, ticket: TicketDep) -> BatchRequestBase:
+    body: BatchRequestBase = await parse_body(request, api.batch_request, ticket)
     return body
 
 
-async def queue_body(request: Request, api: ApiModelsDep) -> QueueRequestBase:
-    body: QueueRequestBase = await parse_body(request, api.queue_request)
+async def queue_body(request: Request, api: ApiModelsDep, ticket: TicketDep) -> QueueRequestBase:
+    body: QueueRequestBase = await parse_body(request, api.queue_request, ticket)
     return body
 
 
 ScoreBody = Annotated[ScoreRequestBase, Depends(score_body)]
 BatchBody = Annotated[BatchRequestBase, Depends(batch_body)]
 QueueBody = Annotated[QueueRequestBase, Depends(queue_body)]
+
+
+# ----------------------------------------------------------------------- admission
+async def get_admission(request: Request) -> Admission:
+    admission: Admission = request.app.state.admission
+    return admission
+
+
+async def get_limits(request: Request) -> Limits:
+    limits: Limits = request.app.state.limits
+    return limits
+
+
+AdmissionDep = Annotated[Admission, Depends(get_admission)]
+LimitsDep = Annotated[Limits, Depends(get_limits)]
+
+
+async def admitted(request: Request, admission: AdmissionDep) -> AsyncIterator[Ticket]:
+    """A scoring slot for this request (503 with Retry-After when none is free), taken once its
+    body has arrived (a slow upload holds no slot) and before it is decoded (a saturated server
+    spends no time on bodies it refuses); the body is then decoded on the scoring threads."""
+    await request.body()  # kept by the request: the body dependency reads it from there
+    with admission.admit() as ticket:  # the slot is freed when the request and its jobs end
+        yield ticket
+
+
+TicketDep = Annotated[Ticket, Depends(admitted, scope="function")]

@@ -155,6 +155,14 @@ class ModelHolder:
     def current(self) -> LoadedModel | None:
         return self._current
 
+    @property
+    def public_error(self) -> str | None:
+        """What an HTTP answer may say about the last failed load: not its message, which
+        names files and the tracking store (those are in the server's log)."""
+        if self.last_error is None:
+            return None
+        return "the model could not be loaded; the server's log says why"
+
     def swap(self, model: LoadedModel | None) -> LoadedModel | None:
         """Put ``model`` in service (one reference assignment); returns the one it replaced."""
         previous, self._current = self._current, model

@@ -9,6 +9,7 @@ Label sets are small and bounded (routes are path templates, never raw paths).
 | ``leadscore_http_request_duration_seconds`` | histogram | method, route |
 | ``leadscore_http_requests_in_progress`` | gauge | |
 | ``leadscore_leads_scored_total`` | counter | endpoint |
+| ``leadscore_unseen_values_total`` | counter | field (a lead field, or ``touches.campaign_id``) |
 | ``leadscore_model_reloads_total`` | counter | outcome (ok, failed) |
 | ``leadscore_model_loaded`` | gauge | 1 when a model is serving |
 | ``leadscore_model_info`` | gauge | name, version (value 1) |
@@ -42,7 +43,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,16 @@ class ApiMetrics:
                 registry=registry,
             )
         )
+        self.unseen_values = Counter(
+            prom.Counter(
+                "leadscore_unseen_values_total",
+                "Categorical values of scored leads that the model has no code for (scored as "
+                "'other'), by field: a rising count means new countries, campaigns… the model "
+                "has never seen.",
+                ("field",),
+                registry=registry,
+            )
+        )
         self.reloads = Counter(
             prom.Counter(
                 "leadscore_model_reloads_total",
@@ -221,6 +232,16 @@ class ApiMetrics:
     @property
     def multiprocess(self) -> bool:
         return self.directory is not None
+
+    def count_unseen(self, fields: Iterable[str]) -> None:
+        """Count unseen values, one per field given (``serving.model_input.unseen_fields`` of
+        the leads scored). The label values are field names of the contract or of the model's
+        features: a bounded set, never the values themselves."""
+        counts: dict[str, int] = {}
+        for field in fields:
+            counts[field] = counts.get(field, 0) + 1
+        for field, count in counts.items():
+            self.unseen_values.inc(field, amount=count)
 
     def serving(self, name: str | None, version: str | None) -> None:
         """Record the model now serving (None: none)."""

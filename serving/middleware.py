@@ -1,5 +1,8 @@
-"""Pure ASGI middleware: the request-size limit (no buffering, no reading of huge bodies) and
+"""Pure ASGI middleware: the request-size limits (no buffering, no reading of huge bodies) and
 the security headers of every response.
+
+More than ``max_headers`` request headers, or more than ``max_header_bytes`` of them, is a 431
+(headers still arriving are bounded earlier, by the server's parser: :mod:`serving.server`).
 
 A declared ``Content-Length`` over the limit is refused with 413 before a byte of the body is
 read. Bodies without one (chunked) are counted as they stream in: the moment the count passes
@@ -25,9 +28,17 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        max_headers: int | None = None,
+        max_header_bytes: int | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_headers = max_headers
+        self.max_header_bytes = max_header_bytes
 
     async def _refuse(self, send: Send, code: int, detail: str) -> None:
         body = json.dumps({"detail": detail}).encode()
@@ -49,7 +60,25 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.max_bytes
-        for name, value in scope.get("headers", ()):
+        headers = scope.get("headers", ())
+        if self.max_headers is not None and len(headers) > self.max_headers:
+            await self._refuse(
+                send,
+                status.HTTP_431_REQUEST_HEADER_FIELDS_TOO_LARGE,
+                f"more than {self.max_headers} request headers (params serving.max_headers)",
+            )
+            return
+        if self.max_header_bytes is not None and (
+            sum(len(name) + len(value) for name, value in headers) > self.max_header_bytes
+        ):
+            await self._refuse(
+                send,
+                status.HTTP_431_REQUEST_HEADER_FIELDS_TOO_LARGE,
+                f"request headers larger than {self.max_header_bytes} bytes "
+                "(params serving.max_header_bytes)",
+            )
+            return
+        for name, value in headers:
             if name == b"content-length":
                 try:
                     declared = int(value)

@@ -5,19 +5,35 @@ features as the batch path), and scored rows become the JSON answers.
 Scoring itself is :class:`~models.scorer.LeadScorer`'s (``summarise``, ``explain``, ``rank``),
 as for every other caller. Single leads and batches go through the same functions, so a lead
 gets the same answer alone or in a batch of a thousand.
+
+What depends on the served model is checked here, at request time (the request models of
+:mod:`serving.schemas` are built before any model loads, and a reload may change it):
+
+- **lead fields**: the contract's lead columns (used by the model or not) and the extra
+  attributes the model declares as features (``engine.lead_categoricals_``,
+  ``engine.numerics_``: a flat-export model's columns). Any other field is a 422 naming it (a
+  typo such as ``senority`` would otherwise be ignored and the lead scored without it);
+- **unseen values**: a categorical value the model has no code for (a new ``country``, an
+  unknown ``campaign_id``…) is scored as the model's "other" and listed in the answer's
+  ``unseen``, normalised as the engine looks it up.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from features import contract
 from models.reasons import reason_records
 from models.scorer import LeadScorer, Reasons, Summary
+
+MAX_LISTED_FIELDS = 30
+"""Accepted field names listed in an unknown-field message (a flat model may have hundreds)."""
 
 
 class LeadInputError(ValueError):
@@ -34,19 +50,98 @@ class LeadInputError(ValueError):
 
 @dataclass(frozen=True)
 class Prepared:
-    """One lead ready for the model: its id, as_of and feature row."""
+    """One lead ready for the model: its id, as_of, feature row and the categorical values
+    the model has no code for (``{"field", "value"}``, in request order, each once)."""
 
     lead_id: str
     as_of: dt.datetime
     row: np.ndarray
+    unseen: tuple[dict[str, str], ...] = ()
+
+
+def _text(value: Any) -> str:
+    """A categorical value as the engine looks it up (``FeatureEngine.transform_one``)."""
+    return str(value).strip()
 
 
 class ModelInput:
     """Turns API lead objects into the feature rows of one scorer's engine."""
 
     def __init__(self, scorer: LeadScorer) -> None:
-        self.engine = scorer.engine
-        self.numerics = frozenset(self.engine.numerics_)
+        engine = self.engine = scorer.engine
+        self.numerics = frozenset(engine.numerics_)
+        self.categoricals = tuple(engine.lead_categoricals_)
+        self.lowercase = frozenset(
+            c.name for c in contract.LEADS if c.lowercase and c.name in self.categoricals
+        )
+        # Ids the model has history for; none when it was trained without that table (every
+        # id then reads "unknown" by design, which is not news to report per lead).
+        self.ids: dict[str, Mapping[str, int]] = {}
+        if engine.has_campaigns_:
+            self.ids["campaign_id"] = engine.campaign_ids_
+        if engine.has_accounts_:
+            self.ids["account_id"] = engine.account_ids_
+
+    @property
+    def lead_fields(self) -> frozenset[str]:
+        """The lead fields this model accepts: the contract's, and its own extra features."""
+        return frozenset(contract.LEADS.column_names) | set(self.categoricals) | self.numerics
+
+    def check_fields(self, lead: Mapping[str, Any]) -> None:
+        """:class:`LeadInputError` on the first lead field that is neither a contract column
+        nor one of the model's features, with the closest accepted name."""
+        accepted = self.lead_fields
+        unknown = [name for name in lead if name not in accepted]
+        if not unknown:
+            return
+        name = unknown[0]
+        close = difflib.get_close_matches(name.lower(), sorted(accepted), n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        extras = sorted(accepted - set(contract.LEADS.column_names))
+        takes = f"the contract's lead fields ({', '.join(contract.LEADS.column_names)})"
+        if extras:
+            listed = ", ".join(extras[:MAX_LISTED_FIELDS])
+            more = (
+                f" and {len(extras) - MAX_LISTED_FIELDS} more"
+                if len(extras) > MAX_LISTED_FIELDS
+                else ""
+            )
+            takes += f" and its own: {listed}{more}"
+        else:
+            takes += " and no other attribute"
+        others = f" (also unknown: {', '.join(unknown[1:6])})" if len(unknown) > 1 else ""
+        raise LeadInputError(
+            (name,),
+            f"unknown lead field '{name}': {hint}this model takes {takes}{others}",
+            lead[name],
+        )
+
+    def unseen(
+        self, lead: Mapping[str, Any], touches: Sequence[Mapping[str, Any]] = ()
+    ) -> tuple[dict[str, str], ...]:
+        """The categorical values of a request the model has no code for, as the engine
+        normalises them (a value it maps to a code is not listed, whatever its case)."""
+        found: dict[tuple[str, str], None] = {}  # ordered, each pair once
+        index = self.engine.vocabulary_index_
+        for name in self.categoricals:
+            value = lead.get(name)
+            if value is None:
+                continue
+            text = _text(value)
+            text = text.lower() if name in self.lowercase else text
+            if text and text not in index[name]:
+                found[(name, text)] = None
+        for name, ids in self.ids.items():
+            value = lead.get(name)
+            if value and value not in ids:  # ids are looked up as sent
+                found[(name, str(value))] = None
+        campaigns = self.ids.get("campaign_id")
+        if campaigns is not None and self.engine.has_touches_:
+            for touch in touches:
+                value = touch.get("campaign_id")
+                if value and value not in campaigns:
+                    found[("touches.campaign_id", str(value))] = None
+        return tuple({"field": field, "value": value} for field, value in found)
 
     def coerce_lead(self, lead: Mapping[str, Any]) -> dict[str, Any]:
         """The lead as the engine takes it; a flat model's numeric columns must be numbers
@@ -79,9 +174,16 @@ class ModelInput:
         sales_events: Sequence[Mapping[str, Any]],
         as_of: dt.datetime | None,
     ) -> Prepared:
+        self.check_fields(lead)
         when = as_of if as_of is not None else dt.datetime.now(dt.UTC)
         row = self.engine.transform_one(self.coerce_lead(lead), touches, sales_events, when)
-        return Prepared(str(lead["lead_id"]), when, row)
+        return Prepared(str(lead["lead_id"]), when, row, self.unseen(lead, touches))
+
+
+def unseen_fields(prepared: Iterable[Prepared]) -> list[str]:
+    """The field of every unseen value of these leads (one entry per lead and value): what
+    :meth:`serving.metrics.ApiMetrics.count_unseen` counts."""
+    return [item["field"] for p in prepared for item in p.unseen]
 
 
 def answers(
@@ -125,5 +227,6 @@ def answer(
     out["handoff"] = bool(summary.handoff[i])
     out["reasons_positive"] = reason_records(reasons[0])
     out["reasons_negative"] = reason_records(reasons[1])
+    out["unseen"] = [dict(item) for item in prepared.unseen]
     out["model"] = dict(model)
     return out

@@ -16,16 +16,28 @@ Conventions of the wire format:
 - strings are at most :data:`MAX_TEXT` characters;
 - a lead may carry extra attributes (``contract.LEADS.extra_columns_allowed``): the feature
   columns of a model trained on a flat export (``engine.lead_categoricals_`` /
-  ``engine.numerics_``); at most :data:`MAX_EXTRA_FIELDS` of them, scalar values only; others are
-  ignored by the model;
+  ``engine.numerics_``); at most :data:`MAX_EXTRA_FIELDS` of them, scalar values only. Which
+  extras a model takes is known only once it is loaded, so any other one is refused at request
+  time (:mod:`serving.model_input`), not here;
 - event objects follow their table without ``lead_id`` (the enclosing lead; accepted and
-  ignored if sent); unknown event fields are an error (a typo would otherwise vanish).
+  ignored if sent); unknown event fields are an error (a typo would otherwise vanish);
+- a column with a vocabulary (``allowed``, or ``known_values`` such as ``touch_type``) takes
+  only its values, normalised as the validator normalises the column (surrounding spaces
+  stripped; lowercased when the column is ``lowercase``): an unknown touch type would be
+  scored as "other interaction", i.e. its signal silently lost. The refusal names the values
+  and the closest one;
+- time rules of the contract: no touch or sales event before the lead's ``created_at``, no
+  ``as_of`` before it (nor, without ``as_of``, a ``created_at`` in the future). Events after
+  ``as_of`` are accepted and not used (DESIGN.md: features use only rows before ``as_of``), so
+  a full history can be replayed as of any past time.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import math
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -37,11 +49,13 @@ from pydantic import (
     Field,
     Strict,
     StringConstraints,
+    ValidationError,
     WithJsonSchema,
     create_model,
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from features import contract
 from serving.settings import Limits
@@ -66,9 +80,15 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value
 
 
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
 def _text_time(value: Any) -> Any:
-    """Timestamps travel as ISO-8601 text (numbers are ambiguous: seconds or milliseconds?)."""
-    if isinstance(value, (bool, int, float)):
+    """Timestamps travel as ISO-8601 text (numbers are ambiguous: seconds or milliseconds?).
+    Numbers in a string too: pydantic would read "20250820" as seconds since 1970."""
+    if isinstance(value, (bool, int, float)) or (
+        isinstance(value, str) and _NUMBER.fullmatch(value)
+    ):
         raise ValueError("timestamps are ISO-8601 strings, e.g. 2025-08-20T14:47:46Z")
     return value
 
@@ -113,13 +133,71 @@ ExtraValue = Annotated[
 
 
 # ------------------------------------------------------------- contract → fields
+def vocabulary(column: contract.Column) -> tuple[str, ...]:
+    """The values a request may give ``column``: its closed vocabulary, or its known values
+    (an open vocabulary for data files, closed here: see the module's conventions)."""
+    return column.allowed or column.known_values
+
+
+def normalise(column: contract.Column, value: str) -> str:
+    """The validator's normalisation of a text value (features.validation.coercion
+    ``coerce_strings``): surrounding spaces stripped, lowercased if the column is."""
+    text = value.strip()
+    return text.lower() if column.lowercase else text
+
+
+def _values(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{value}'" for value in values)
+
+
+def _case_insensitive(word: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+def _vocabulary_field(column: contract.Column) -> Any:
+    """A string in ``column``'s vocabulary after normalisation; the refusal names the closest
+    value. Its JSON schema lists the values (``enum``) and, for what normalisation accepts
+    besides them, a pattern (schema-based fuzzers must find the schema and the API agree)."""
+    values = vocabulary(column)
+    words = [_case_insensitive(v) if column.lowercase else re.escape(v) for v in values]
+    pattern = rf"^\s*(?:{'|'.join(words)})\s*$"
+    rule = "case-insensitive, " if column.lowercase else "case-sensitive, "
+    rule += "surrounding spaces ignored"
+
+    def check(value: str) -> str:
+        key = normalise(column, value)
+        if key in values:
+            return key
+        close = difflib.get_close_matches(key.lower(), values, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        # The message goes in the context, not the template: a value with braces in it must
+        # not be read as a placeholder.
+        message = f"{column.name} {value[:40]!r} is unknown: {hint}{column.name} is one of "
+        message += f"{_values(values)} ({rule})"
+        raise PydanticCustomError(
+            "literal_error",
+            "{message}",
+            {"message": message, "expected": _values(values)},
+        )
+
+    schema = {
+        "anyOf": [
+            {"type": "string", "enum": list(values)},
+            {"type": "string", "pattern": pattern},
+        ]
+    }
+    return Annotated[
+        str, StringConstraints(max_length=MAX_TEXT), AfterValidator(check), WithJsonSchema(schema)
+    ]
+
+
 def _annotation(column: contract.Column) -> Any:
     if column.kind is contract.Kind.TIMESTAMP:
         return Timestamp
     if column.kind is contract.Kind.FLOAT:
         return Annotated[float, Strict(), Field(ge=column.min_value, allow_inf_nan=False)]
-    if column.allowed:
-        return Literal[column.allowed]
+    if vocabulary(column):
+        return _vocabulary_field(column)
     if not column.nullable:
         return Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
     return Text
@@ -127,9 +205,11 @@ def _annotation(column: contract.Column) -> Any:
 
 def _description(column: contract.Column, note: str = "") -> str:
     text = column.description
-    if column.known_values:
-        text += f" (known values: {', '.join(column.known_values)}; others accepted)"
-    if column.lowercase:
+    if vocabulary(column):
+        text += f": one of {', '.join(vocabulary(column))}"
+        text += " (case-insensitive" if column.lowercase else " (case-sensitive"
+        text += "; surrounding spaces ignored)"
+    elif column.lowercase:
         text += "; case-insensitive"
     return text + note
 
@@ -202,6 +282,15 @@ class Reason(BaseModel):
     contribution: float = Field(
         description="signed contribution to the primary target, in log-odds (SHAP)"
     )
+
+
+class Unseen(BaseModel):
+    """A categorical value of the request that the model has no code for."""
+
+    field: str = Field(
+        description="the lead field (e.g. `country`, `campaign_id`) or `touches.campaign_id`"
+    )
+    value: str = Field(description="the value as sent")
 
 
 class ModelRef(BaseModel):
@@ -300,13 +389,67 @@ def _example_response(targets: tuple[str, ...]) -> dict[str, Any]:
         "reasons_negative": [
             {"field": "lead age", "text": "lead created 7 days ago", "contribution": -0.21}
         ],
+        "unseen": [{"field": "country", "value": "Narnia"}],
         "model": {"name": "lead-scoring", "version": "3"},
     }
 
 
-def build_models(limits: Limits, targets: tuple[str, ...]) -> ApiModels:
-    """The app's models: contract fields, the request limits, a ``p_<target>`` per target."""
+def _time_error(loc: tuple[str | int, ...], value: dt.datetime, message: str) -> InitErrorDetails:
+    return InitErrorDetails(
+        type=PydanticCustomError("time_order", "{message}", {"message": message}),
+        loc=loc,
+        input=value.isoformat(),
+    )
+
+
+def time_rules(request: Any, tolerance: dt.timedelta = dt.timedelta(0)) -> None:
+    """The contract's time rules on one request (``ScoreRequest``): every error at its own
+    field, all at once. Raises :class:`ValidationError`, which pydantic places under the
+    request's own location (``leads[i]`` in a batch)."""
+    created: dt.datetime = request.lead.created_at
+    errors = []
+    for name in ("touches", "sales_events"):
+        for i, event in enumerate(getattr(request, name)):
+            if event.occurred_at < created - tolerance:
+                errors.append(
+                    _time_error(
+                        (name, i, "occurred_at"),
+                        event.occurred_at,
+                        f"occurred_at {event.occurred_at.isoformat()} is before the lead's "
+                        f"created_at {created.isoformat()}: a lead has no history before it "
+                        "was created",
+                    )
+                )
+    if request.as_of is not None and request.as_of < created:
+        errors.append(
+            _time_error(
+                ("as_of",),
+                request.as_of,
+                f"as_of {request.as_of.isoformat()} is before the lead's created_at "
+                f"{created.isoformat()}: a lead cannot be scored before it exists",
+            )
+        )
+    elif request.as_of is None and created > dt.datetime.now(dt.UTC):
+        errors.append(
+            _time_error(
+                ("lead", "created_at"),
+                created,
+                f"created_at {created.isoformat()} is in the future and as_of (default: now) "
+                "would be before it: send the lead's real creation time, or an as_of",
+            )
+        )
+    if errors:
+        raise ValidationError.from_exception_data("ScoreRequest", errors)
+
+
+def build_models(
+    limits: Limits, targets: tuple[str, ...], time_tolerance_seconds: float = 0.0
+) -> ApiModels:
+    """The app's models: contract fields, the request limits, a ``p_<target>`` per target.
+    ``time_tolerance_seconds``: how long an event may precede its lead's creation (clock skew;
+    the validator's ``params.validate.time_tolerance_seconds``)."""
     events = limits.max_events_per_lead
+    tolerance = dt.timedelta(seconds=time_tolerance_seconds)
     lead = create_model(
         "Lead",
         __base__=LeadBase,
@@ -334,12 +477,17 @@ def build_models(limits: Limits, targets: tuple[str, ...]) -> ApiModels:
             )
         return self
 
+    def contract_time_rules(self: Any) -> Any:
+        time_rules(self, tolerance)
+        return self
+
     score_request = create_model(
         "ScoreRequest",
         __base__=ScoreRequestBase,
         __doc__="One lead with its history so far.",
         __validators__={
-            "events_within_limit": model_validator(mode="after")(events_within_limit)  # type: ignore[dict-item]
+            "events_within_limit": model_validator(mode="after")(events_within_limit),  # type: ignore[dict-item]
+            "time_rules": model_validator(mode="after")(contract_time_rules),  # type: ignore[dict-item]
         },
         lead=(lead, Field(description="the lead's attributes")),
         touches=(
@@ -352,7 +500,11 @@ def build_models(limits: Limits, targets: tuple[str, ...]) -> ApiModels:
         ),
         as_of=(
             Timestamp | None,
-            Field(default=None, description="when to score (default: now); later events ignored"),
+            Field(
+                default=None,
+                description="when to score (default: now); not before the lead's created_at; "
+                "events at or after it are accepted and not used",
+            ),
         ),
     )
     score_request.model_config["json_schema_extra"] = {"examples": [EXAMPLE_REQUEST]}
@@ -413,6 +565,13 @@ def build_models(limits: Limits, targets: tuple[str, ...]) -> ApiModels:
         handoff=(bool, Field(description="grade at or above the handoff grade")),
         reasons_positive=(list[Reason], ...),
         reasons_negative=(list[Reason], ...),
+        unseen=(
+            list[Unseen],
+            Field(
+                description="categorical values the model has no code for (never seen in "
+                "training, or too rare there): scored as 'other'; empty when none"
+            ),
+        ),
         model=(ModelRef, ...),
     )
     batch_response = create_model(

@@ -11,17 +11,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from models.packaging.loading import ModelLoadError
 from serving.dependencies import (
     AdminCaller,
+    FollowerDep,
     HolderDep,
     MetricsDep,
     SettingsDep,
     parse_body,
     validation_error,
 )
-from serving.lifecycle import reload_model
+from serving.lifecycle import reload_everywhere
 from serving.routers.common import AUTH_ERRORS, BODY_ERRORS, NO_MODEL
 from serving.schemas import REF
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+NOT_LOADED = "model could not be loaded; the server's log says why"
 
 
 class ReloadRequest(BaseModel):
@@ -51,7 +54,10 @@ ReloadBody = Annotated[ReloadRequest, Depends(reload_body)]
     description="Loads the configured model again (e.g. after a new champion was promoted) or "
     "the one given, then swaps it in atomically: requests in flight finish on the old model. "
     "On failure the current model keeps serving: a `uri` that cannot be loaded is a 422 on "
-    "`uri`; the configured model failing to load is a 503. Also on SIGHUP.",
+    "`uri`; the configured model failing to load is a 503 (the reason is in the server's log, "
+    "never in the answer). With several workers every worker swaps to exactly the same model "
+    "(an alias is resolved once) before the answer, which says how many serve it (`workers`). "
+    "Also on SIGHUP.",
     responses={**AUTH_ERRORS, **BODY_ERRORS, **NO_MODEL},
     openapi_extra={
         "requestBody": {
@@ -67,23 +73,28 @@ async def reload(
     holder: HolderDep,
     metrics: MetricsDep,
     settings: SettingsDep,
+    follower: FollowerDep,
     body: ReloadBody,
 ) -> JSONResponse:
     previous = holder.current
     refusal = settings.reload_refusal(body.uri) if body.uri else None
     if refusal is not None:
-        detail = {"loc": ("uri",), "msg": f"{body.uri}: {refusal}", "type": "value_error"}
+        detail = {"loc": ("uri",), "msg": refusal, "type": "value_error"}
         raise validation_error([detail])
     try:
-        model = await reload_model(holder, metrics, settings, body.uri)
-    except ModelLoadError as error:
+        model, progress = await reload_everywhere(holder, metrics, settings, follower, body.uri)
+    except ModelLoadError:
+        # the reason (paths, the tracking store) is in the server's log, not in the answer
         if body.uri:
-            detail = {"loc": ("uri",), "msg": str(error), "type": "value_error"}
+            detail = {"loc": ("uri",), "msg": NOT_LOADED, "type": "value_error"}
             raise validation_error([detail]) from None
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from None
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"the configured {NOT_LOADED}"
+        ) from None
     return JSONResponse(
         {
             "model": model.info.as_dict(),
             "previous": previous.info.as_dict() if previous else None,
+            "workers": progress.as_dict() if progress else None,
         }
     )

@@ -27,7 +27,7 @@ async def healthz() -> JSONResponse:
 async def readyz(holder: HolderDep) -> JSONResponse:
     model = holder.current
     if model is None:
-        return JSONResponse({"status": "no model", "detail": holder.last_error}, status_code=503)
+        return JSONResponse({"status": "no model", "detail": holder.public_error}, status_code=503)
     return JSONResponse({"status": "ready", "model": model.ref})
 
 

@@ -24,7 +24,8 @@ def bodies(world: World) -> list[dict[str, Any]]:
     import pandas as pd
 
     as_of = pd.Timestamp("2025-03-01", tz="UTC")
-    return [request_for(world.tables, i, as_of) for i in open_lead_ids(world.tables, 12, seed=9)]
+    lead_ids = open_lead_ids(world.tables, 12, seed=9, created_before=as_of)
+    return [request_for(world.tables, i, as_of) for i in lead_ids]
 
 
 def test_no_side_effects_at_import() -> None:
@@ -46,6 +47,7 @@ def test_score(client: TestClient, bodies: list[dict[str, Any]]) -> None:
         "handoff",
         "reasons_positive",
         "reasons_negative",
+        "unseen",
         "model",
     }
     assert result["as_of"] == "2025-03-01T00:00:00+00:00"
@@ -163,12 +165,10 @@ def test_reload_swaps_atomically(client: TestClient, world: World) -> None:
     bad = client.post("/v1/admin/reload", json={"uri": "/nope"}, headers=auth("admin"))
     assert bad.status_code == 422
     assert holder.current.info.source == "bundle"
-    assert (
-        client.post(
-            "/v1/admin/reload", content=b"{", headers={**auth("admin"), "content-type": "x"}
-        ).status_code
-        == 422
-    )
+    malformed = {**auth("admin"), "content-type": "application/json"}
+    assert client.post("/v1/admin/reload", content=b"{", headers=malformed).status_code == 422
+    not_json = {**auth("admin"), "content-type": "x"}
+    assert client.post("/v1/admin/reload", content=b"{", headers=not_json).status_code == 415
 
 
 def test_dashboard_page_is_self_contained(client: TestClient) -> None:
@@ -354,9 +354,11 @@ def test_reload_loads_only_the_configured_model_or_allowed_directories(
     assert not marker.exists()
 
 
-def test_a_missing_store_is_named_and_never_created(world: World, tmp_path: Path) -> None:
-    """Started outside a project, the server says where it looked for MLflow's store and
-    leaves no empty mlflow.db behind."""
+def test_a_missing_store_is_named_and_never_created(
+    world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Started outside a project, the server logs where it looked for MLflow's store (the
+    answer does not say: no paths in answers) and leaves no empty mlflow.db behind."""
     (tmp_path / "elsewhere").mkdir()
     store = tmp_path / "elsewhere" / "mlflow.db"  # its folder exists: MLflow would create it
     settings = settings_for(
@@ -368,5 +370,7 @@ def test_a_missing_store_is_named_and_never_created(world: World, tmp_path: Path
     with TestClient(create_app(settings)) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 503
-        assert f"no MLflow store at {store}" in ready.text
+        assert str(tmp_path) not in ready.text
+        assert "could not be loaded" in ready.json()["detail"]
+    assert f"no MLflow store at {store}" in caplog.text
     assert not store.exists()

@@ -42,6 +42,7 @@ TYPES = {
     "leadscore_http_request_duration_seconds": "histogram",
     "leadscore_http_requests_in_progress": "gauge",
     "leadscore_leads_scored_total": "counter",
+    "leadscore_unseen_values_total": "counter",
     "leadscore_model_reloads_total": "counter",
     "leadscore_model_loaded": "gauge",
     "leadscore_model_info": "gauge",
@@ -68,7 +69,10 @@ def bodies(world: World) -> list[dict[str, Any]]:
     import pandas as pd
 
     as_of = pd.Timestamp("2025-03-01", tz="UTC")
-    return [request_for(world.tables, i, as_of) for i in open_lead_ids(world.tables, 6, seed=4)]
+    created = world.tables["leads"].set_index("lead_id")["created_at"]
+    # leads that exist at as_of: scoring one before its created_at is a 422
+    ids = [i for i in open_lead_ids(world.tables, 24, seed=4) if created[i] < as_of][:6]
+    return [request_for(world.tables, i, as_of) for i in ids]
 
 
 # ------------------------------------------------------------- one process
@@ -88,6 +92,18 @@ def test_names_types_and_labels() -> None:
     assert value(text, "leadscore_model_reloads_total", outcome="ok") == 1
     assert value(text, "leadscore_http_requests_in_progress") == 0
     assert 'leadscore_http_requests_total{method="GET",route="/x",status="200"} 1.0' in text
+
+
+def test_unseen_values_are_counted_by_field() -> None:
+    metrics = ApiMetrics()
+    assert value(metrics.render(), "leadscore_unseen_values_total", field="country") is None
+    metrics.count_unseen(["country", "campaign_id", "country"])
+    metrics.count_unseen(iter(["touches.campaign_id"]))
+    metrics.count_unseen([])
+    text = metrics.render()
+    assert value(text, "leadscore_unseen_values_total", field="country") == 2
+    assert value(text, "leadscore_unseen_values_total", field="campaign_id") == 1
+    assert value(text, "leadscore_unseen_values_total", field="touches.campaign_id") == 1
 
 
 def test_histogram_buckets_are_the_latency_buckets_and_cumulative() -> None:
@@ -186,6 +202,7 @@ CHILD = """
 from serving.metrics import ApiMetrics
 m = ApiMetrics()
 m.leads_scored.inc("score", amount=5)
+m.count_unseen(["country", "country"])
 m.requests.inc("POST", "/v1/score", "200")
 m.serving("model", "1")
 m.in_progress.inc()  # dies with a request in flight
@@ -198,10 +215,12 @@ def test_multiprocess_sums_processes_and_drops_dead_ones(multiproc: Path) -> Non
     metrics = ApiMetrics()
     assert metrics.multiprocess
     metrics.leads_scored.inc("score", amount=2)
+    metrics.count_unseen(["country"])
     metrics.requests.inc("POST", "/v1/score", "200")
     metrics.serving("model", "2")
     text = metrics.render()
     assert value(text, "leadscore_leads_scored_total", endpoint="score") == 7
+    assert value(text, "leadscore_unseen_values_total", field="country") == 3  # both processes
     assert value(text, "leadscore_http_requests_total", **SCORE_OK) == 2
     assert value(text, "leadscore_http_requests_in_progress") == 1  # the child's, not reaped
     assert value(text, "leadscore_model_info", name="model", version="1") == 1

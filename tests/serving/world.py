@@ -171,9 +171,20 @@ def request_for(
     return body
 
 
-def open_lead_ids(tables: dict[str, pd.DataFrame], n: int, seed: int = 0) -> list[str]:
-    """``n`` leads with touches, spread over the data (deterministic)."""
+def open_lead_ids(
+    tables: dict[str, pd.DataFrame],
+    n: int,
+    seed: int = 0,
+    created_before: pd.Timestamp | None = None,
+) -> list[str]:
+    """``n`` leads with touches, spread over the data (deterministic); only leads created
+    before ``created_before`` when given (a lead cannot be scored before it exists)."""
     touched = tables["touches"]["lead_id"].astype(str).unique()
+    if created_before is not None:
+        leads = tables["leads"]
+        created = pd.to_datetime(leads["created_at"], utc=True)
+        existing = set(leads.loc[created < created_before, "lead_id"].astype(str))
+        touched = np.array([lead for lead in touched if lead in existing])
     rng = np.random.default_rng(seed)
     return [str(v) for v in rng.choice(np.sort(touched), size=n, replace=False)]
 
