@@ -20,10 +20,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
@@ -43,6 +45,7 @@ from serving.settings import Limits, Settings
 logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
 MAX_ECHO = 200
 """Longest input value echoed back in a 422 (longer ones are left out)."""
 
@@ -164,7 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served below from local assets: FastAPI's page loads a CDN
         redoc_url=None,
     )
     state = app.state
@@ -189,7 +192,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health.router,
     ):
         app.include_router(router)
+    app.mount("/static/docs", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        """Swagger UI from the assets installed with leadscore (fastapi-offline's copy of
+        swagger-ui-dist): the page works without internet access."""
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url="/static/docs/swagger-ui-bundle.js",
+            swagger_css_url="/static/docs/swagger-ui.css",
+            swagger_favicon_url="/static/docs/favicon.png",
+        )
+
     app.add_exception_handler(RequestValidationError, validation_handler)
     # Last added runs first: metrics see every request, including those refused for size,
     # and every response, refusals included, carries the security headers.

@@ -116,13 +116,18 @@ CONTENT_SECURITY_POLICY = (
     b"form-action 'self'"
 )
 """The dashboard loads only its own scripts, styles and data (no CDN, no inline code)."""
-UNRESTRICTED_PAGES: tuple[str, ...] = ("/docs", "/redoc")
-"""FastAPI's interactive docs are built from inline scripts and a CDN: no CSP there."""
+DOCS_SECURITY_POLICY = (
+    b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    b"frame-ancestors 'none'"
+)
+"""Swagger UI's page starts from an inline script; its assets are local (no CDN allowed)."""
+DOCS_PAGES: tuple[str, ...] = ("/docs",)
 
 
 class SecurityHeadersMiddleware:
     """Adds ``X-Content-Type-Options``, ``X-Frame-Options`` and ``Referrer-Policy`` to every
-    response, and the dashboard's ``Content-Security-Policy`` to all but the docs pages."""
+    response, and a ``Content-Security-Policy``: the dashboard's, or the docs page's."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -133,8 +138,8 @@ class SecurityHeadersMiddleware:
             return
         path = str(scope.get("path", ""))
         extra = list(SECURITY_HEADERS)
-        if not path.startswith(UNRESTRICTED_PAGES):
-            extra.append((b"content-security-policy", CONTENT_SECURITY_POLICY))
+        policy = DOCS_SECURITY_POLICY if path in DOCS_PAGES else CONTENT_SECURITY_POLICY
+        extra.append((b"content-security-policy", policy))
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

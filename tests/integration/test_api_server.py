@@ -474,4 +474,8 @@ def test_security_headers_and_no_server_banner(client: httpx.Client) -> None:
         assert answer.headers["x-frame-options"] == "DENY"
         assert answer.headers["referrer-policy"] == "no-referrer"
         assert "server" not in answer.headers
-    assert "content-security-policy" not in client.get("/docs").headers  # inline + CDN page
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    assert "cdn" not in docs.text.lower()  # local Swagger UI assets, no CDN
+    assert "script-src 'self' 'unsafe-inline'" in docs.headers["content-security-policy"]
+    assert client.get("/static/docs/swagger-ui-bundle.js").status_code == 200

@@ -277,3 +277,33 @@ def test_dashboard_in_chromium(server: Server, browser: Browser, world: World) -
     )
     SCREENSHOT.write_bytes(base64.b64decode(shot["data"]))
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+def test_api_docs_render_offline(server: Server, browser: Browser) -> None:
+    """``/docs`` draws every operation from the server's own assets: no request leaves it
+    (the page used to load Swagger UI from a CDN and was blank offline)."""
+    browser.send("Network.enable")
+    with browser.lock:
+        seen = len(browser.events)
+    browser.send("Page.navigate", url=server.base + "/docs")
+    operations = browser.wait_for(
+        "document.querySelectorAll('.opblock').length >= 11 && "
+        "document.querySelectorAll('.opblock').length",
+        timeout=30,
+    )
+    assert operations >= 11
+    with browser.lock:
+        events = browser.events[seen:]
+    urls = [
+        e["params"]["request"]["url"]
+        for e in events
+        if e.get("method") == "Network.requestWillBeSent"
+    ]
+    assert any(url.endswith("/static/docs/swagger-ui-bundle.js") for url in urls), urls
+    foreign = [u for u in urls if not u.startswith((server.base, "data:"))]
+    assert foreign == []
+    shot = browser.send("Page.captureScreenshot", format="png")
+    path = SCREENSHOT.parent / "docs.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
+    assert path.stat().st_size > 10_000
