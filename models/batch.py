@@ -5,6 +5,7 @@ written incrementally as the API's answer per lead (``leadscore score`` runs it;
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from features import contract
 from features.errors import UserError
 from features.ingest.readers import WRITABLE_SUFFIXES, csv_error, file_kind, sniff_csv
 from features.validation.validate import check_table
-from models.reasons import reason_records
+from models.reasons import ReasonColumns, ReasonSide
 from models.scorer import LeadScorer
 
 REASON_TYPE = pa.list_(
@@ -143,7 +144,45 @@ class EventSource:
             detail = " ".join(str(error).split())
             raise UserError(f"{self.path}: cannot be read ({detail})") from None
         frame["lead_id"] = frame["lead_id"].astype(str)
-        return check_table(self.table, frame, self.path, example_column="lead_id")
+        typed = check_table(self.table, frame, self.path, example_column="lead_id")
+        column = self.table.time_column
+        if column and column in typed:
+            check_time_range(typed[column], column, self.path, examples=typed["lead_id"])
+        return typed
+
+
+EARLIEST = pd.Timestamp("1970-01-01", tz="UTC")
+END_OF_TIME = pd.Timestamp("2200-01-01", tz="UTC")
+"""The times a lead can be scored at or have events at: the API's range
+(``serving.schemas.MIN_TIME``/``MAX_TIME``), so batch scoring refuses what ``/v1/score`` refuses.
+Later than ``validate``'s "future timestamp" rule (which has no lower bound), inside the
+feature engine's nanosecond clock (1677–2262), beyond which pandas cannot convert."""
+
+
+def check_time_range(
+    values: pd.Series,
+    column: str,
+    path: Path,
+    first_row: int = 1,
+    examples: pd.Series | None = None,
+) -> None:
+    """One :class:`UserError` line, in ``check_table``'s words, for times outside
+    [:data:`EARLIEST`, :data:`END_OF_TIME`); ``examples``: the values that name bad rows
+    (``lead_id`` of event rows), else row numbers from ``first_row``."""
+    times = values.reset_index(drop=True)
+    outside = ((times < EARLIEST) | (times >= END_OF_TIME)).fillna(False).to_numpy(dtype=bool)
+    if not outside.any():
+        return
+    positions = np.flatnonzero(outside)
+    if examples is not None:
+        shown = examples.reset_index(drop=True).iloc[positions[:5]].astype(str)
+        where = f"{examples.name} " + ", ".join(shown)
+    else:
+        where = "rows " + ", ".join(f"{first_row + int(i):,}" for i in positions[:5])
+    raise UserError(
+        f"{path}: {len(positions):,} of {len(times):,} rows: timestamp out of range in {column} "
+        f"(from {EARLIEST.date()} to before {END_OF_TIME.date()}) (e.g. {where})"
+    )
 
 
 def _as_of_times(values: pd.Series) -> tuple[pd.Series, int]:
@@ -163,6 +202,7 @@ def prepare_leads(
     """Checked leads of one chunk and their as_of (per row, or the run's). ``seen``: the ids
     of the earlier chunks (updated here), so an id repeated across chunks is refused too."""
     frame = check_table(contract.LEADS, frame, path, first_row=offset + 1)
+    check_time_range(frame["created_at"], "created_at", path, first_row=offset + 1)
     if seen is not None:
         ids = frame["lead_id"].astype(str)
         again = ids.isin(seen).to_numpy()
@@ -189,6 +229,7 @@ def prepare_leads(
         if bad:
             raise UserError(f"{path}: column 'as_of': {bad} rows not a valid timestamp")
         as_of = as_of.fillna(default_as_of)
+        check_time_range(as_of, "as_of", path, first_row=offset + 1)
     else:
         as_of = pd.Series(default_as_of, index=frame.index)
     return frame, as_of.astype("datetime64[us, UTC]")
@@ -202,15 +243,53 @@ def score_chunk(
     touches: pd.DataFrame | None,
     sales_events: pd.DataFrame | None,
     reasons: int,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, ReasonColumns | None]:
+    """The answers of one chunk: the scores, and the reasons as columns (None when not
+    asked for): one ``pred_contrib`` call per chunk, no Python object per reason."""
     # Series, not .to_numpy(): a tz-aware column would become an object array of Timestamps.
     columns = {"lead_id": leads["lead_id"], "as_of": as_of.reset_index(drop=True)}
     X = scorer.engine.transform(pd.DataFrame(columns), leads, touches, sales_events)
     out = pd.concat([pd.DataFrame(columns), scorer.summarise(X, num_threads=0).frame()], axis=1)
-    explained = scorer.explain(X, count=reasons, num_threads=0)
-    out["reasons_positive"] = [reason_records(p) for p, _ in explained]
-    out["reasons_negative"] = [reason_records(n) for _, n in explained]
-    return out
+    explained = (
+        scorer.explain_columns(X, count=reasons, num_threads=0) if reasons > 0 and len(X) else None
+    )
+    return out, explained
+
+
+def _no_reasons(rows: int) -> pa.Array:
+    return pa.ListArray.from_arrays(
+        pa.array(np.zeros(rows + 1, dtype=np.int32)), pa.array([], REASON_TYPE.value_type)
+    )
+
+
+def reason_arrow(side: ReasonSide, fields: tuple[str, ...]) -> pa.Array:
+    """One side's reasons as the Arrow ``list<struct<field, text, contribution>>`` column."""
+    names = np.asarray(fields, dtype=object)[side.field]
+    items = pa.StructArray.from_arrays(
+        [
+            pa.array(names, pa.string()),
+            pa.array(side.text, pa.string()),
+            pa.array(side.contribution, pa.float64()),
+        ],
+        fields=list(REASON_TYPE.value_type),
+    )
+    return pa.ListArray.from_arrays(pa.array(side.offsets.astype(np.int32)), items)
+
+
+def reason_json(side: ReasonSide, fields: tuple[str, ...]) -> list[str]:
+    """One side's reasons per row as the JSON text ``json.dumps(reason_records(...))`` gives,
+    each distinct field and text escaped once."""
+    quoted = [json.dumps(name, ensure_ascii=False) for name in fields]
+    texts, where = np.unique(side.text.astype(str), return_inverse=True)
+    quoted_texts = [json.dumps(str(t), ensure_ascii=False) for t in texts]
+    items = [
+        f'{{"field": {quoted[f]}, "text": {quoted_texts[t]}, "contribution": {json.dumps(c)}}}'
+        for f, t, c in zip(
+            side.field.tolist(), where.reshape(-1).tolist(), side.contribution.tolist(), strict=True
+        )
+    ]
+    bounds = side.offsets.tolist()
+    return ["[" + ", ".join(items[a:b]) + "]" for a, b in itertools.pairwise(bounds)]
 
 
 # ------------------------------------------------------------------- writing
@@ -233,17 +312,24 @@ class Writer:
         self._parquet: pq.ParquetWriter | None = None
         self._first = True
 
-    def write(self, frame: pd.DataFrame) -> None:
+    def write(self, frame: pd.DataFrame, reasons: ReasonColumns | None = None) -> None:
+        """One chunk's scores (``frame``: every column but the reasons) and reasons."""
+        sides = ("reasons_positive", "reasons_negative")
+        fields = () if reasons is None else reasons.fields
         if self.kind == "parquet":
-            table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
+            scores = pa.schema([f for f in self.schema if f.name not in sides])
+            table = pa.Table.from_pandas(frame, schema=scores, preserve_index=False)
+            for name, side in zip(sides, _sides(reasons), strict=True):
+                column = _no_reasons(len(frame)) if side is None else reason_arrow(side, fields)
+                table = table.append_column(pa.field(name, REASON_TYPE), column)
             if self._parquet is None:
                 self._parquet = pq.ParquetWriter(self.path, self.schema, compression="zstd")
             self._parquet.write_table(table)
             return
         text = frame.copy()
         text["as_of"] = pd.to_datetime(text["as_of"], utc=True).map(lambda t: t.isoformat())
-        for column in ("reasons_positive", "reasons_negative"):
-            text[column] = [json.dumps(v, ensure_ascii=False) for v in text[column]]
+        for name, side in zip(sides, _sides(reasons), strict=True):
+            text[name] = ["[]"] * len(frame) if side is None else reason_json(side, fields)
         text.to_csv(self.path, mode="w" if self._first else "a", header=self._first, index=False)
         self._first = False
 
@@ -254,3 +340,7 @@ class Writer:
             self._parquet.close()
         elif self._first:
             pd.DataFrame(columns=self.schema.names).to_csv(self.path, index=False)
+
+
+def _sides(reasons: ReasonColumns | None) -> tuple[ReasonSide | None, ReasonSide | None]:
+    return (None, None) if reasons is None else (reasons.positive, reasons.negative)

@@ -25,7 +25,7 @@ import pandas as pd
 
 from features.engine.engine import FeatureEngine
 from models.calibration import Calibrator
-from models.reasons import Reason, ReasonTable
+from models.reasons import Reason, ReasonColumns, ReasonTable
 
 GRADES = ("A", "B", "C", "D")
 
@@ -178,9 +178,12 @@ class LeadScorer:
         contributions (LightGBM ``pred_contrib``) summed per business field."""
         if count <= 0 or not len(X):
             return [([], []) for _ in range(len(X))]
-        contributions = self.contributions(X, num_threads)
-        table = self.reason_table
-        return [table.top(contributions[i], X[i], count) for i in range(len(X))]
+        return self.reason_table.explain(self.contributions(X, num_threads), X, count)
+
+    def explain_columns(self, X: np.ndarray, count: int = 3, num_threads: int = 0) -> ReasonColumns:
+        """:meth:`explain`'s reasons as columns, for many rows at once (batch scoring): one
+        ``pred_contrib`` call for all of them, no Python object per reason."""
+        return self.reason_table.columns(self.contributions(X, num_threads), X, count)
 
     def contributions(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
         """The primary target's SHAP contributions per row and feature, in log-odds (LightGBM

@@ -35,7 +35,16 @@ from tqdm import tqdm
 from features import contract
 from features.errors import UserError
 from features.storage import atomic_file
-from models.batch import EventSource, Writer, file_format, lead_chunks, prepare_leads, score_chunk
+from models.batch import (
+    EARLIEST,
+    END_OF_TIME,
+    EventSource,
+    Writer,
+    file_format,
+    lead_chunks,
+    prepare_leads,
+    score_chunk,
+)
 from models.packaging.loading import ModelLoadError, load
 
 logger = logging.getLogger(__name__)
@@ -46,9 +55,15 @@ def parse_as_of(text: str | None) -> pd.Timestamp:
     if text is None:
         return pd.Timestamp(dt.datetime.now(dt.UTC))
     try:
-        return contract.utc(text)
-    except (ValueError, TypeError):
+        when = contract.utc(text)
+    except (ValueError, TypeError, OverflowError):
         raise UserError(f"--as-of {text!r}: not an ISO timestamp") from None
+    if not EARLIEST <= when < END_OF_TIME:
+        raise UserError(
+            f"--as-of {text!r}: timestamp out of range "
+            f"(from {EARLIEST.date()} to before {END_OF_TIME.date()})"
+        )
+    return when
 
 
 def run(
@@ -79,32 +94,31 @@ def run(
     writer = Writer(output, out_kind, scorer.targets)
     scored = 0
     seen: set[str] = set()
-    try:
-        with (
-            atomic_file(output) as staging,
-            tqdm(total=total, desc="score", unit="lead", unit_scale=True, disable=None) as bar,
-        ):
-            writer.path = staging
-            try:
-                for frame in chunks:
-                    leads, stamps = prepare_leads(frame, input, scorer, when, scored, seen)
-                    events = {
-                        name: source.for_leads(leads["lead_id"]) for name, source in sources.items()
-                    }
-                    result = score_chunk(
-                        scorer,
-                        leads,
-                        stamps,
-                        events.get("touches"),
-                        events.get("sales_events"),
-                        reasons,
-                    )
-                    writer.write(result)
-                    scored += len(result)
-                    bar.update(len(result))
-            finally:
-                writer.close()
-    except OSError as error:  # a read-only directory, a full disk: nothing half-written stays
-        raise UserError(f"{output}: cannot be written ({error.strerror or error})") from None
+    # A read-only directory or a full disk is one line naming the output
+    # (features.storage's atomic writer translates it after removing its temporary file).
+    with (
+        atomic_file(output) as staging,
+        tqdm(total=total, desc="score", unit="lead", unit_scale=True, disable=None) as bar,
+    ):
+        writer.path = staging
+        try:
+            for frame in chunks:
+                leads, stamps = prepare_leads(frame, input, scorer, when, scored, seen)
+                events = {
+                    name: source.for_leads(leads["lead_id"]) for name, source in sources.items()
+                }
+                result, explained = score_chunk(
+                    scorer,
+                    leads,
+                    stamps,
+                    events.get("touches"),
+                    events.get("sales_events"),
+                    reasons,
+                )
+                writer.write(result, explained)
+                scored += len(result)
+                bar.update(len(result))
+        finally:
+            writer.close()
     logger.info("scored %d leads → %s", scored, output)
     return scored

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from features.engine import catalog
 from features.engine.catalog import NEVER_DAYS, OTHER
-from models.reasons import describe
+from models.reasons import Reason, ReasonTable, describe
+from tests.serving.world import World
 
 NAN = math.nan
 EUR = catalog.Context(currency="EUR")
@@ -220,3 +224,103 @@ def test_categorical(name: str, value: float, text: str) -> None:
 )
 def test_flat_columns_read_naturally(name: str, value: float, text: str) -> None:
     assert describe(name, value, VOCABULARIES) == text
+
+
+# ------------------------------------------------- the fast path and the reference algorithm
+def reference_top(
+    table: ReasonTable, contributions: np.ndarray, row: np.ndarray, count: int
+) -> tuple[list[Reason], list[Reason]]:
+    """The reason algorithm written plainly, one lead at a time (as it was before it was
+    vectorised): the oracle the fast path must equal bit for bit."""
+    totals = [0.0] * len(table.fields)
+    for field, value in zip(table.field_of.tolist(), contributions.tolist(), strict=True):
+        totals[field] += value
+
+    def reason(field: int) -> Reason:
+        members = table.members[field].tolist()
+        sign = np.sign(totals[field])
+        same = [i for i in members if np.sign(contributions[i]) == sign] or members
+        lead = max(same, key=lambda i: abs(contributions[i]))
+        words = describe(table.names[lead], float(row[lead]), table.categories, table.context)
+        return Reason(table.fields[field], totals[field], words)
+
+    order = range(len(totals))
+    positive = sorted((f for f in order if totals[f] > 0), key=lambda f: -totals[f])
+    negative = sorted((f for f in order if totals[f] < 0), key=lambda f: totals[f])
+    return [reason(f) for f in positive[:count]], [reason(f) for f in negative[:count]]
+
+
+def _exact(reasons: list[Reason]) -> list[tuple[str, str, str]]:
+    """Field, words and the contribution's exact bits (``float.hex``: -0.0 ≠ 0.0)."""
+    return [(r.field, r.text, float(r.contribution).hex()) for r in reasons]
+
+
+def _assert_identical(table: ReasonTable, contributions: np.ndarray, X: np.ndarray) -> None:
+    """The columns (batch scoring), one row at a time (an API request) and ``explain`` (which
+    picks one of them by size) all give the reference's reasons, bit for bit."""
+    for count in (1, 3, len(table.fields)):
+        fast = table.columns(contributions, X, count).lists()
+        picked = table.explain(contributions, X, count)
+        assert len(fast) == len(picked) == len(X)
+        for i, (positive, negative) in enumerate(fast):
+            good, bad = reference_top(table, contributions[i], X[i], count)
+            assert _exact(positive) == _exact(good), (i, count)
+            assert _exact(negative) == _exact(bad), (i, count)
+            one = table.top(contributions[i], X[i], count)
+            assert (_exact(one[0]), _exact(one[1])) == (_exact(good), _exact(bad)), (i, count)
+            assert (_exact(picked[i][0]), _exact(picked[i][1])) == (_exact(good), _exact(bad))
+
+
+def test_the_fast_path_equals_the_reference_on_a_trained_model(world: World) -> None:
+    scorer = world.scorer
+    X = scorer.engine.matrix_from_frame(world.snapshots.iloc[::9])
+    contributions = scorer.contributions(X)
+    assert len(X) > 500
+    _assert_identical(scorer.reason_table, contributions, X)
+    # The scorer's API path (API, bundle, queue) and the batch columns are the same answers.
+    assert scorer.explain(X[:50]) == [
+        reference_top(scorer.reason_table, contributions[i], X[i], 3) for i in range(50)
+    ]
+
+
+NAMES = ["seniority", "age", "demo_request_days_since", "demo_request_7d", "demo_request_all"]
+NAMES += ["campaign", "pdays"]
+FIELDS = ["seniority", "age", *["demo request"] * 3, "campaign", "campaign"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 40).flatmap(
+        lambda n: st.tuples(
+            st.lists(
+                st.sampled_from([-1.0, -0.5, -0.0, 0.0, 0.25, 0.5, 1.0]),
+                min_size=n * len(NAMES),
+                max_size=n * len(NAMES),
+            ),
+            st.lists(
+                st.sampled_from([NAN, -0.0, 0.0, 1.0, 2.0, 3.5, 9999.0]),
+                min_size=n * len(NAMES),
+                max_size=n * len(NAMES),
+            ),
+        )
+    )
+)
+def test_the_fast_path_equals_the_reference_on_ties_zeros_and_nans(
+    draw: tuple[list[float], list[float]],
+) -> None:
+    """Ties between fields and between a field's features, exact zeros of both signs, fields
+    with no same-signed feature, missing values: the same reasons, in the same order."""
+    contributions = np.array(draw[0]).reshape(-1, len(NAMES))
+    X = np.array(draw[1]).reshape(-1, len(NAMES))
+    table = ReasonTable(NAMES, FIELDS, {"seniority": ("director", "manager", "vp")}, EUR)
+    _assert_identical(table, contributions, X)
+
+
+def test_no_rows_and_no_reasons() -> None:
+    table = ReasonTable(NAMES, FIELDS, {"seniority": ("vp",)}, EUR)
+    empty = np.zeros((0, len(NAMES)))
+    assert table.columns(empty, empty, 3).lists() == []
+    assert table.columns(np.zeros((2, len(NAMES))), np.zeros((2, len(NAMES))), 3).lists() == [
+        ([], []),
+        ([], []),
+    ]

@@ -90,6 +90,24 @@ def test_csv_in_csv_out_matches_parquet(
     assert a["reasons_positive"].map(len).eq(0).all()
 
 
+def test_csv_reasons_are_the_json_of_the_parquet_reasons(
+    world: World, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    """The CSV's JSON is written from columns (each text escaped once): byte for byte what
+    ``json.dumps`` gives for the answer's reason objects, in both directions of sign."""
+    _run(world, inputs, "parquet", tmp_path / "a.parquet", reasons=3, chunk=250)
+    _run(world, inputs, "parquet", tmp_path / "b.csv", reasons=3, chunk=250)
+    a = pd.read_parquet(tmp_path / "a.parquet")
+    b = pd.read_csv(tmp_path / "b.csv", dtype=str, keep_default_na=False)
+    for column in ("reasons_positive", "reasons_negative"):
+        expected = [
+            json.dumps([dict(r) for r in reasons], ensure_ascii=False) for reasons in a[column]
+        ]
+        assert b[column].tolist() == expected
+    assert a["reasons_positive"].map(len).gt(0).any()
+    assert a["reasons_negative"].map(len).gt(0).any()
+
+
 def test_per_row_as_of(world: World, inputs: dict[str, Path], tmp_path: Path) -> None:
     leads = pd.read_parquet(inputs["parquet"]).head(50)
     leads["as_of"] = pd.to_datetime(leads["created_at"], utc=True) + pd.Timedelta(days=10)
@@ -114,6 +132,25 @@ def test_per_row_as_of(world: World, inputs: dict[str, Path], tmp_path: Path) ->
             "1 of 600 rows: future timestamp in created_at",
         ),
         (lambda f: pd.concat([f, f.head(3)]), "6 of 603 rows: duplicate id"),
+        # Far past: validate has no lower bound, and pandas' nanoseconds end in 1677; the
+        # API's range (1970 to before 2200) is batch scoring's too.
+        (
+            lambda f: f.assign(created_at=["1600-01-01T00:00:00Z", *list(f["created_at"][1:])]),
+            r"1 of 600 rows: timestamp out of range in created_at \(from 1970-01-01 to before "
+            r"2200-01-01\) \(e\.g\. rows 1\)",
+        ),
+        (
+            lambda f: f.assign(created_at=["0001-01-01", "1969-12-31", *list(f["created_at"][2:])]),
+            r"2 of 600 rows: timestamp out of range in created_at .*\(e\.g\. rows 1, 2\)",
+        ),
+        (
+            lambda f: f.assign(as_of=["9999-01-01T00:00:00Z"] * 2 + [None] * (len(f) - 2)),
+            r"2 of 600 rows: timestamp out of range in as_of .*\(e\.g\. rows 1, 2\)",
+        ),
+        (
+            lambda f: f.assign(as_of="1500-06-01"),
+            r"600 of 600 rows: timestamp out of range in as_of",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(
@@ -127,6 +164,53 @@ def test_bad_input_is_one_clear_line(
         batch_score.run(model=str(world.bundle), input=path, output=out)
     assert str(path) in str(error.value)
     assert not out.exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("as_of", ["9999-01-01T00:00:00Z", "1600-01-01", "1969-12-31T23:59:59Z"])
+def test_an_as_of_out_of_range_is_one_line(
+    world: World, inputs: dict[str, Path], tmp_path: Path, as_of: str
+) -> None:
+    out = tmp_path / "out.parquet"
+    with pytest.raises(UserError, match=rf"--as-of '{as_of}': timestamp out of range"):
+        batch_score.run(model=str(world.bundle), input=inputs["parquet"], output=out, as_of=as_of)
+    assert not out.exists()
+
+
+def test_the_range_ends_where_the_apis_does(
+    world: World, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    """The last scorable instants of the range score; one microsecond later does not."""
+    leads = pd.read_parquet(inputs["parquet"]).head(3)
+    leads["as_of"] = ["2199-12-31T23:59:59.999999Z", "1970-01-01T00:00:00Z", None]
+    leads["created_at"] = pd.Timestamp("1970-01-01", tz="UTC")
+    path = tmp_path / "edges.parquet"
+    leads.to_parquet(path)
+    batch_score.run(model=str(world.bundle), input=path, output=tmp_path / "ok.parquet")
+    assert len(pd.read_parquet(tmp_path / "ok.parquet")) == 3
+    leads["as_of"] = ["2200-01-01T00:00:00Z", None, None]
+    leads.to_parquet(path)
+    with pytest.raises(UserError, match="1 of 3 rows: timestamp out of range in as_of"):
+        batch_score.run(model=str(world.bundle), input=path, output=tmp_path / "no.parquet")
+
+
+def test_far_past_events_are_one_line(
+    world: World, inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    touches = pd.read_csv(inputs["touches"], dtype=str)
+    touches.loc[touches.index[:3], "occurred_at"] = "1600-01-01T00:00:00Z"
+    touches.to_csv(tmp_path / "touches.csv", index=False)
+    first = touches["lead_id"].iloc[0]
+    with pytest.raises(
+        UserError, match=rf"3 of .* rows: timestamp out of range in occurred_at .*lead_id {first}"
+    ) as error:
+        batch_score.run(
+            model=str(world.bundle),
+            input=inputs["parquet"],
+            output=tmp_path / "o.parquet",
+            touches=tmp_path / "touches.csv",
+            as_of=AS_OF,
+        )
+    assert str(tmp_path / "touches.csv") in str(error.value)
 
 
 def test_bad_event_rows(world: World, inputs: dict[str, Path], tmp_path: Path) -> None:
