@@ -152,7 +152,6 @@ def main() -> None:
         "LEADSCORE_API_KEYS": f"{KEY}:admin",
         "MLFLOW_TRACKING_URI": info["store"],
         "LEADSCORE_ARTIFACTS": str(workdir / "artifacts"),
-        "LEADSCORE_SCORING_QUEUE": "64",  # c=32 must queue, not be refused, in this run
         "OMP_NUM_THREADS": "1",
     }
     print(

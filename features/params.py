@@ -105,6 +105,40 @@ class MonotoneParams(Section):
     decreasing: tuple[str, ...] = ()
 
 
+class LeakageParams(Section):
+    """The per-column leakage guard of training (:mod:`models.reports.leakage`): a column is
+    flagged when, for any target, its univariate ROC AUC on the train slice reaches
+    ``univariate_auc``, it carries more than ``shap_share`` of the model's total |SHAP| on the
+    validation slice, or leaving it out costs at least ``drop_auc_delta`` of validation AUC."""
+
+    univariate_auc: Annotated[float, Field(gt=0.5, le=1.0)] = 0.85
+    shap_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    drop_auc_delta: Annotated[float, Field(gt=0.0, le=0.5)] = 0.1
+    drop_columns: Annotated[int, Field(ge=0, le=100)] = 5
+    """Columns (the top ones by |SHAP|) retrained without, to measure the drop in AUC."""
+    drop_rounds: Annotated[int, Field(ge=10)] = 300
+    drop_learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 0.2
+    shap_rows: Annotated[int, Field(ge=100)] = 2000
+    folds: Annotated[int, Field(ge=2, le=20)] = 5
+    """Out-of-fold target rates of categorical columns (so a near-unique column cannot
+    score itself)."""
+    fatal: bool = False
+    suspicious_names: tuple[str, ...] = (
+        "status",
+        "stage",
+        "tag",
+        "quality",
+        "reason",
+        "closed",
+        "won",
+        "lost",
+        "converted",
+        "disqualified",
+        "score",
+        "rating",
+    )
+
+
 class TrainParams(Section):
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
     num_leaves: Annotated[int, Field(ge=2, le=4096)] = 7
@@ -124,6 +158,7 @@ class TrainParams(Section):
     min_positives: Annotated[int, Field(ge=1)] = 40
     min_negatives: Annotated[int, Field(ge=1)] = 40
     leakage_auc: Annotated[float, Field(gt=0.5, le=1.0)] = 0.97
+    leakage: LeakageParams = LeakageParams()
     logistic_c: Annotated[float, Field(gt=0.0)] = 1.0
     monotone: MonotoneParams = MonotoneParams()
 
@@ -165,8 +200,10 @@ class ServingParams(Section):
     """Touches + sales events of all leads of one request together (the work it costs)."""
     scoring_threads: Annotated[int, Field(ge=1, le=64)] = 1
     """Requests scored at once per worker, off the event loop (scale with workers)."""
-    scoring_queue: Annotated[int, Field(ge=0)] = 16
-    """Requests that may wait for a scoring thread; beyond that 503 with Retry-After."""
+    scoring_queue: Annotated[int, Field(ge=0)] = 64
+    """Requests that may wait for a scoring thread; beyond that 503 with Retry-After. One-lead
+    requests take about 5 ms, so 64 waiting is a third of a second (c=32 queues, not refused);
+    heavy batches reach the request timeout first."""
     request_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     """A scoring request still waiting or running after this is answered 503."""
     rate_limit_per_minute: Annotated[int, Field(ge=0)] = 0
