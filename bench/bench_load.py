@@ -90,18 +90,30 @@ def hold(
     }
 
 
-def reloading(port: int, server_pid: int, every: float = 2.0) -> Callable[[threading.Event], None]:
-    """Admin reload every ``every`` s, and SIGHUP to the server every third time."""
+def reloading(
+    port: int, server_pid: int, seconds: list[float], every: float = 2.0
+) -> Callable[[threading.Event], None]:
+    """Admin reload every ``every`` s (each one's duration into ``seconds``: it answers once
+    every worker serves the new model), and SIGHUP to the server every third time."""
 
     def run(stop: threading.Event) -> None:
         count = 0
         while not stop.wait(every):
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-            connection.request("POST", "/v1/admin/reload", headers={"X-API-Key": KEY})
-            status = connection.getresponse().status
-            connection.close()
-            if status != 200:
-                print(f"    reload answered {status}")
+            begin = time.perf_counter()
+            try:
+                connection.request("POST", "/v1/admin/reload", headers={"X-API-Key": KEY})
+                response = connection.getresponse()
+                answer = json.loads(response.read() or b"{}")
+                status: int | str = response.status
+            except (OSError, http.client.HTTPException) as error:
+                answer, status = {}, type(error).__name__
+            finally:
+                connection.close()
+            seconds.append(time.perf_counter() - begin)
+            workers = answer.get("workers") or {}
+            if status != 200 or workers.get("serving", 1) != workers.get("workers", 1):
+                print(f"    reload answered {status}: {workers}")
             count += 1
             if count % 3 == 0:
                 os.kill(server_pid, signal.SIGHUP)
@@ -168,9 +180,10 @@ def main() -> None:
             floor_rss = (tree_rss(process), 0.0)
             floor = hold(port, "GET", "/healthz", None, min(10.0, args.seconds), args.concurrency)
             show("peer: GET /healthz (empty route)", floor, (floor_rss[0], tree_rss(process)))
+            reloads: list[float] = []
             scenarios: list[tuple[str, Callable[[threading.Event], None] | None]] = [
                 ("POST /v1/score steady", None),
-                ("POST /v1/score, reload 2 s + SIGHUP", reloading(port, process.pid)),
+                ("POST /v1/score, reload 2 s + SIGHUP", reloading(port, process.pid, reloads)),
             ]
             if workers > 1:
                 scenarios.append(("POST /v1/score, a worker kill -9'd", killing(server, 5.0)))
@@ -183,6 +196,11 @@ def main() -> None:
                 show(name, figures, (before, after))
                 results[f"{workers}w {name}"] = {**figures, "rss": [before, after]}
             results[f"{workers}w cold_start_s"] = cold
+            if reloads:
+                print(
+                    f"  admin reloads: {len(reloads)}, answered in p50 "
+                    f"{np.percentile(reloads, 50):.2f} s, max {max(reloads):.2f} s"
+                )
     print(json.dumps(results, indent=1))
 
 

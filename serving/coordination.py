@@ -194,6 +194,10 @@ class Follower:
     def __init__(self, board: ReloadBoard) -> None:
         self.board = board
         self.generation = 0
+        self.lock = asyncio.Lock()
+        """Held from a load to its :meth:`adopt`: a reload of this worker and the following of
+        another's never interleave, so the model served is always the newest generation's
+        (without it, a slower load of an older generation could finish last and win)."""
 
     def adopt(self, generation: int, model: Mapping[str, str] | None, error: str | None) -> None:
         """This worker serves ``generation`` now (or failed to load it)."""
@@ -205,17 +209,20 @@ class Follower:
         ``load`` raises :class:`ModelLoadError` on failure (the current model stays)."""
         while True:
             await asyncio.sleep(self.POLL_SECONDS)
-            published = self.board.current()
-            if published is None or published.number <= self.generation:
+            if (published := self.board.current()) is None or published.number <= self.generation:
                 continue
-            try:
-                model = await load(published.uri)
-            except ModelLoadError as error:
-                logger.error("generation %d not loaded: %s", published.number, error)
-                self.adopt(published.number, None, "the model could not be loaded")
-                continue
-            except Exception:  # the follower must outlive any one bad generation
-                logger.exception("generation %d not loaded", published.number)
-                self.adopt(published.number, None, "the model could not be loaded")
-                continue
-            self.adopt(published.number, model.ref, None)
+            async with self.lock:
+                published = self.board.current()  # the newest, now that no load is running
+                if published is None or published.number <= self.generation:
+                    continue
+                try:
+                    model = await load(published.uri)
+                except ModelLoadError as error:
+                    logger.error("generation %d not loaded: %s", published.number, error)
+                    self.adopt(published.number, None, "the model could not be loaded")
+                    continue
+                except Exception:  # the follower must outlive any one bad generation
+                    logger.exception("generation %d not loaded", published.number)
+                    self.adopt(published.number, None, "the model could not be loaded")
+                    continue
+                self.adopt(published.number, model.ref, None)

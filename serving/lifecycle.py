@@ -50,14 +50,17 @@ async def reload_everywhere(
 ) -> tuple[LoadedModel, Progress | None]:
     """Reload here; with several workers, then publish exactly the model loaded (an alias
     pinned to its version) and wait until every live worker serves it too."""
-    model = await reload_model(holder, metrics, settings, uri)
     if follower is None:
-        return model, None
-    source = model.info.model
-    generation = follower.board.publish(
-        pinned_uri(source.kind, source.name, source.version, source.uri)
-    )
-    follower.adopt(generation.number, model.ref, None)
+        return await reload_model(holder, metrics, settings, uri), None
+    async with follower.lock:
+        model = await reload_model(holder, metrics, settings, uri)
+        source = model.info.model
+        generation = follower.board.publish(
+            pinned_uri(source.kind, source.name, source.version, source.uri)
+        )
+        follower.adopt(generation.number, model.ref, None)
+    # outside the lock: meanwhile this worker may follow a newer generation (another
+    # worker's reload), which that worker's own wait needs
     progress = await follower.board.wait_for(generation.number, WORKERS_WAIT_SECONDS)
     if not progress.complete or progress.failed:
         logger.error(
