@@ -11,7 +11,7 @@ Timestamps are UTC. The data horizon is the latest event time unless params fix 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -291,6 +291,60 @@ TABLES: dict[str, Table] = {
 """Canonical tables in dependency order (parents before children)."""
 
 EVENT_TABLES: tuple[str, ...] = ("touches", "sales_events")
+
+LEAD_ATTRIBUTES: tuple[str, ...] = tuple(
+    column.name
+    for column in LEADS.columns
+    if column.kind is Kind.STRING
+    and column.nullable
+    and not column.unique
+    and column.references is None
+)
+"""Canonical lead attributes (``source``, ``job_title``, ``seniority``, ``department``,
+``country``): text, not keys, not references, not times. A flat export may carry them as
+features; the feature engine always uses them under these names."""
+
+
+def canonical_name(column: object, table: str | Table = "leads") -> str | None:
+    """The canonical column of ``table`` an export column named ``column`` stands for, or None.
+
+    The one rule, applied alike by the importers, the validation stage and the feature engine
+    (they once disagreed on ``Country``): the names are equal once surrounding spaces are
+    stripped and letter case is folded, so ``Country`` and ``" country "`` are ``country``.
+    Anything else (``Lead Country``, ``job title``) is not a canonical column."""
+    spec = table if isinstance(table, Table) else TABLES[table]
+    folded = str(column).strip().casefold()
+    for name in spec.column_names:
+        if name.casefold() == folded:
+            return name
+    return None
+
+
+def canonical_renames(columns: Iterable[Any], table: str | Table) -> dict[Any, str]:
+    """Header → canonical column for the headers of a file that are a canonical column of
+    ``table`` by :func:`canonical_name`'s rule but not spelled exactly so. A header already
+    exactly canonical wins over a look-alike (which is then left alone, an extra column), and
+    of two look-alikes the first wins."""
+    headers = list(columns)
+    present = {str(name) for name in headers}
+    renames: dict[Any, str] = {}
+    for name in headers:
+        canonical = canonical_name(name, table)
+        if (
+            canonical is not None
+            and canonical != name
+            and canonical not in present
+            and canonical not in renames.values()
+        ):
+            renames[name] = canonical
+    return renames
+
+
+def lead_attribute(column: object) -> str | None:
+    """The canonical lead attribute (:data:`LEAD_ATTRIBUTES`) an export column stands for, by
+    :func:`canonical_name`'s rule; None for any other column."""
+    name = canonical_name(column, LEADS)
+    return name if name in LEAD_ATTRIBUTES else None
 
 
 def table(name: str) -> Table:

@@ -47,6 +47,7 @@ from features.engine.timelines import (
     window_counts,
     window_hits,
 )
+from features.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +57,7 @@ before it keep their time (earlier ones are clamped to the origin)."""
 DISENGAGING_TOUCHES = ("unsubscribe",)
 """Touch types left out of the engagement trend."""
 
-LEAD_CATEGORICALS = tuple(
-    c.name
-    for c in contract.LEADS.columns
-    if c.kind is contract.Kind.STRING and c.name not in ("lead_id", "campaign_id", "account_id")
-)
+LEAD_CATEGORICALS = contract.LEAD_ATTRIBUTES
 ACCOUNT_CATEGORICALS = ("industry",)
 ACCOUNT_NUMERICS = ("employees", "annual_revenue")
 SALES_STAGES = contract.SALES_STAGES
@@ -92,6 +89,20 @@ class EventArrays:
     ms: np.ndarray
     kind: np.ndarray  # touch type or sales stage code
     campaign: np.ndarray  # touches only: fitted campaign code or -1
+
+
+def lead_column(leads: pd.DataFrame, name: str) -> pd.Series | None:
+    """The leads column of the lead feature ``name``: the column of that name, else, for a
+    canonical attribute, the column that is it by :func:`contract.canonical_name`'s rule
+    (``Country`` for ``country``), as the importer and the validation stage read it; None when
+    the leads have neither."""
+    if name in leads.columns:
+        return leads[name]
+    if name in contract.LEAD_ATTRIBUTES:
+        for column in leads.columns:
+            if contract.lead_attribute(column) == name:
+                return leads[column]
+    return None
 
 
 def _empty_events() -> EventArrays:
@@ -141,14 +152,27 @@ class FeatureEngine:
         self.has_campaigns_ = "campaigns" in tables
         self.has_accounts_ = "accounts" in tables
 
+        # A declared column that is a canonical attribute (`Country`) is that attribute, found
+        # among the canonical ones below, never a second feature looked up under its own name.
+        extras = dict.fromkeys(
+            name for name in self.extra_categorical if contract.lead_attribute(name) is None
+        )
+        present = {name: lead_column(leads, name) for name in LEAD_CATEGORICALS}
         self.lead_categoricals_ = tuple(
-            name for name in LEAD_CATEGORICALS if name in leads and leads[name].notna().any()
-        ) + tuple(self.extra_categorical)
+            name
+            for name, values in present.items()
+            if values is not None and bool(values.notna().any())
+        ) + tuple(extras)
         self.numerics_ = tuple(self.extra_numeric)
         self.vocabularies_: dict[str, tuple[str, ...]] = {}
         for name in self.lead_categoricals_:
+            values = lead_column(leads, name)
+            if values is None:
+                raise UserError(
+                    f"leads: no column {name!r}, declared a categorical feature by the import"
+                )
             self.vocabularies_[name] = self._vocabulary(
-                normalise(leads[name], self._lowercase("leads", name))
+                normalise(values, self._lowercase("leads", name))
             )
 
         self.campaign_ids_: dict[str, int] = {}
@@ -355,14 +379,14 @@ class FeatureEngine:
     def lead_arrays(self, leads: pd.DataFrame) -> LeadArrays:
         """Batch form of leads (vectorised)."""
         n = len(leads)
-        categorical = {
-            name: vocabulary_codes(
-                leads[name], self.vocabularies_[name], self._lowercase("leads", name)
+        categorical = {}
+        for name in self.lead_categoricals_:
+            values = lead_column(leads, name)
+            categorical[name] = (
+                vocabulary_codes(values, self.vocabularies_[name], self._lowercase("leads", name))
+                if values is not None
+                else np.full(n, np.nan)
             )
-            if name in leads
-            else np.full(n, np.nan)
-            for name in self.lead_categoricals_
-        }
         numeric = {
             name: pd.to_numeric(leads[name], errors="coerce").to_numpy(dtype=np.float64)
             if name in leads

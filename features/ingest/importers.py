@@ -38,7 +38,9 @@ from features.ingest.mapping import (
     as_text,
     examples,
     in_rows,
+    keep_rows,
     load_mapping,
+    map_values,
     match_values,
     strict_numbers,
     strict_timestamps,
@@ -117,7 +119,10 @@ def import_flat(
             needed.append((outcome.column, f"outcome {target}"))
     for role in ("categorical", "numeric", "post_outcome"):
         needed += [(name, role) for name in getattr(mapping, role)]
+    needed += [(name, "where") for name in mapping.where]
     _require_columns(frame, needed, source, mapping_path)
+    # Filter first: rows left out (open deals, test records) may hold anything.
+    frame = keep_rows(frame, mapping.where, f"{source} (mapping {mapping_path})")
 
     n = len(frame)
     row = np.arange(1, n + 1)
@@ -134,10 +139,18 @@ def import_flat(
             "datetime64[us, UTC]"
         )
     for name in mapping.categorical:
-        leads[name] = parse_strings(frame[name])
+        values = parse_strings(frame[name])
+        table = mapping.value_map(name)
+        if table is not None:
+            values = map_values(values, table, None, f"{source}: column {name!r} (values)")
+        leads[mapping.written_name(name)] = values
     for name in mapping.numeric:
         where = f"{source}: column {name!r} (numeric)"
-        leads[name] = strict_numbers(frame[name], mapping.read.decimal, where)
+        raw = frame[name]
+        table = mapping.value_map(name)
+        if table is not None:
+            raw = map_values(raw, table, None, where)
+        leads[name] = strict_numbers(raw, mapping.read.decimal, where)
     outcomes: dict[str, dict[str, Any]] = {}
     for target, outcome in mapping.outcome.items():
         if outcome.column is None:
@@ -155,9 +168,12 @@ def import_flat(
         }
     table = pd.DataFrame({name: values.reset_index(drop=True) for name, values in leads.items()})
     for name in mapping.categorical:
-        _warn_if_identifier(table[name], source, name)
+        _warn_if_identifier(table[mapping.written_name(name)], source, name)
 
-    canonical = [name for name in mapping.categorical if name in CANONICAL_LEAD_ATTRIBUTES]
+    # A canonical attribute is written and listed under its canonical name whatever its case
+    # in the export (`Country` → `country`): validation and the engine know it by that name.
+    written = [mapping.written_name(name) for name in mapping.categorical]
+    canonical = [name for name in written if name in CANONICAL_LEAD_ATTRIBUTES]
     manifest: dict[str, Any] = {
         "format": "flat",
         "source_file": source.name,
@@ -166,7 +182,7 @@ def import_flat(
         "has_timestamps": mapping.has_timestamps,
         "id": mapping.id,
         "created_at": mapping.created_at,
-        "categorical": [name for name in mapping.categorical if name not in canonical],
+        "categorical": [name for name in written if name not in canonical],
         "canonical": canonical,
         "numeric": list(mapping.numeric),
         "post_outcome": list(mapping.post_outcome),
@@ -222,6 +238,7 @@ def to_canonical(frame: pd.DataFrame, table: str, read: ReadOptions, where: Path
     """Canonical columns of ``table`` converted to their contract types (contract order), then
     the frame's other columns unchanged when the table allows extra columns."""
     spec = contract.TABLES[table]
+    frame = _canonical_headers(frame, spec)
     result: dict[str, pd.Series] = {}
     for column in spec:
         if column.name not in frame.columns:
@@ -249,6 +266,14 @@ def to_canonical(frame: pd.DataFrame, table: str, read: ReadOptions, where: Path
     return pd.DataFrame({name: values.reset_index(drop=True) for name, values in result.items()})
 
 
+def _canonical_headers(frame: pd.DataFrame, spec: contract.Table) -> pd.DataFrame:
+    """Headers that are a canonical column of ``spec`` by :func:`contract.canonical_name`'s
+    rule (``Created_At`` → ``created_at``) renamed to it, as the validation stage does; a header
+    already exactly canonical wins over a look-alike, which stays an extra column."""
+    renames = contract.canonical_renames(frame.columns, spec)
+    return frame.rename(columns=renames) if renames else frame
+
+
 def _listing(columns: Iterable[Any]) -> str:
     names = [str(name) for name in columns]
     listed = ", ".join(repr(c) for c in names[:MAX_LISTED])
@@ -257,8 +282,17 @@ def _listing(columns: Iterable[Any]) -> str:
     return listed
 
 
+Reads = dict[tuple[Path, ReadOptions], pd.DataFrame]
+"""Export files already read, by path and read options: one file may feed several entries."""
+
+
 def _mapped_table(
-    table: str, source: TableSource, default_read: ReadOptions, directory: Path, mapping_path: Path
+    table: str,
+    source: TableSource,
+    default_read: ReadOptions,
+    directory: Path,
+    mapping_path: Path,
+    reads: Reads | None = None,
 ) -> pd.DataFrame:
     path = directory / source.file
     read = source.read or default_read
@@ -266,13 +300,29 @@ def _mapped_table(
         raise UserError(
             f"{path}: file named in mapping {mapping_path} (tables.{table}.file) not found"
         )
-    frame = read_export(path, read)
+    key = (path.resolve(), read)
+    reads = reads if reads is not None else {}
+    if key not in reads:
+        reads[key] = read_export(path, read)
+    frame = reads[key]
     needed = [
         (name, f"tables.{table}.columns.{canonical}") for canonical, name in source.columns.items()
     ]
     needed += [(name, f"tables.{table}.extra") for name in source.extra]
+    needed += [(name, f"tables.{table}.where") for name in source.where]
     _require_columns(frame, needed, path, mapping_path)
+    # Filter first: rows left out (open deals for a won/lost entry) may hold anything.
+    frame = keep_rows(frame, source.where, f"{path} (mapping {mapping_path}, tables.{table})")
     spec = contract.TABLES[table]
+    mapped = set(source.columns.values())
+    # Export columns that are canonical by the one rule (`Country`, ` stage `), unless the
+    # entry maps them to something else.
+    implicit: dict[str, Any] = {}
+    for name in frame.columns:
+        canonical = contract.canonical_name(name, spec)
+        free = name not in mapped and name not in source.extra
+        if canonical is not None and free and (canonical not in implicit or canonical == name):
+            implicit[canonical] = name
     renamed: dict[str, pd.Series] = {}
     for canonical in spec.column_names:
         if canonical in source.columns:
@@ -280,8 +330,19 @@ def _mapped_table(
         elif canonical in source.constants:
             value = source.constants[canonical]
             renamed[canonical] = pd.Series([_constant(value)] * len(frame), dtype="str")
-        elif canonical in frame.columns and canonical not in source.columns.values():
-            renamed[canonical] = frame[canonical]  # already named canonically in the export
+        elif canonical in implicit:
+            renamed[canonical] = frame[implicit[canonical]]
+    for canonical, values in source.values.items():
+        if canonical not in renamed:
+            raise UserError(
+                f"{path}: tables.{table}.values.{canonical} in mapping {mapping_path}: the entry "
+                f"has no {canonical} column (map it in `columns`)"
+            )
+        origin = source.columns.get(canonical, implicit.get(canonical, canonical))
+        label = f"{path}: column {str(origin)!r} ({table}.{canonical})"
+        renamed[canonical] = map_values(
+            renamed[canonical], values, spec.column(canonical).allowed, label
+        )
     for name in source.extra:
         renamed[name] = frame[name]
     return to_canonical(pd.DataFrame(renamed, index=frame.index), table, read, path)
@@ -306,9 +367,10 @@ def import_tables(
     used: set[Path] = set()
     if mapping is not None:
         assert mapping_path is not None
+        reads: Reads = {}
         for table, sources in mapping.tables.items():
             parts = [
-                _mapped_table(table, source, mapping.read, directory, mapping_path)
+                _mapped_table(table, source, mapping.read, directory, mapping_path, reads)
                 for source in sources
             ]
             used |= {(directory / source.file).resolve() for source in sources}

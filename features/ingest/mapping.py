@@ -40,16 +40,9 @@ Value = str | int | float | bool
 """A YAML scalar in a mapping (outcome values, constants)."""
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-CANONICAL_LEAD_ATTRIBUTES = tuple(
-    column.name
-    for column in contract.LEADS
-    if column.kind is contract.Kind.STRING
-    and column.nullable
-    and not column.unique
-    and column.references is None
-)
-"""Canonical lead columns a flat export may carry as features under the same name (e.g.
-``country``): string attributes, not keys, not references, not times."""
+CANONICAL_LEAD_ATTRIBUTES = contract.LEAD_ATTRIBUTES
+"""Canonical lead columns a flat export may carry as features (e.g. ``country``; an export's
+``Country`` is the same column by :func:`features.contract.canonical_name`'s rule)."""
 
 
 # ----------------------------------------------------------------------------- YAML
@@ -75,6 +68,19 @@ class _Model(BaseModel):
 def _listify(value: Any) -> Any:
     """A single value where a list is expected is a one-item list (`positive: yes`)."""
     return [value] if isinstance(value, str | int | float) else value
+
+
+def _listify_each(value: Any) -> Any:
+    """``where: {Stage: Won}`` is ``where: {Stage: [Won]}``."""
+    if isinstance(value, Mapping):
+        return {key: _listify(item) for key, item in value.items()}
+    return value
+
+
+Where = dict[str, Annotated[tuple[Value, ...], Field(min_length=1)]]
+"""``where``: export column → the values a row must hold there to be kept (all columns)."""
+ValueMap = dict[str, dict[Value, Value | None]]
+"""``values``: column → {export value: value written}; ``null`` writes a missing value."""
 
 
 class ReadOptions(_Model):
@@ -144,8 +150,13 @@ class FlatMapping(_Model):
     categorical: tuple[str, ...] = ()
     numeric: tuple[str, ...] = ()
     post_outcome: tuple[str, ...] = ()
+    where: Where = Field(default_factory=dict)
+    """Export column → values: only rows holding one of them (in every column) are imported."""
+    values: ValueMap = Field(default_factory=dict)
+    """Categorical or numeric column → {export value: value}, applied before typing."""
 
     _lists = field_validator("categorical", "numeric", "post_outcome", mode="before")(_listify)
+    _where = field_validator("where", mode="before")(_listify_each)
 
     @field_validator("outcome")
     @classmethod
@@ -184,25 +195,61 @@ class FlatMapping(_Model):
             for name in getattr(self, role):
                 claim(name, role)
         reserved = {"lead_id", "created_at"} | {f"outcome_{target}" for target in self.outcome}
+        written: dict[str, str] = {}
         for name in (*self.categorical, *self.numeric):
-            if name in reserved:
+            if name.strip().casefold() in reserved:
                 raise ValueError(
                     f"feature column {name!r} would overwrite the column leadscore writes under "
                     "that name (use `id` / `created_at` for the lead's id and creation time)"
                 )
-            if name in contract.LEADS.column_names:
-                canonical = contract.LEADS.column(name)
-                if name not in CANONICAL_LEAD_ATTRIBUTES:
+            canonical = contract.canonical_name(name, contract.LEADS)
+            if canonical is not None:
+                if canonical not in CANONICAL_LEAD_ATTRIBUTES:
                     raise ValueError(
-                        f"column {name!r} is the canonical lead column {name!r} "
-                        f"({canonical.description}), which a flat import cannot fill"
+                        f"column {name!r} is the canonical lead column {canonical!r} "
+                        f"({contract.LEADS.column(canonical).description}), which a flat import "
+                        "cannot fill"
                     )
                 if name in self.numeric:
                     raise ValueError(
-                        f"column {name!r} is the canonical lead column {name!r}, which is text: "
-                        "declare it categorical"
+                        f"column {name!r} is the canonical lead column {canonical!r}, which is "
+                        "text: declare it categorical"
                     )
+            target = self.written_name(name)
+            if target in written:
+                raise ValueError(
+                    f"columns {written[target]!r} and {name!r} are both the canonical lead "
+                    f"column {target!r}; declare one of them"
+                )
+            written[target] = name
+        for key in self.values:
+            if self.feature_of(key) is None:
+                raise ValueError(
+                    f"values: {key!r} is not a declared categorical or numeric column; "
+                    f"those are {[*self.categorical, *self.numeric]}"
+                )
         return self
+
+    @staticmethod
+    def written_name(name: str) -> str:
+        """The name a declared feature column is written under: the canonical attribute it
+        stands for (``Country`` → ``country``), else its export name."""
+        return contract.lead_attribute(name) or name
+
+    def feature_of(self, key: str) -> str | None:
+        """The declared feature column (export name) a ``values`` key names: the export name
+        itself, or a canonical attribute written under that name."""
+        for name in (*self.categorical, *self.numeric):
+            if key == name or self.written_name(key) == self.written_name(name):
+                return name
+        return None
+
+    def value_map(self, name: str) -> dict[Value, Value | None] | None:
+        """The ``values`` map of the declared feature column ``name`` (None: there is none)."""
+        for key, table in self.values.items():
+            if self.feature_of(key) == name:
+                return table
+        return None
 
     @property
     def has_timestamps(self) -> bool:
@@ -221,8 +268,13 @@ class TableSource(_Model):
     """Canonical column name → the value every row gets."""
     extra: tuple[str, ...] = ()
     """Export columns kept under their own names (tables that allow extra columns only)."""
+    where: Where = Field(default_factory=dict)
+    """Export column → values: only rows holding one of them (in every column) are taken."""
+    values: ValueMap = Field(default_factory=dict)
+    """Canonical column → {export value: canonical value} (trimmed, case-insensitive)."""
 
     _lists = field_validator("extra", mode="before")(_listify)
+    _where = field_validator("where", mode="before")(_listify_each)
 
 
 class TablesMapping(_Model):
@@ -262,11 +314,37 @@ class TablesMapping(_Model):
                 both = sorted(set(source.columns) & set(source.constants))
                 if both:
                     raise ValueError(f"tables.{name}: {both} in both `columns` and `constants`")
+                for column, table in source.values.items():
+                    if column not in spec.column_names:
+                        raise ValueError(
+                            f"tables.{name}.values: {column!r} is not a column of the canonical "
+                            f"table {name}; its columns are {list(spec.column_names)}"
+                        )
+                    if column in source.constants:
+                        raise ValueError(
+                            f"tables.{name}.values: {column!r} is a constant; map its value "
+                            "in `constants`"
+                        )
+                    allowed = spec.column(column).allowed
+                    wrong = [
+                        value
+                        for value in table.values()
+                        if allowed is not None
+                        and value is not None
+                        and _text(value) not in _texts(allowed)
+                    ]
+                    if wrong:
+                        raise ValueError(
+                            f"tables.{name}.values.{column}: {wrong[0]!r} is not a canonical "
+                            f"{column}; use one of {list(allowed or ())}"
+                        )
                 if source.extra and not spec.extra_columns_allowed:
                     raise ValueError(
                         f"tables.{name}.extra: the canonical table {name} takes no extra columns"
                     )
-                clash = sorted(set(source.extra) & set(spec.column_names))
+                clash = sorted(
+                    extra for extra in source.extra if contract.canonical_name(extra, spec)
+                )
                 if clash:
                     raise ValueError(
                         f"tables.{name}.extra: {clash} are canonical columns; map them in `columns`"
@@ -382,6 +460,9 @@ def as_text(values: pd.Series) -> pd.Series:
     return text.where(text != "")
 
 
+_YES_NO = ("yes", "no", "y", "n", "true", "false")
+
+
 def strict_numbers(values: pd.Series, decimal: str, where: str) -> pd.Series:
     """Numbers as float64, strictly as the mapping declares them: ``1,234.5`` (thousands
     separators), ``1e3``, ``-7``; ``decimal=","`` reads ``1.234,5``. Anything else is a
@@ -402,11 +483,14 @@ def strict_numbers(values: pd.Series, decimal: str, where: str) -> pd.Series:
     numbers = pd.to_numeric(cleaned.where(~stray), errors="coerce").astype("float64")
     bad = text.notna() & (numbers.isna() | np.isinf(numbers))
     if bad.any():
-        hint = (
-            " (decimal comma? set read.decimal: ',')"
-            if decimal == "." and text[bad].str.contains(",", regex=False).any()
-            else ""
-        )
+        hint = ""
+        if decimal == "." and text[bad].str.contains(",", regex=False).any():
+            hint = " (decimal comma? set read.decimal: ',')"
+        elif text[bad].str.casefold().isin(_YES_NO).all():
+            hint = (
+                " (a yes/no column: declare it categorical or map it with `values`, "
+                "e.g. {Yes: 1, No: 0})"
+            )
         raise UserError(
             f"{where}: not a number {in_rows(int(bad.sum()), len(values))}, "
             f"e.g. {examples(text[bad])}{hint}"
@@ -476,3 +560,63 @@ def match_values(values: pd.Series, accepted: Sequence[Value]) -> np.ndarray:
         if number is not None:
             hit |= (numbers == number).fillna(False).to_numpy(dtype=bool)
     return hit
+
+
+def _written(value: Value | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def keep_rows(
+    frame: pd.DataFrame, where: Mapping[str, Sequence[Value]], label: str
+) -> pd.DataFrame:
+    """The rows of ``frame`` holding, in every ``where`` column, one of its values (compared as
+    :func:`match_values` does), renumbered from 0. Keeping no row at all is a
+    :class:`UserError`: the filter is then surely wrong (a misspelled value)."""
+    if not where:
+        return frame
+    keep = np.ones(len(frame), dtype=bool)
+    for column, accepted in where.items():
+        hits = match_values(frame[column], accepted)
+        if not hits.any():
+            raise UserError(
+                f"{label}: no row has one of {list(accepted)} in column {column!r} (where); "
+                f"its values are e.g. {examples(as_text(frame[column]))}"
+            )
+        keep &= hits
+    if not keep.any():
+        raise UserError(f"{label}: no row passes every condition of `where` {dict(where)}")
+    return frame[keep].reset_index(drop=True)
+
+
+def map_values(
+    values: pd.Series,
+    table: Mapping[Value, Value | None],
+    allowed: Sequence[str] | None,
+    where: str,
+) -> pd.Series:
+    """Cells replaced per a ``values`` map (export value → value; keys compared trimmed and
+    case-insensitively, numbers as their text), as text. With a closed vocabulary ``allowed``
+    (``sales_events.stage``), a value already canonical is kept in its canonical spelling and
+    any other unmapped value is a :class:`UserError` with the count and examples; without one,
+    unmapped values are kept as they are."""
+    text = as_text(values)
+    folded = text.str.casefold()
+    lookup = {_text(key): _written(value) for key, value in table.items()}
+    mapped = folded.isin(list(lookup)).fillna(False).astype(bool)
+    result = text.astype(object)
+    result[mapped] = folded[mapped].map(lookup)
+    if allowed is not None:
+        canonical = {value.casefold(): value for value in allowed}
+        known = ~mapped & folded.isin(list(canonical)).fillna(False).astype(bool)
+        stray = text.notna() & ~mapped & ~known
+        if stray.any():
+            raise UserError(
+                f"{where}: value neither mapped in `values` nor one of {list(allowed)} "
+                f"{in_rows(int(stray.sum()), len(values))}, e.g. {examples(text[stray])}"
+            )
+        result[known] = folded[known].map(canonical)
+    return result.astype("str").where(result.notna())

@@ -208,14 +208,10 @@ def _null_column(column: contract.Column, rows: int) -> pd.Series:
 def _match_headers(
     table: contract.Table, frame: pd.DataFrame, notes: CoercionNotes
 ) -> pd.DataFrame:
-    """Accept headers that differ from the contract's only in case or surrounding spaces."""
-    present = set(frame.columns)
-    wanted = {name.casefold(): name for name in table.column_names if name not in present}
-    renames: dict[Any, str] = {}
-    for name in frame.columns:
-        canonical = wanted.get(str(name).strip().casefold())
-        if canonical is not None and canonical not in renames.values():
-            renames[name] = canonical
+    """Accept headers that differ from the contract's only in case or surrounding spaces
+    (:func:`contract.canonical_name`, the rule the importers and the engine apply too). A
+    header already exactly canonical wins over a look-alike, which stays an extra column."""
+    renames = contract.canonical_renames(frame.columns, table)
     if renames:
         notes.renamed.update({str(k): v for k, v in renames.items()})
         frame = frame.rename(columns=renames)

@@ -108,6 +108,29 @@ BAD_CASES = {
         "m.yaml: unknown format 'salesforce'; use 'flat' or 'tables'",
     ),
     "missing input": (GOOD, None, "export.csv: input not found"),
+    # Issue 11: shapes of real CRM exports that are genuinely invalid.
+    "yes/no column declared numeric": (
+        GOOD,
+        EXPORT.replace('"1,250"', "Yes").replace(",3,", ",No,").replace('"12,000"', "Yes"),
+        "export.csv: column 'Visits' (numeric): not a number in 3 of 3 rows, e.g. 'Yes', 'No' "
+        "(a yes/no column: declare it categorical or map it with `values`",
+    ),
+    "number wrongly grouped": (
+        GOOD,
+        EXPORT.replace('"12,000"', '"12,00"'),
+        "export.csv: column 'Visits' (numeric): not a number in 1 of 3 rows, e.g. '12,00'",
+    ),
+    "two columns that are one canonical column": (
+        GOOD.replace("[Origin]", "[Country, ' country']"),
+        "Lead ID,Country, country,Visits,Converted,Tags\nL1,PT,pt,1,1,\n",
+        "m.yaml: columns 'Country' and ' country' are both the canonical lead column 'country'",
+    ),
+    "where keeps no row": (
+        GOOD + "where: {Origin: [Webinar]}\n",
+        EXPORT,
+        "export.csv (mapping {mapping}): no row has one of ['Webinar'] in column 'Origin' "
+        "(where); its values are e.g. 'API', 'Landing Page'",
+    ),
 }
 
 
