@@ -131,6 +131,15 @@ class Table:
         return pa.schema([pa.field(c.name, c.arrow_type, nullable=c.nullable) for c in self])
 
 
+
+EARLIEST_TIME = pd.Timestamp("1970-01-01", tz="UTC")
+END_OF_TIME = pd.Timestamp("2200-01-01", tz="UTC")
+"""The range of every timestamp a lead, a touch or a sales event may have: anything else is a
+typo (year 1 for 2001, 9999 for "never"), and beyond the feature engine's clock. The validator
+quarantines earlier times (later ones are after the horizon or in the future); the API and
+``leadscore score`` refuse times outside it."""
+
+
 CAMPAIGNS = Table(
     name="campaigns",
     description="Marketing campaigns with their channel, dates and spend.",

@@ -151,12 +151,10 @@ class EventSource:
         return typed
 
 
-EARLIEST = pd.Timestamp("1970-01-01", tz="UTC")
-END_OF_TIME = pd.Timestamp("2200-01-01", tz="UTC")
-"""The times a lead can be scored at or have events at: the API's range
-(``serving.schemas.MIN_TIME``/``MAX_TIME``), so batch scoring refuses what ``/v1/score`` refuses.
-Later than ``validate``'s "future timestamp" rule (which has no lower bound), inside the
-feature engine's nanosecond clock (1677–2262), beyond which pandas cannot convert."""
+EARLIEST = contract.EARLIEST_TIME
+END_OF_TIME = contract.END_OF_TIME
+"""The contract's range of times (the API's too): batch scoring refuses what ``/v1/score``
+refuses, and what the feature engine's nanosecond clock (1677–2262) could not convert."""
 
 
 def check_time_range(

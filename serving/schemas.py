@@ -64,8 +64,8 @@ MAX_TEXT = 256
 """Longest accepted string (ids, titles, campaign ids…)."""
 MAX_EXTRA_FIELDS = 200
 MAX_FIELD_NAME = 100
-MIN_TIME = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-MAX_TIME = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
+MIN_TIME: dt.datetime = contract.EARLIEST_TIME.to_pydatetime()
+MAX_TIME: dt.datetime = contract.END_OF_TIME.to_pydatetime()
 REF = "#/components/schemas/{model}"
 
 Grade = Literal["A", "B", "C", "D"]

@@ -56,6 +56,10 @@ def rule_future(column: str) -> str:
     return f"future timestamp in {column}"
 
 
+def rule_before_epoch(column: str) -> str:
+    return f"timestamp before {contract.EARLIEST_TIME.date()} in {column}"
+
+
 def rule_unparseable(column: str) -> str:
     return f"unparseable timestamp in {column}"
 

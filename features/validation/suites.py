@@ -19,6 +19,7 @@ from features.validation.rules import (
     RowFailures,
     rule_after_horizon,
     rule_before_column,
+    rule_before_epoch,
     rule_below_min,
     rule_duplicate,
     rule_future,
@@ -111,6 +112,15 @@ def suite_expectations(
                     column_B=column.not_before_column,
                     or_equal=True,
                     ignore_row_if="either_value_is_missing",
+                )
+            )
+        if column.kind is contract.Kind.TIMESTAMP:
+            expectations.append(
+                _expectation(
+                    "between",
+                    rule_before_epoch(name),
+                    column=name,
+                    min_value=contract.EARLIEST_TIME.to_pydatetime(),
                 )
             )
         if column.not_after_horizon:

@@ -578,6 +578,21 @@ def test_future_timestamps_do_not_move_the_horizon(tmp_path: Path) -> None:
     assert summary.tables["touches"].rules == {"future timestamp in occurred_at": 1}
 
 
+def test_times_before_1970_are_quarantined_not_a_crash_later(tmp_path: Path) -> None:
+    """Year 1600 (a typo for 2016) parses, but no lead predates 1970 and the feature engine's
+    clock cannot hold it: quarantined here with its rule, not a traceback in features."""
+    tables = tiny_tables()
+    tables["leads"].loc[1, "created_at"] = "1600-03-05T12:00:00Z"
+    tables["touches"].loc[0, "occurred_at"] = "0001-01-01T00:00:00Z"
+
+    summary, out = run(tmp_path, tables)
+
+    assert summary.tables["leads"].rules == {"timestamp before 1970-01-01 in created_at": 1}
+    assert summary.tables["touches"].rules.get("timestamp before 1970-01-01 in occurred_at") == 1
+    created = pd.read_parquet(out / "leads.parquet")["created_at"]
+    assert (created >= pd.Timestamp("1970-01-01", tz="UTC")).all()
+
+
 def test_naive_and_aware_timestamps_mixed_are_normalised_to_utc(tmp_path: Path) -> None:
     tables = tiny_tables()
     tables["leads"]["created_at"] = [
