@@ -131,7 +131,6 @@ class Table:
         return pa.schema([pa.field(c.name, c.arrow_type, nullable=c.nullable) for c in self])
 
 
-
 EARLIEST_TIME = pd.Timestamp("1970-01-01", tz="UTC")
 END_OF_TIME = pd.Timestamp("2200-01-01", tz="UTC")
 """The range of every timestamp a lead, a touch or a sales event may have: anything else is a

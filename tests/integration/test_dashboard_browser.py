@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -307,3 +308,58 @@ def test_api_docs_render_offline(server: Server, browser: Browser) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(base64.b64decode(shot["data"]))
     assert path.stat().st_size > 10_000
+
+
+def test_dvc_plots_render_offline(browser: Browser, tmp_path: Path) -> None:
+    """``dvc plots show`` with the project's ``.dvc/config`` draws its charts from the inline
+    Vega of ``plots/offline.html``: the page requests nothing (DVC's own page loads Vega from
+    a CDN and stays blank offline)."""
+    project = tmp_path / "plots-project"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    dvc = str(Path(sys.executable).with_name("dvc"))
+    subprocess.run([dvc, "init", "-q"], cwd=project, check=True)
+    (project / "plots").mkdir()
+    shutil.copy(REPO / "plots" / "offline.html", project / "plots" / "offline.html")
+    # the project's own setting, as a clone has it
+    setting = "[plots]" + (REPO / ".dvc" / "config").read_text().split("[plots]", 1)[1]
+    with (project / ".dvc" / "config").open("a") as config:
+        config.write(setting)
+    (project / "roc.csv").write_text(
+        "fpr,model,logistic\n0,0,0\n0.1,0.5,0.4\n0.5,0.85,0.7\n1,1,1\n"
+    )
+    (project / "dvc.yaml").write_text(
+        "plots:\n  - ROC:\n      template: simple\n      x: fpr\n"
+        "      y:\n        roc.csv: [model, logistic]\n"
+    )
+    shown = subprocess.run(
+        [dvc, "plots", "show", "-o", "report"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    page = (project / "report" / "index.html").read_text()
+    assert "cdn.jsdelivr" not in page
+    browser.send("Network.enable")
+    with browser.lock:
+        seen = len(browser.events)
+    browser.send("Page.navigate", url=(project / "report" / "index.html").as_uri())
+    marks = browser.wait_for(
+        "document.querySelectorAll('.vega-embed svg, .vega-embed canvas').length", timeout=30
+    )
+    assert marks >= 1
+    with browser.lock:
+        events = browser.events[seen:]
+    urls = [
+        e["params"]["request"]["url"]
+        for e in events
+        if e.get("method") == "Network.requestWillBeSent"
+    ]
+    assert [u for u in urls if not u.startswith(("file:", "data:"))] == []
+    shot = browser.send("Page.captureScreenshot", format="png")
+    path = SCREENSHOT.parent / "dvc-plots.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
+    assert path.stat().st_size > 5_000
