@@ -1,5 +1,6 @@
 """Training per target: readiness check, LightGBM with early stopping on `valid`,
-calibration on `calibration`, and the two baselines on the same rows."""
+calibration on `calibration`, the two baselines on the same rows, and the per-column leakage
+guard (:mod:`models.reports.leakage`) on the trained model."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from threadpoolctl import threadpool_limits
 from features.engine.engine import FeatureEngine
 from features.engine.snapshots import labelled
 from features.errors import UserError
+from features.ingest.suspicion import warn_suspicious_names
 from features.params import Params, TrainParams
 from models.baselines import PointsScore, logistic_baseline
 from models.calibration import Calibrator
+from models.reports.leakage import Slices, column_report, rank_auc
 from models.scorer import Definition, LeadScorer, TargetModel
 
 logger = logging.getLogger(__name__)
@@ -100,15 +103,20 @@ def train_target(
     dataset = lgb.Dataset(
         X_train, y_train, feature_name=list(names), categorical_feature=categorical
     )
-    validation = lgb.Dataset(X[valid], y[valid], reference=dataset)
+    X_valid, y_valid = X[valid], y[valid]
+    validation = lgb.Dataset(X_valid, y_valid, reference=dataset)
+    booster_params = lightgbm_params(settings, monotone)
     booster = lgb.train(
-        lightgbm_params(settings, monotone),
+        booster_params,
         dataset,
         num_boost_round=settings.max_rounds,
         valid_sets=[validation],
         callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)],
     )
     best = booster.best_iteration or booster.current_iteration()
+    valid_auc = rank_auc(
+        y_valid == 1, np.asarray(booster.predict(X_valid, num_iteration=best), dtype=np.float64)
+    )
     raw = booster.predict(X[calibration], num_iteration=best)
     calibrator = Calibrator(settings.calibration).fit(np.asarray(raw), y[calibration])
     rules = PointsScore(
@@ -120,16 +128,58 @@ def train_target(
         logistic = logistic_baseline(
             names, engine.categorical_features_, settings.logistic_c, settings.seed
         ).fit(X_train, y_train)
-    report = {
+    report: dict[str, Any] = {
         "best_iteration": int(best),
         "rows": {
             s: int(m.sum())
             for s, m in (("train", train), ("valid", valid), ("calibration", calibration))
         },
         "positives_train": int(np.sum(y_train == 1)),
+        "valid_roc_auc": None if valid_auc is None else round(valid_auc, 6),
     }
     logger.info("trained %s: %s", target, report)
+    report["leakage"] = column_report(
+        target,
+        Slices(X_train, y_train, X_valid, y_valid),
+        names,
+        categorical,
+        booster,
+        int(best),
+        booster_params,
+        settings.leakage,
+        seed=settings.seed,
+    )
+    logger.info(
+        "leakage guard for %s: %d columns in %.1f s, flagged: %s",
+        target,
+        len(names),
+        report["leakage"]["seconds"],
+        ", ".join(report["leakage"]["flagged"]) or "none",
+    )
     return TrainedTarget(TargetModel(booster, calibrator, int(best)), rules, logistic, report)
+
+
+def check_leakage(trained: dict[str, TrainedTarget], params: TrainParams) -> None:
+    """With ``train.leakage.fatal``: refuse the model, naming the columns and figures, when a
+    column is flagged or a validation ROC AUC is above ``train.leakage_auc``."""
+    if not params.leakage.fatal:
+        return
+    problems = []
+    for target, result in trained.items():
+        for column in result.report["leakage"]["columns"]:
+            if column["flagged"]:
+                problems.append(f"{column['column']!r} ({target}: {'; '.join(column['reasons'])})")
+        auc = result.report.get("valid_roc_auc")
+        if auc is not None and auc > params.leakage_auc:
+            problems.append(
+                f"validation ROC AUC of {target} {auc:.3f} > train.leakage_auc {params.leakage_auc}"
+            )
+    if problems:
+        raise UserError(
+            "probable leakage, and train.leakage.fatal is true: "
+            + ", ".join(problems)
+            + "; declare such columns post_outcome in the mapping"
+        )
 
 
 def train_all(
@@ -145,11 +195,19 @@ def train_all(
     the labels)."""
     if X is None:
         X = engine.matrix_from_frame(snapshots)
+    # The lead attribute columns as the data named them (not the engine's derived history
+    # features, whose names like `account_won_before` are computed point in time by design).
+    name_warnings = warn_suspicious_names(
+        [*engine.lead_categoricals_, *engine.numerics_],
+        post_outcome,
+        params.train.leakage.suspicious_names,
+    )
     trained = {
         target: train_target(X, snapshots, target, engine, params)
         for target in params.targets
         if f"label_{target}" in snapshots
     }
+    check_leakage(trained, params.train)
     definition = Definition(
         target=params.quality_lead.target,
         window_days=params.quality_lead.window_days,
@@ -163,6 +221,9 @@ def train_all(
         engine,
         {t: r.model for t, r in trained.items()},
         definition,
-        {"reports": {t: r.report for t, r in trained.items()}},
+        {
+            "reports": {t: r.report for t, r in trained.items()},
+            "leakage_names": [w.as_dict() for w in name_warnings],
+        },
     )
     return scorer, trained

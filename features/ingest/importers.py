@@ -46,6 +46,7 @@ from features.ingest.mapping import (
     strict_timestamps,
 )
 from features.ingest.readers import file_kind, find_table_files, read_csv_file, read_table_file
+from features.ingest.suspicion import warn_suspicious_names
 from features.storage import MANIFEST, write_json, write_parquet
 
 logger = logging.getLogger(__name__)
@@ -169,6 +170,10 @@ def import_flat(
     table = pd.DataFrame({name: values.reset_index(drop=True) for name, values in leads.items()})
     for name in mapping.categorical:
         _warn_if_identifier(table[mapping.written_name(name)], source, name)
+    # sales-written columns (status, rating, lead quality…) declared as features: say so now
+    warn_suspicious_names(
+        [*mapping.categorical, *mapping.numeric], mapping.post_outcome, where=str(source)
+    )
 
     # A canonical attribute is written and listed under its canonical name whatever its case
     # in the export (`Country` → `country`): validation and the engine know it by that name.

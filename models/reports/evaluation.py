@@ -17,6 +17,11 @@ Conventions:
   (= ``capture_top_10`` / 0.1).
 - A metric that is undefined on the rows given (AUC with one class, lift without positives) is
   ``None`` (``null`` in JSON), never NaN.
+- ``leakage_suspected`` is true when the per-column guard of training
+  (:mod:`models.reports.leakage`) flagged a column for any target, or a model's test ROC AUC is
+  above ``train.leakage_auc``. Each target's ``leakage`` entry names the flagged columns and
+  shows them and the top columns by |SHAP| with their figures and reasons (lists, so the
+  registry's metric logging and ``dvc metrics show`` skip them).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from sklearn.metrics import (
 
 from features.engine.snapshots import labelled
 from features.params import Params
+from models.reports.leakage import target_guard
 from models.scorer import LeadScorer, score_of
 
 logger = logging.getLogger(__name__)
@@ -445,14 +451,27 @@ def evaluate(
         by_group[target] = groups
         metrics[target] = entry
         auc = entry["model"]["roc_auc"]
-        if auc is not None and auc > params.train.leakage_auc:
-            leakage = True
+        too_good = auc is not None and auc > params.train.leakage_auc
+        if too_good:
             logger.warning(
                 "probable leakage: test ROC AUC of %s is %.4f, above train.leakage_auc %.2f",
                 target,
                 auc,
                 params.train.leakage_auc,
             )
+        guard = target_guard(scorer.metadata, target)
+        if guard is not None:
+            guard["auc_above_threshold"] = too_good
+            entry["leakage"] = guard
+            for column in guard["columns"]:
+                if column["flagged"]:
+                    logger.warning(
+                        "probable leakage: column %r (%s): %s",
+                        column["column"],
+                        target,
+                        "; ".join(column["reasons"]),
+                    )
+        leakage = leakage or too_good or bool(guard and guard["flagged"])
         if target == primary and _both_classes(y):
             plots = _plots(y, predictions, scorer, settings.ece_bins)
     metrics["leakage_suspected"] = leakage

@@ -187,6 +187,100 @@ def kpi_section(kpis: Mapping[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def _targets_with_guard(metrics: Mapping[str, Any], primary: str) -> list[str]:
+    guarded = [
+        t
+        for t, v in metrics.items()
+        if isinstance(v, Mapping) and isinstance(v.get("leakage"), Mapping)
+    ]
+    return sorted(guarded, key=lambda t: (t != primary, t))
+
+
+def leakage_section(metrics: Mapping[str, Any], primary: str, leakage_auc: float) -> str:
+    """The verdict, the flagged columns with why, the per-column figures of the flagged and
+    top columns per target, and the feature names that sound post-outcome."""
+    suspected = bool(metrics.get("leakage_suspected"))
+    targets = _targets_with_guard(metrics, primary)
+    too_good = [
+        t
+        for t, v in metrics.items()
+        if isinstance(v, Mapping)
+        and isinstance(v.get("model"), Mapping)
+        and v["model"].get("roc_auc") is not None
+        and v["model"]["roc_auc"] > leakage_auc
+    ]
+    parts = []
+    if suspected:
+        parts.append(
+            "**Leakage suspected.** Check the columns below for values known only after the "
+            "outcome (written by sales after talking to the lead) before using this model; "
+            "declare them `post_outcome` in the mapping."
+        )
+    else:
+        parts.append("No leakage flag: no column crosses a threshold below.")
+    if too_good:
+        parts.append(
+            "Test ROC AUC above "
+            f"{leakage_auc} (params `train.leakage_auc`) for: "
+            + ", ".join(f"`{t}` ({metrics[t]['model']['roc_auc']:.3f})" for t in too_good)
+            + "."
+        )
+    else:
+        parts.append(f"Every test ROC AUC is at most {leakage_auc} (params `train.leakage_auc`).")
+    if not targets:
+        parts.append("The per-column guard did not run for this model (trained before it existed).")
+        return "\n\n".join(parts)
+    thresholds = metrics[targets[0]]["leakage"].get("thresholds", {})
+    parts.append(
+        "Per column and target (params `train.leakage`), a column is flagged when alone it "
+        f"reaches ROC AUC ≥ {thresholds.get('univariate_auc')} on the train slice (either "
+        "direction; categories scored by their out-of-fold positive rate), when it carries more "
+        f"than {thresholds.get('shap_share', 0):.0%} of the model's total |SHAP| on the "
+        f"validation slice (in models of {thresholds.get('shap_min_columns')} columns or more), "
+        "or when retraining without it lowers validation ROC AUC by "
+        f"{thresholds.get('drop_auc_delta')} or more (measured for the top columns by |SHAP|, "
+        "with cheap retrains)."
+    )
+    flagged = [
+        f"- `{c['column']}` (`{t}`): " + "; ".join(c["reasons"])
+        for t in targets
+        for c in metrics[t]["leakage"]["columns"]
+        if c.get("flagged")
+    ]
+    parts.append("Flagged columns:\n\n" + ("\n".join(flagged) if flagged else "- none"))
+    for t in targets:
+        rows = [
+            [
+                f"`{c['column']}`",
+                c["univariate_roc_auc"],
+                c["univariate_pr_auc"],
+                None if c["shap_share"] is None else f"{c['shap_share']:.1%}",
+                c["drop_auc_delta"],
+                "**flagged**" if c.get("flagged") else "",
+            ]
+            for c in metrics[t]["leakage"]["columns"]
+        ]
+        table = markdown_table(
+            [
+                "column",
+                "univariate ROC AUC",
+                "univariate PR AUC",
+                "share of |SHAP|",
+                "validation AUC lost without it",
+                "",
+            ],
+            rows,
+        )
+        parts.append(f"### `{t}`: flagged and top columns by |SHAP|\n\n{table}")
+    names = metrics[targets[0]]["leakage"].get("name_warnings") or []
+    if names:
+        parts.append(
+            "Feature names that sound like post-outcome columns (a warning, not a flag):\n\n"
+            + "\n".join(f"- `{w['column']}`: {w['text']}" for w in names)
+        )
+    return "\n\n".join(parts)
+
+
 def limitations(card: CardInputs) -> list[str]:
     items = []
     if card.snapshots:
@@ -239,15 +333,7 @@ def render(card: CardInputs) -> str:
         [str(name), int(row["snapshots"]), int(row["labelled"]), int(row["positives"])]
         for name, row in card.splits.iterrows()
     ]
-    leakage = bool(card.metrics.get("leakage_suspected"))
-    leakage_text = (
-        f"**Leakage suspected**: a test ROC AUC is above {card.leakage_auc} "
-        "(params `train.leakage_auc`). Check for columns known only after the outcome before "
-        "using this model."
-        if leakage
-        else f"No leakage flag: every test ROC AUC is at most {card.leakage_auc} "
-        "(params `train.leakage_auc`)."
-    )
+    leakage_text = leakage_section(card.metrics, primary, card.leakage_auc)
     post_outcome = (
         "\n".join(f"- `{name}`" for name in definition.post_outcome)
         if definition.post_outcome

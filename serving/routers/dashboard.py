@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from models.reports.leakage import target_guard
 from serving.artifacts import json_safe, queue_rows
 from serving.dependencies import ArtifactsDep, OptionalModelDep, ScoreCaller, SettingsDep
 from serving.routers.common import AUTH_ERRORS
@@ -56,11 +57,29 @@ def kpis(caller: ScoreCaller, artifacts: ArtifactsDep) -> JSONResponse:
     )
 
 
+def leakage_card(model: Any, metrics: Any) -> dict[str, Any]:
+    """Per target, the leakage guard's flagged and top columns with their figures and reasons:
+    the serving model's own (computed when it was trained), else the evaluate stage's
+    ``metrics.json``; empty for a model trained before the guard existed."""
+    if model is not None:
+        guards = {t: target_guard(model.scorer.metadata, t) for t in model.scorer.models}
+        return {t: g for t, g in guards.items() if g is not None}
+    if not isinstance(metrics, dict):
+        return {}
+    return {
+        t: v["leakage"]
+        for t, v in metrics.items()
+        if isinstance(v, dict) and isinstance(v.get("leakage"), dict)
+    }
+
+
 @router.get(
     "/v1/dashboard/model",
     summary="Dashboard: model card",
     description="The serving model's document (as `/v1/model`), the calibration and grade "
-    "tables of the evaluate stage and the model card's text, each when available.",
+    "tables of the evaluate stage, the model card's text and, per target, the columns the "
+    "leakage guard flagged (with why) and the top columns' leakage figures, each when "
+    "available.",
     responses=AUTH_ERRORS,
 )
 def model_card(
@@ -73,9 +92,10 @@ def model_card(
         "plots": artifacts.plots(),
         "card": card.value,
     }
+    metrics = artifacts.metrics().value if model is None else None
     if model is None:
-        metrics = artifacts.metrics()
-        out["metrics"] = metrics.value
+        out["metrics"] = metrics
+    out["leakage"] = leakage_card(model, metrics)
     return JSONResponse(json_safe(out))
 
 

@@ -460,7 +460,56 @@
     // exclusions
     const exclusions = (doc && doc.post_outcome_exclusions) || [];
     $("exclusions").replaceChildren(...(exclusions.length ? exclusions.map((e) => h("li", {}, h("code", {}, e))) : [h("li", { class: "muted" }, "none")]));
+    renderLeakage(data.leakage || {}, metricsDoc());
     $("model-card-text").textContent = data.card || "No model card yet (artifacts/model_card.md).";
+  }
+
+  // The leakage guard: which columns were flagged and why, and the top columns' figures. Its
+  // box is added under the exclusions (the page template has no slot for it).
+  function renderLeakage(guards, metrics) {
+    let box = $("leakage");
+    if (!box) {
+      box = h("div", { id: "leakage" });
+      $("exclusions").after(h("h3", {}, "Leakage check"), box);
+    }
+    const targets = Object.keys(guards);
+    const suspected = metrics && metrics.leakage_suspected;
+    const flagged = [];
+    for (const t of targets) {
+      for (const c of guards[t].columns || []) {
+        if (c.flagged) flagged.push(h("li", {}, h("code", {}, c.column), ` (${t}): ${(c.reasons || []).join("; ")}`));
+      }
+    }
+    const parts = [];
+    if (!targets.length) {
+      parts.push(h("p", { class: "muted small" }, "No per-column leakage figures for this model."));
+    } else if (flagged.length) {
+      parts.push(h("p", { class: "warn" }, h("strong", {}, "Leakage suspected: "),
+        "these columns predict the outcome too well; check whether sales fills them after talking to the lead."));
+      parts.push(h("ul", { class: "flagged" }, flagged));
+    } else {
+      parts.push(h("p", { class: suspected ? "warn" : "muted small" },
+        suspected ? "Leakage suspected: a test ROC AUC is above the threshold, though no single column is flagged."
+          : "No column flagged."));
+    }
+    const first = targets[0] && guards[targets[0]];
+    for (const t of targets) {
+      const rows = (guards[t].columns || []).map((c) => h("tr", { class: c.flagged ? "flagged" : "" },
+        h("td", {}, h("code", {}, c.column)), h("td", { class: "num" }, num(c.univariate_roc_auc)),
+        h("td", { class: "num" }, pct(c.shap_share)), h("td", { class: "num" }, num(c.drop_auc_delta)),
+        h("td", {}, c.flagged ? "flagged" : "")));
+      parts.push(h("div", { class: "table-wrap" }, h("table", { class: "data leakage", "data-target": t },
+        h("caption", { class: "small" }, `${t}: flagged and top columns by |SHAP|`),
+        h("thead", {}, h("tr", {}, h("th", {}, "column"), h("th", { class: "num" }, "AUC alone"),
+          h("th", { class: "num" }, "|SHAP| share"), h("th", { class: "num" }, "AUC lost without"), h("th", {}, ""))),
+        h("tbody", {}, rows))));
+    }
+    const names = (first && first.name_warnings) || [];
+    if (names.length) {
+      parts.push(h("p", { class: "small" }, "Names that sound post-outcome (a warning): ",
+        names.map((w, i) => [i ? ", " : "", h("code", {}, w.column), ` (${(w.words || []).join(", ")})`])));
+    }
+    box.replaceChildren(...parts);
   }
 
   // --------------------------------------------------------------------- load

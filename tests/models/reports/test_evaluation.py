@@ -291,4 +291,7 @@ def test_model_is_calibrated_on_the_default(default_evaluation: dict, repo_param
     entry = metrics[repo_params.quality_lead.target]
     assert entry["model"]["ece"] <= 0.03
     assert not metrics["leakage_suspected"]
+    # No false alarm from the per-column guard on ~100 honest simulator features.
+    assert entry["leakage"]["flagged"] == []
+    assert len(entry["leakage"]["columns"]) == 5
     assert 0.0 < entry["model_truth_auc_ratio"] <= 1.05
