@@ -203,6 +203,10 @@ def test_dashboard_in_chromium(server: Server, browser: Browser, world: World) -
     assert browser.evaluate("document.querySelectorAll('#kpi-table tbody tr').length") > 3
     assert browser.evaluate("document.querySelectorAll('#metrics-table tbody tr').length") >= 5
     assert "quality lead" in browser.evaluate("document.getElementById('definition').textContent")
+    # the leakage guard's verdict is on the model card (the world's model flags nothing)
+    leakage = browser.evaluate("(document.getElementById('leakage') || {}).textContent || ''")
+    assert leakage
+    assert "Leakage suspected" not in leakage
     # every KPI measure draws (month line chart and channel bars included)
     for group in ("by_month", "by_campaign", "by_channel"):
         marks = browser.evaluate(
