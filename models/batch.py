@@ -5,9 +5,8 @@ written incrementally as the API's answer per lead (``leadscore score`` runs it;
 
 from __future__ import annotations
 
-import itertools
-import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,10 +49,22 @@ def _parquet_file(path: Path) -> pq.ParquetFile:
         raise UserError(f"{path}: not a readable Parquet file ({detail})") from None
 
 
-def lead_chunks(path: Path, chunk: int) -> tuple[Iterator[pd.DataFrame], int | None]:
-    """The leads table in chunks (strings stay strings), and its row count when known. CSV is
+@dataclass
+class LeadFile:
+    """The leads table, read in chunks: each chunk as the frame to check and score and, beside
+    it, the ``--keep`` columns exactly as read (Arrow, so a Parquet column keeps its type and
+    a CSV cell its text: ``00123`` stays ``00123``). ``rows``: the row count when known."""
+
+    chunks: Iterator[tuple[pd.DataFrame, pa.Table]]
+    rows: int | None
+    kept: pa.Schema
+
+
+def lead_chunks(path: Path, chunk: int, keep: Sequence[str] = ()) -> LeadFile:
+    """The leads table in chunks (strings stay strings), with its ``keep`` columns. CSV is
     read as the validate stage reads it (delimiter and encoding sniffed, empty strings null);
-    an empty, header-only, binary or truncated file is one :class:`UserError` line."""
+    an empty, header-only, binary or truncated file, or a ``keep`` column it lacks, is one
+    :class:`UserError` line."""
     kind = file_format(path, "--input")
     if not path.exists():
         raise UserError(f"{path}: file not found")
@@ -66,15 +77,28 @@ def lead_chunks(path: Path, chunk: int) -> tuple[Iterator[pd.DataFrame], int | N
     missing = [c for c in contract.LEADS.required_columns if c not in columns]
     if missing:
         raise UserError(f"{path}: column {missing[0]!r} is missing (required: lead_id, created_at)")
+    unknown = [name for name in keep if name not in columns]
+    if unknown:
+        shown = ", ".join(columns[:30])
+        if len(columns) > 30:  # a wide export: enough to spot a misspelling, not a screenful
+            shown += f", … ({len(columns):,} in all)"
+        raise UserError(
+            f"{path}: --keep column {unknown[0]!r} is not in the file (columns: {shown})"
+        )
+    if kind == "parquet":
+        kept = pa.schema([handle.schema_arrow.field(name) for name in keep])
+    else:
+        kept = pa.schema([(name, pa.string()) for name in keep])  # CSV cells are text
 
-    def rows() -> Iterator[pd.DataFrame]:
+    def rows() -> Iterator[tuple[pd.DataFrame, pa.Table]]:
         if kind == "parquet":
             if handle.metadata.num_rows == 0:
                 raise UserError(f"{path}: header only, no rows")
             try:
                 for batch in handle.iter_batches(batch_size=chunk):
                     if batch.num_rows:
-                        yield batch.to_pandas()
+                        table = pa.Table.from_batches([batch])
+                        yield batch.to_pandas(), table.select(list(keep)).replace_schema_metadata()
             except (pa.ArrowException, OSError, ValueError) as error:
                 detail = " ".join(str(error).split())
                 raise UserError(f"{path}: not a readable Parquet file ({detail})") from None
@@ -95,13 +119,17 @@ def lead_chunks(path: Path, chunk: int) -> tuple[Iterator[pd.DataFrame], int | N
                 frame.columns = pd.Index([str(n).strip().lstrip("\ufeff") for n in frame.columns])
                 seen_rows += len(frame)
                 if len(frame):
-                    yield frame
+                    # Taken before the checks type the frame (created_at, numeric features).
+                    table = pa.Table.from_pandas(
+                        frame[list(keep)], schema=kept, preserve_index=False
+                    )
+                    yield frame, table.replace_schema_metadata()
         except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as error:
             raise csv_error(path, error) from None
         if not seen_rows:
             raise UserError(f"{path}: header only, no rows")
 
-    return rows(), handle.metadata.num_rows if kind == "parquet" else None
+    return LeadFile(rows(), handle.metadata.num_rows if kind == "parquet" else None, kept)
 
 
 class EventSource:
@@ -254,6 +282,43 @@ def score_chunk(
     return out, explained
 
 
+# ------------------------------------------------------------------- horizon
+def data_horizon(scorer: LeadScorer) -> pd.Timestamp | None:
+    """The end of the model's training data (the feature engine's fit horizon), if known."""
+    ms = getattr(scorer.engine, "horizon_ms_", None)
+    return None if ms is None else pd.Timestamp(int(ms), unit="ms", tz="UTC")
+
+
+def beyond_horizon(scorer: LeadScorer, as_of: pd.Series) -> tuple[np.ndarray, pd.Timestamp] | None:
+    """Positions of the as_of times later than the model's data horizon by more than its
+    quality-lead window, and the horizon; None when none are (or the horizon is unknown).
+    Such scores count lead ages and days since the last touch up to a time the training data
+    never reached, while campaign and channel rates stop at the horizon: usually a leads file
+    scored at the default "now" long after its own data ends."""
+    horizon = data_horizon(scorer)
+    if horizon is None or not len(as_of):
+        return None
+    limit = horizon + pd.Timedelta(days=scorer.definition.window_days)
+    late = (as_of > limit).to_numpy(dtype=bool)
+    return (np.flatnonzero(late), horizon) if late.any() else None
+
+
+def horizon_warning(
+    scorer: LeadScorer, late_as_of: pd.Timestamp, horizon: pd.Timestamp, what: str
+) -> str:
+    """The one line that says how far ``what`` (the as_of it names) lies past the horizon and
+    how to score as of the data's own time instead."""
+    days = (late_as_of - horizon) / pd.Timedelta(days=1)
+    stamp = horizon.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (
+        f"{what} is {days:,.0f} days after the model's data horizon {horizon.date()} "
+        f"(more than its {scorer.definition.window_days}-day quality-lead window): lead ages "
+        f"and days since the last touch are counted up to that time; to score the data as of "
+        f"its own time pass --as-of {stamp} (or an as_of column per lead)"
+    )
+
+
+# ------------------------------------------------------------------- writing
 def _no_reasons(rows: int) -> pa.Array:
     return pa.ListArray.from_arrays(
         pa.array(np.zeros(rows + 1, dtype=np.int32)), pa.array([], REASON_TYPE.value_type)
@@ -274,28 +339,45 @@ def reason_arrow(side: ReasonSide, fields: tuple[str, ...]) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(side.offsets.astype(np.int32)), items)
 
 
-def reason_json(side: ReasonSide, fields: tuple[str, ...]) -> list[str]:
-    """One side's reasons per row as the JSON text ``json.dumps(reason_records(...))`` gives,
-    each distinct field and text escaped once."""
-    quoted = [json.dumps(name, ensure_ascii=False) for name in fields]
-    texts, where = np.unique(side.text.astype(str), return_inverse=True)
-    quoted_texts = [json.dumps(str(t), ensure_ascii=False) for t in texts]
-    items = [
-        f'{{"field": {quoted[f]}, "text": {quoted_texts[t]}, "contribution": {json.dumps(c)}}}'
-        for f, t, c in zip(
-            side.field.tolist(), where.reshape(-1).tolist(), side.contribution.tolist(), strict=True
-        )
+def reason_texts(side: ReasonSide | None, count: int, rows: int) -> list[pa.Array]:
+    """One side's reasons as ``count`` plain text columns: column k holds each row's k-th
+    strongest reason's words, null when the row has fewer (one Arrow ``take`` per column)."""
+    if side is None:
+        return [pa.nulls(rows, pa.string()) for _ in range(count)]
+    texts = pa.array(side.text, pa.string())
+    starts = side.offsets[:-1].astype(np.int64)
+    lengths = np.diff(side.offsets)
+    return [texts.take(pa.array(starts + k, pa.int64(), mask=lengths <= k)) for k in range(count)]
+
+
+def reason_column_names(count: int) -> list[str]:
+    """``reason_1 … reason_N`` (positive, strongest first), then ``reason_negative_1 …``."""
+    return [f"reason_{k}" for k in range(1, count + 1)] + [
+        f"reason_negative_{k}" for k in range(1, count + 1)
     ]
-    bounds = side.offsets.tolist()
-    return ["[" + ", ".join(items[a:b]) + "]" for a, b in itertools.pairwise(bounds)]
 
 
-# ------------------------------------------------------------------- writing
 class Writer:
-    def __init__(self, path: Path, kind: str, targets: tuple[str, ...]) -> None:
+    """The output, one chunk at a time. Columns, in both formats: ``lead_id``, the ``--keep``
+    columns (``kept``), ``as_of``, ``p_<target>`` per target, ``score``, ``grade``,
+    ``handoff``, then the reasons as plain text (``reason_1 … reason_N``, positive, and
+    ``reason_negative_1 … N``; N = ``reasons``, none when 0), as a CRM import wants them.
+    Parquet adds the structured lists ``reasons_positive`` / ``reasons_negative``
+    (``{field, text, contribution}``, the API's reasons bit for bit)."""
+
+    def __init__(
+        self,
+        path: Path,
+        kind: str,
+        targets: tuple[str, ...],
+        kept: pa.Schema | None = None,
+        reasons: int = 0,
+    ) -> None:
         self.path = path
         self.kind = kind
-        self.schema = pa.schema(
+        self.reasons = reasons
+        self.kept = kept if kept is not None else pa.schema([])
+        self.scores = pa.schema(
             [
                 ("lead_id", pa.string()),
                 ("as_of", pa.timestamp("us", tz="UTC")),
@@ -303,31 +385,57 @@ class Writer:
                 ("score", pa.int64()),
                 ("grade", pa.string()),
                 ("handoff", pa.bool_()),
-                ("reasons_positive", REASON_TYPE),
-                ("reasons_negative", REASON_TYPE),
             ]
         )
+        lists = [
+            pa.field("reasons_positive", REASON_TYPE),
+            pa.field("reasons_negative", REASON_TYPE),
+        ]
+        texts = [pa.field(name, pa.string()) for name in reason_column_names(reasons)]
+        tail = [*list(self.scores)[1:], *texts, *(lists if kind == "parquet" else [])]
+        # The columns the run writes itself (a --keep column may not reuse a name).
+        self.answer_columns = ["lead_id", *(field.name for field in tail)]
+        self.schema = pa.schema([self.scores.field("lead_id"), *self.kept, *tail])
         self._parquet: pq.ParquetWriter | None = None
         self._first = True
 
-    def write(self, frame: pd.DataFrame, reasons: ReasonColumns | None = None) -> None:
-        """One chunk's scores (``frame``: every column but the reasons) and reasons."""
-        sides = ("reasons_positive", "reasons_negative")
-        fields = () if reasons is None else reasons.fields
+    def write(
+        self,
+        frame: pd.DataFrame,
+        reasons: ReasonColumns | None = None,
+        kept: pa.Table | None = None,
+    ) -> None:
+        """One chunk's scores (``frame``: every column but the reasons), reasons and kept
+        input columns (the chunk's rows in the same order)."""
+        rows = len(frame)
+        if len(self.kept) and kept is not None and kept.num_rows != rows:  # no columns: 0 rows
+            raise ValueError(f"{kept.num_rows} kept rows for {rows} scored rows")
+        positive, negative = _sides(reasons)
+        names = reason_column_names(self.reasons)
+        plain = reason_texts(positive, self.reasons, rows)
+        plain += reason_texts(negative, self.reasons, rows)
         if self.kind == "parquet":
-            scores = pa.schema([f for f in self.schema if f.name not in sides])
-            table = pa.Table.from_pandas(frame, schema=scores, preserve_index=False)
-            for name, side in zip(sides, _sides(reasons), strict=True):
-                column = _no_reasons(len(frame)) if side is None else reason_arrow(side, fields)
+            table = pa.Table.from_pandas(frame, schema=self.scores, preserve_index=False)
+            for position, field in enumerate(self.kept, start=1):
+                table = table.add_column(position, field, _column(kept, field.name))
+            for name, column in zip(names, plain, strict=True):
+                table = table.append_column(pa.field(name, pa.string()), column)
+            fields = () if reasons is None else reasons.fields
+            for name, side in (("reasons_positive", positive), ("reasons_negative", negative)):
+                column = _no_reasons(rows) if side is None else reason_arrow(side, fields)
                 table = table.append_column(pa.field(name, REASON_TYPE), column)
             if self._parquet is None:
                 self._parquet = pq.ParquetWriter(self.path, self.schema, compression="zstd")
             self._parquet.write_table(table)
             return
-        text = frame.copy()
+        text = frame.reset_index(drop=True)
         text["as_of"] = pd.to_datetime(text["as_of"], utc=True).map(lambda t: t.isoformat())
-        for name, side in zip(sides, _sides(reasons), strict=True):
-            text[name] = ["[]"] * len(frame) if side is None else reason_json(side, fields)
+        for position, field in enumerate(self.kept, start=1):
+            # Arrow-backed, so a nullable integer is written as 3, not 3.0, and text as read.
+            values = _column(kept, field.name).to_pandas(types_mapper=pd.ArrowDtype)
+            text.insert(position, field.name, values)
+        for name, column in zip(names, plain, strict=True):
+            text[name] = column.to_pandas(types_mapper=pd.ArrowDtype)
         text.to_csv(self.path, mode="w" if self._first else "a", header=self._first, index=False)
         self._first = False
 
@@ -338,6 +446,12 @@ class Writer:
             self._parquet.close()
         elif self._first:
             pd.DataFrame(columns=self.schema.names).to_csv(self.path, index=False)
+
+
+def _column(kept: pa.Table | None, name: str) -> pa.ChunkedArray:
+    if kept is None:
+        raise ValueError(f"no kept columns given for {name!r}")
+    return kept.column(name)
 
 
 def _sides(reasons: ReasonColumns | None) -> tuple[ReasonSide | None, ReasonSide | None]:
