@@ -85,6 +85,14 @@ class ReasonTable:
     """The one reason algorithm: a lead's SHAP contributions (bias excluded) summed per
     business field, the fields with the largest positive and negative totals kept (ties in
     field order), each worded from its largest same-signed feature (the first of equals).
+
+    Only what a person can trust is offered: features the catalog never offers as reasons (the
+    lead's own sales-stage counts, which restate its stage) belong to no field; and a feature
+    stands for a reason only on the side its words agree with (``Feature.agrees``: "no demo
+    requests" is never a plus, "2.3× the average share" never a minus), so a field none of
+    whose same-signed features agrees is not offered for that lead and the next field is.
+    Both count in the score all the same.
+
     Per-model lookups (the members of each field, vocabularies) are computed once; rows are
     handled a chunk at a time with numpy, and each distinct (feature, value) is worded once."""
 
@@ -97,16 +105,21 @@ class ReasonTable:
     ) -> None:
         self.names = list(feature_names)
         self.context = context
+        self.categories = {name: tuple(values) for name, values in categories.items()}
+        self.features = [catalog.lookup(name, name in self.categories) for name in self.names]
+        shown = [i for i, feature in enumerate(self.features) if feature.offered]
         fields: list[str] = []
         index: dict[str, int] = {}
-        for name in business_fields:
-            if name not in index:
-                index[name] = len(fields)
-                fields.append(name)
+        for i in shown:
+            if business_fields[i] not in index:
+                index[business_fields[i]] = len(fields)
+                fields.append(business_fields[i])
         self.fields = fields
-        self.field_of = np.array([index[name] for name in business_fields], dtype=np.int64)
+        # -1: a feature that is no reason's (it counts in the score, never in a field's total).
+        self.field_of = np.full(len(self.names), -1, dtype=np.int64)
+        self.field_of[shown] = [index[business_fields[i]] for i in shown]
         self.members = [
-            np.array([i for i, name in enumerate(business_fields) if name == field], np.int64)
+            np.array([i for i in shown if business_fields[i] == field], np.int64)
             for field in fields
         ]
         # The members of every field in one padded matrix (-1: no member), and the features
@@ -120,7 +133,8 @@ class ReasonTable:
             for r in range(width)
         ]
         self.member_lists = [members.tolist() for members in self.members]
-        self.categories = {name: tuple(values) for name, values in categories.items()}
+        # Features whose values a reader takes as a plus or a minus (the rest agree with both).
+        self.judged = [i for i in shown if self.features[i].declaration.reads is not None]
 
     def totals(self, contributions: np.ndarray) -> np.ndarray:
         """Per row and business field, the sum of its features' contributions, added in
@@ -131,26 +145,43 @@ class ReasonTable:
             totals[:, fields] += contributions[:, features]
         return totals
 
+    def readings(self, X: np.ndarray) -> np.ndarray:
+        """Per row and feature, how a reader takes its value (1 a plus, -1 a minus, 0 either),
+        from the catalog, each distinct value of a feature read once."""
+        out = np.zeros(X.shape, dtype=np.int8)
+        for j in self.judged:
+            values, inverse = np.unique(X[:, j], return_inverse=True)
+            reads = self.features[j].reads
+            out[:, j] = np.array([reads(v) for v in values.tolist()], np.int8)[inverse.ravel()]
+        return out
+
     def columns(self, contributions: np.ndarray, X: np.ndarray, count: int) -> ReasonColumns:
         """The ``count`` strongest positive and negative reasons of every row."""
         contributions = np.asarray(contributions, dtype=np.float64)
         X = np.asarray(X, dtype=np.float64)
         totals = self.totals(contributions)
+        readings = self.readings(X)
         count = max(0, min(count, len(self.fields)))
         sides = []
         for sign in (1.0, -1.0):
+            # A feature may stand for its field on this side: same sign, words that agree.
+            eligible = (np.sign(contributions) == sign) & ((readings == 0) | (readings == sign))
+            offered = np.zeros(totals.shape, dtype=bool)
+            for features, fields in self.ranks:
+                offered[:, fields] |= eligible[:, features]
+            ranked = np.where(offered, totals, 0.0)  # a field not offered is never kept
             # Stable sorts: among equal totals the earlier field first, as sorted() did.
-            order = np.argsort(-sign * totals, axis=1, kind="stable")[:, :count]
-            kept = np.take_along_axis(totals, order, axis=1)
+            order = np.argsort(-sign * ranked, axis=1, kind="stable")[:, :count]
+            kept = np.take_along_axis(ranked, order, axis=1)
             keep = kept * sign > 0  # the strongest come first, so the kept ones lead each row
             rows = np.nonzero(keep)[0]
             fields = order[keep]
-            sides.append((rows, fields, kept[keep], sign))
-        features = [self._lead_features(contributions, rows, f, s) for rows, f, _, s in sides]
-        texts = self._words(np.concatenate([sides[0][0], sides[1][0]]), np.concatenate(features), X)
+            sides.append((rows, fields, kept[keep], sign, eligible))
+        leads = [self._lead_features(contributions, *side[:2], side[4]) for side in sides]
+        texts = self._words(np.concatenate([sides[0][0], sides[1][0]]), np.concatenate(leads), X)
         split = len(sides[0][0])
         out = []
-        for (rows, fields, total, _sign), words in zip(
+        for (rows, fields, total, _sign, _eligible), words in zip(
             sides, (texts[:split], texts[split:]), strict=True
         ):
             offsets = np.zeros(len(X) + 1, dtype=np.int64)
@@ -159,19 +190,15 @@ class ReasonTable:
         return ReasonColumns(tuple(self.fields), out[0], out[1])
 
     def _lead_features(
-        self, contributions: np.ndarray, rows: np.ndarray, fields: np.ndarray, sign: float
+        self, contributions: np.ndarray, rows: np.ndarray, fields: np.ndarray, eligible: np.ndarray
     ) -> np.ndarray:
-        """Per kept reason, its field's largest same-signed feature, the first of equals as
-        ``max`` picks it (the largest of all members when none has the total's sign)."""
+        """Per kept reason, its field's largest eligible feature (same sign, agreeing words),
+        the first of equals as ``max`` picks it; a kept field always has one."""
         candidates = self.padded[fields]
-        member = candidates >= 0
-        values = contributions[rows[:, None], np.maximum(candidates, 0)]
-        size = np.abs(values)
-        same = member & (np.sign(values) == sign)
-        pick = np.argmax(np.where(same, size, -1.0), axis=1)
-        none = ~same.any(axis=1)
-        if none.any():
-            pick[none] = np.argmax(np.where(member, size, -1.0)[none], axis=1)
+        safe = np.maximum(candidates, 0)
+        ok = (candidates >= 0) & eligible[rows[:, None], safe]
+        size = np.abs(contributions[rows[:, None], safe])
+        pick = np.argmax(np.where(ok, size, -1.0), axis=1)
         return candidates[np.arange(len(rows)), pick]
 
     def _words(self, rows: np.ndarray, features: np.ndarray, X: np.ndarray) -> np.ndarray:
@@ -203,25 +230,44 @@ class ReasonTable:
         (ties keep feature order): :meth:`columns`' answer for one row, in plain Python, which
         costs a third of numpy's per-call overhead for one API request (tested equal, bit for
         bit, on a trained model and on ties, zeros and NaNs)."""
+        values = contributions.tolist()
         totals = [0.0] * len(self.fields)
-        for field, value in zip(self.field_of.tolist(), contributions.tolist(), strict=True):
-            totals[field] += value
+        for field, value in zip(self.field_of.tolist(), values, strict=True):
+            if field >= 0:
+                totals[field] += value
         order = range(len(totals))
         positive = sorted((f for f in order if totals[f] > 0), key=lambda f: -totals[f])
         negative = sorted((f for f in order if totals[f] < 0), key=lambda f: totals[f])
+        cells = row.tolist()
         return (
-            [self._reason(f, totals[f], contributions, row) for f in positive[:count]],
-            [self._reason(f, totals[f], contributions, row) for f in negative[:count]],
+            self._side(positive, 1.0, totals, values, cells, count),
+            self._side(negative, -1.0, totals, values, cells, count),
         )
 
-    def _reason(
-        self, field: int, total: float, contributions: np.ndarray, row: np.ndarray
-    ) -> Reason:
-        members = self.member_lists[field]
-        sign = np.sign(total)
-        same_sign = [i for i in members if np.sign(contributions[i]) == sign] or members
-        lead_feature = max(same_sign, key=lambda i: abs(contributions[i]))
-        return Reason(self.fields[field], total, self._say(lead_feature, float(row[lead_feature])))
+    def _side(
+        self,
+        fields: list[int],
+        sign: float,
+        totals: list[float],
+        contributions: list[float],
+        row: list[float],
+        count: int,
+    ) -> list[Reason]:
+        """The first ``count`` of ``fields`` (strongest first) that are offered, each worded
+        from its largest eligible feature (the first of equals)."""
+        out: list[Reason] = []
+        for field in fields:
+            if len(out) == count:
+                break
+            eligible = [
+                i
+                for i in self.member_lists[field]
+                if contributions[i] * sign > 0 and self.features[i].agrees(row[i], sign)
+            ]
+            if eligible:
+                lead = max(eligible, key=lambda i: abs(contributions[i]))
+                out.append(Reason(self.fields[field], totals[field], self._say(lead, row[lead])))
+        return out
 
     def explain(
         self, contributions: np.ndarray, X: np.ndarray, count: int

@@ -10,7 +10,11 @@ per lead attribute), is one :class:`Declaration` in :data:`CATALOG` with
   column's ``business_field``: the data contract (features/contract.py) stays the source of
   truth for canonical attributes,
 - a description of what it is (``feature_spec.json``, the model card),
-- how its value is worded for people (``words``; a missing value reads ``unknown``).
+- how its value is worded for people (``words``; a missing value reads ``not known``),
+- how a plain reader takes the value (``reads``: as a plus, a minus or neither), so a reason is
+  offered only on the side its words agree with ("no demo requests" is never a plus,
+  "2.3× the average share" never a minus), and whether it may be a reason at all (``reason``:
+  the lead's own sales-stage counts restate where the lead already is and are features only).
 
 The engine lists its features from here (:func:`features`, in the engine's column order, which
 the model's feature matrix depends on); the reasons word values from here (:func:`word`, which
@@ -86,8 +90,8 @@ def amount(value: float, one: str, many: str) -> str:
 
 
 def money(value: float, currency: str) -> str:
-    """An amount of money: ``85 EUR``, ``0.40 EUR``, ``12.5 million EUR`` (no currency when
-    none is configured)."""
+    """An amount of money: ``85 EUR``, ``0.40 EUR``, ``12.5 million EUR`` (``85 (currency not
+    known)`` when none is configured: a bare number reads as any currency)."""
     size = abs(value)
     if size >= 1e9:
         text = f"{value / 1e9:,.1f}".removesuffix(".0") + " billion"
@@ -97,7 +101,7 @@ def money(value: float, currency: str) -> str:
         text = f"{value:,.2f}"
     else:
         text = f"{value:,.0f}"
-    return f"{text} {currency}" if currency else text
+    return f"{text} {currency}" if currency else f"{text} (currency not known)"
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,8 @@ class TouchWords:
     """Past tense: ``requested a demo`` (3 days ago)."""
     counted: Counted | None = None
     """A count of them; default ``1 demo request``, ``3 demo requests``, ``no demo requests``."""
+    fewer_is_better: bool = False
+    """A plain reader takes this touch as a minus (an unsubscribe), its absence as a plus."""
 
     @property
     def count(self) -> Counted:
@@ -165,6 +171,7 @@ TOUCHES: dict[str, TouchWords] = {
         "unsubscribes",
         "unsubscribed from emails",
         Counted("unsubscribed once", "unsubscribed {n} times", "no unsubscribes"),
+        fewer_is_better=True,
     ),
     OTHER: TouchWords(
         "other interaction",
@@ -208,6 +215,8 @@ class Context:
     trend_days: int = 7
     """The engagement trend compares the last N days with the N before (params
     ``features.trend_days``)."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Readable labels of a flat export's columns (the mapping's ``labels``), by column."""
 
 
 # ---------------------------------------------------------------- shapes
@@ -227,6 +236,8 @@ class Shape:
     windows_days: tuple[int, ...] = (7, 30, 90)
     trend_days: int = 7
     targets: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Readable labels of a flat export's columns (the mapping's ``labels``), by column."""
 
     @property
     def history(self) -> bool:
@@ -251,6 +262,10 @@ def _once(shape: Shape) -> Iterable[dict[str, str]]:
 
 Wording = Callable[[float, Slots, Context], str]
 """How a (non-missing) value reads: value, the feature's slots, the context."""
+Reads = Callable[[float, Slots], int]
+"""How a plain reader takes a (non-missing) value: 1 a plus, -1 a minus, 0 either,
+:data:`NEITHER` neither (it explains no score, up or down)."""
+NEITHER = 2
 
 
 # ---------------------------------------------------------- declarations
@@ -269,7 +284,7 @@ class Declaration:
     source: str | None = None
     """``table.column`` (a template) of the contract column whose value the feature carries."""
     kind: str = "numeric"
-    unknown: str = "{field} unknown"
+    unknown: str = "{field} not known"
     """How a missing value reads (template, with ``field``)."""
     missing: float | None = None
     """A missing value reads as this value (days since: 'never')."""
@@ -278,6 +293,10 @@ class Declaration:
     when: Callable[[Shape], bool] = _always
     fallback: bool = False
     """Matches any name: flat-export columns, tried after every other declaration."""
+    reads: Reads | None = None
+    """How a plain reader takes a value (None: neither a plus nor a minus, whatever it is)."""
+    reason: bool = True
+    """False: a feature the model uses but sales is never given as a reason."""
 
     @functools.cached_property
     def pattern(self) -> re.Pattern[str]:
@@ -295,8 +314,8 @@ class Declaration:
         spec = contract.TABLES[table]
         return spec.column(column) if column in spec.column_names else None
 
-    def instance(self, slots: Slots) -> Feature:
-        words = slot_words(slots)
+    def instance(self, slots: Slots, labels: Mapping[str, str] | None = None) -> Feature:
+        words = slot_words(slots, labels)
         column = self.contract_column(slots)
         field = (
             column.business_field
@@ -336,6 +355,27 @@ class Feature:
     declaration: Declaration = field(repr=False)
     slots: Mapping[str, str] = field(repr=False)
 
+    @property
+    def offered(self) -> bool:
+        """Whether the feature may be a reason shown to sales (it is a feature either way)."""
+        return self.declaration.reason
+
+    def reads(self, value: float) -> int:
+        """How a plain reader takes the value: 1 a plus, -1 a minus, 0 either (missing values
+        and categories among them), :data:`NEITHER` neither."""
+        if math.isnan(value):
+            if self.declaration.missing is None:
+                return 0
+            value = self.declaration.missing
+        rule = self.declaration.reads
+        return 0 if rule is None or self.kind == "categorical" else rule(value, self.slots)
+
+    def agrees(self, value: float, sign: float) -> bool:
+        """Whether the value's words may stand on the side of a contribution of this sign: a
+        reason offered as a plus never reads as a minus, nor the other way round."""
+        reading = self.reads(value)
+        return self.offered and (reading == 0 or reading == sign)
+
     def word(
         self,
         value: float,
@@ -344,17 +384,21 @@ class Feature:
     ) -> str:
         """The value in words (categorical values are vocabulary codes: NaN unknown,
         ``len(vocabulary)`` or more for unseen or rare categories)."""
+        context = context or Context()
+        field = self.business_field
+        if self.declaration.fallback and self.slots["column"] in context.labels:
+            field = context.labels[self.slots["column"]]
         if math.isnan(value):
             if self.declaration.missing is None:
-                return self.declaration.unknown.format(field=self.business_field)
+                return self.declaration.unknown.format(field=field)
             value = self.declaration.missing
         if self.kind == "categorical":
             code = int(value)
             label = vocabulary[code] if vocabulary is not None and code < len(vocabulary) else None
-            return f"{self.business_field}: {'other' if label is None else label.replace('_', ' ')}"
+            return f"{field}: {'other' if label is None else label.replace('_', ' ')}"
         if self.declaration.words is None:
-            return f"{self.business_field}: {number(value)}"
-        return self.declaration.words(value, self.slots, context or Context())
+            return f"{field}: {number(value)}"
+        return self.declaration.words(value, self.slots, context)
 
 
 SLOT_PATTERNS: dict[str, str] = {
@@ -377,10 +421,19 @@ class _Words(dict[str, str]):
         raise KeyError(key)
 
 
-def slot_words(slots: Slots) -> dict[str, str]:
+def column_label(column: str, labels: Mapping[str, str] | None = None) -> str:
+    """A flat export's column for people: its label in the mapping, else its name with the
+    separators exports use turned into spaces (``nr.employed`` → ``nr employed``)."""
+    if labels and column in labels:
+        return labels[column]
+    return " ".join(part for part in re.split(r"[\s._]+", column) if part) or column
+
+
+def slot_words(slots: Slots, labels: Mapping[str, str] | None = None) -> dict[str, str]:
     """The slots and the words templates use: ``touch_field``, ``touch_noun``,
-    ``touch_plural``, ``touch_verb``, ``last_days``, ``column_label``, ``column_description``,
-    ``trend_days`` (the engine's; "N" for a feature found from its name alone)."""
+    ``touch_plural``, ``touch_verb``, ``last_days``, ``column_label`` (``labels``: a flat
+    export's, by column), ``column_description``, ``trend_days`` (the engine's; "N" for a
+    feature found from its name alone)."""
     words = _Words(slots)
     if "touch" in slots:
         touch = touch_words(slots["touch"])
@@ -398,7 +451,7 @@ def slot_words(slots: Slots) -> dict[str, str]:
         column = slots["column"]
         known = column in contract.LEADS.column_names
         words |= {
-            "column_label": column.replace("_", " "),
+            "column_label": column_label(column, labels),
             "column_description": contract.LEADS.column(column).description
             if known
             else f"`{column}`, a column declared in the flat export's mapping",
@@ -460,13 +513,54 @@ def _recycled(value: float, slots: Slots, context: Context) -> str:
 
 
 def _lift(value: float, slots: Slots, context: Context) -> str:
-    return (
-        f"{slots['level']} track record: {value:.1f}× the average share of leads {slots['target']}"
-    )
+    share = f"the average share of leads {slots['target']}"
+    if _lift_reads(value, slots) == NEITHER:  # shown as 1.0×: neither better nor worse
+        return f"{slots['level']} track record: about {share}"
+    return f"{slots['level']} track record: {value:.1f}× {share}"
+
+
+# ------------------------------------------------------------- readings
+def _lift_reads(value: float, slots: Slots) -> int:
+    """Above or below the average as the words show it; "about the average" (1.04) explains
+    neither a higher nor a lower score."""
+    shown = float(f"{value:.1f}")
+    return (shown > 1) - (shown < 1) or NEITHER
+
+
+def _some(value: float) -> bool:
+    return _whole(value) != 0
+
+
+def _none_is_a_minus(value: float, slots: Slots) -> int:
+    """A count of good things: none of them reads as a minus, any number as either."""
+    return 0 if _some(value) else -1
+
+
+def _some_is_a_plus(value: float, slots: Slots) -> int:
+    """A count of good outcomes (wins at the account): none a minus, any a plus."""
+    return 1 if _some(value) else -1
+
+
+def _touch_count_reads(value: float, slots: Slots) -> int:
+    if touch_words(slots["touch"]).fewer_is_better:  # unsubscribes: none a plus, any a minus
+        return -1 if _some(value) else 1
+    return _none_is_a_minus(value, slots)
+
+
+def _touch_days_reads(value: float, slots: Slots) -> int:
+    never = value >= NEVER_DAYS
+    if touch_words(slots["touch"]).fewer_is_better:
+        return 1 if never else -1
+    return -1 if never else 0
+
+
+def _trend_reads(value: float, slots: Slots) -> int:
+    n = _whole(value)
+    return (n > 0) - (n < 0)
 
 
 def _employees(value: float, slots: Slots, context: Context) -> str:
-    return f"company size: {nouns('employee', 'employees', '0 employees')(value)}"
+    return f"company size: {nouns('employee', 'employees', 'no employees on record')(value)}"
 
 
 def _lead_age(value: float, slots: Slots, context: Context) -> str:
@@ -474,6 +568,8 @@ def _lead_age(value: float, slots: Slots, context: Context) -> str:
 
 
 def _daily_leads(value: float, slots: Slots, context: Context) -> str:
+    if value == 0:
+        return "source campaign has brought no leads yet"
     return f"source campaign brings {amount(value, 'lead', 'leads')} a day"
 
 
@@ -605,6 +701,8 @@ CATALOG: tuple[Declaration | Block, ...] = (
         "other leads of the same account created before as_of",
         _count(nouns("earlier lead from the same account", "earlier leads from the same account")),
         field="account history",
+        unknown="account not known",
+        reads=_none_is_a_minus,
         when=_history(),
     ),
     Declaration(
@@ -618,6 +716,8 @@ CATALOG: tuple[Declaration | Block, ...] = (
             )
         ),
         field="account history",
+        unknown="account not known",
+        reads=_some_is_a_plus,
         when=_SALES,
     ),
     Declaration(
@@ -626,6 +726,8 @@ CATALOG: tuple[Declaration | Block, ...] = (
         "wins of the account's other leads before as_of",
         _count(nouns("earlier win at the same account", "earlier wins at the same account")),
         field="account history",
+        unknown="account not known",
+        reads=_some_is_a_plus,
         when=_SALES,
     ),
     Block(
@@ -638,6 +740,7 @@ CATALOG: tuple[Declaration | Block, ...] = (
                 _touch_count("in {last_days}"),
                 field="{touch_field}",
                 each=_windows,
+                reads=_touch_count_reads,
             ),
             Declaration(
                 "{touch}_all",
@@ -645,6 +748,7 @@ CATALOG: tuple[Declaration | Block, ...] = (
                 "{touch_plural} before as_of",
                 _touch_count("so far"),
                 field="{touch_field}",
+                reads=_touch_count_reads,
             ),
             Declaration(
                 "{touch}_days_since",
@@ -653,6 +757,7 @@ CATALOG: tuple[Declaration | Block, ...] = (
                 _days_since("{touch_verb}"),
                 field="{touch_field}",
                 missing=NEVER_DAYS,
+                reads=_touch_days_reads,
             ),
         ),
         when=_TOUCH,
@@ -664,6 +769,7 @@ CATALOG: tuple[Declaration | Block, ...] = (
         "{trend_days} days before",
         _trend,
         field="engagement trend",
+        reads=_trend_reads,
         each=lambda shape: ({"trend_days": str(shape.trend_days)},),
         when=_TOUCH,
     ),
@@ -679,6 +785,7 @@ CATALOG: tuple[Declaration | Block, ...] = (
             )
         ),
         field="campaigns touched",
+        reads=_none_is_a_minus,
         when=_TOUCH,
     ),
     Declaration(
@@ -689,6 +796,10 @@ CATALOG: tuple[Declaration | Block, ...] = (
         field="earlier sales {stage}",
         each=_stages,
         when=_SALES,
+        # The lead's own stage counts say where the lead already is (an open lead with an
+        # earlier opportunity *is* an opportunity): the model may use them, but "1 earlier
+        # opportunity" tells sales nothing they do not see in the CRM, so never a reason.
+        reason=False,
     ),
     Declaration(
         "sales_recycled",
@@ -715,6 +826,7 @@ CATALOG: tuple[Declaration | Block, ...] = (
         _lift,
         field="{level} track record",
         unknown="no {field} yet",
+        reads=_lift_reads,
         each=_targets_levels,
         when=_SALES,
     ),
@@ -743,9 +855,12 @@ def features_of(
             for outer in entry.each(shape):
                 for member in entry.members:
                     if member.when(shape):
-                        out += [member.instance({**outer, **inner}) for inner in member.each(shape)]
+                        out += [
+                            member.instance({**outer, **inner}, shape.labels)
+                            for inner in member.each(shape)
+                        ]
         else:
-            out += [entry.instance(slots) for slots in entry.each(shape)]
+            out += [entry.instance(slots, shape.labels) for slots in entry.each(shape)]
     return out
 
 

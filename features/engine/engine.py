@@ -128,6 +128,7 @@ class FeatureEngine:
         extra_categorical: Sequence[str] = (),
         extra_numeric: Sequence[str] = (),
         currency: str = "",
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         self.windows_days = windows_days
         self.trend_days = trend_days
@@ -138,6 +139,7 @@ class FeatureEngine:
         self.extra_categorical = extra_categorical
         self.extra_numeric = extra_numeric
         self.currency = currency
+        self.labels = labels
 
     # ------------------------------------------------------------------ fit
     def fit(self, tables: Mapping[str, pd.DataFrame], horizon: pd.Timestamp) -> FeatureEngine:
@@ -352,8 +354,15 @@ class FeatureEngine:
     # ------------------------------------------------------------ describe
     def wording_context(self) -> catalog.Context:
         """What wording a value needs beyond its feature: the currency of money amounts
-        (params ``data.currency``) and the trend period."""
-        return catalog.Context(currency=self.currency, trend_days=self.trend_days)
+        (params ``data.currency``), the trend period and a flat export's column labels (the
+        mapping's ``labels``)."""
+        return catalog.Context(
+            currency=self.currency, trend_days=self.trend_days, labels=self._labels()
+        )
+
+    def _labels(self) -> dict[str, str]:
+        # getattr: engines pickled before labels existed still load and word their reasons
+        return dict(getattr(self, "labels", None) or {})
 
     def _describe_features(self) -> list[FeatureInfo]:
         """The features this fitted engine produces, in column order, as the feature catalog
@@ -369,6 +378,7 @@ class FeatureEngine:
             windows_days=tuple(self.windows_days),
             trend_days=self.trend_days,
             targets=tuple(self.targets_),
+            labels=self._labels(),
         )
         return [
             FeatureInfo(f.name, f.family, f.kind, f.business_field, f.description)

@@ -29,6 +29,7 @@ def make_engine(params: Params, manifest: dict[str, Any] | None) -> FeatureEngin
         extra_categorical=tuple(manifest["categorical"]) if manifest else (),
         extra_numeric=tuple(manifest["numeric"]) if manifest else (),
         currency=params.data.currency,
+        labels=dict(manifest.get("labels") or {}) if manifest else None,
     )
 
 

@@ -191,6 +191,7 @@ def import_flat(
         "canonical": canonical,
         "numeric": list(mapping.numeric),
         "post_outcome": list(mapping.post_outcome),
+        "labels": mapping.written_labels(),
         "outcomes": outcomes,
         "rows": n,
     }

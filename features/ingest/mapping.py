@@ -154,6 +154,9 @@ class FlatMapping(_Model):
     """Export column → values: only rows holding one of them (in every column) are imported."""
     values: ValueMap = Field(default_factory=dict)
     """Categorical or numeric column → {export value: value}, applied before typing."""
+    labels: dict[str, Annotated[str, Field(pattern=r"\S")]] = Field(default_factory=dict)
+    """Categorical or numeric column → the words reasons use for it (``nr.employed``:
+    ``employed in the economy (thousands)``); without one, the column's name is de-jargoned."""
 
     _lists = field_validator("categorical", "numeric", "post_outcome", mode="before")(_listify)
     _where = field_validator("where", mode="before")(_listify_each)
@@ -222,12 +225,13 @@ class FlatMapping(_Model):
                     f"column {target!r}; declare one of them"
                 )
             written[target] = name
-        for key in self.values:
-            if self.feature_of(key) is None:
-                raise ValueError(
-                    f"values: {key!r} is not a declared categorical or numeric column; "
-                    f"those are {[*self.categorical, *self.numeric]}"
-                )
+        for role in ("values", "labels"):
+            for key in getattr(self, role):
+                if self.feature_of(key) is None:
+                    raise ValueError(
+                        f"{role}: {key!r} is not a declared categorical or numeric column; "
+                        f"those are {[*self.categorical, *self.numeric]}"
+                    )
         return self
 
     @staticmethod
@@ -243,6 +247,15 @@ class FlatMapping(_Model):
             if key == name or self.written_name(key) == self.written_name(name):
                 return name
         return None
+
+    def written_labels(self) -> dict[str, str]:
+        """The ``labels``, by the name each column is written under (the import manifest's)."""
+        out: dict[str, str] = {}
+        for key, label in self.labels.items():
+            name = self.feature_of(key)
+            if name is not None:
+                out[self.written_name(name)] = label.strip()
+        return out
 
     def value_map(self, name: str) -> dict[Value, Value | None] | None:
         """The ``values`` map of the declared feature column ``name`` (None: there is none)."""

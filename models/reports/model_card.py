@@ -438,4 +438,26 @@ def card_inputs(
         censored=int(snapshots[f"label_{primary}"].isna().sum()),
         snapshots=len(snapshots),
         shap_rows=min(params.evaluate.shap_rows, evaluation.metrics[primary]["n_test"]),
+        extra_limitations=reason_notes(scorer),
     )
+
+
+def reason_notes(scorer: LeadScorer) -> list[str]:
+    """What the reasons shown to sales leave out (issue 15): features that are never reasons,
+    and reasons withheld where their words would contradict their side."""
+    table = scorer.reason_table
+    never = [n for n, f in zip(table.names, table.field_of.tolist(), strict=True) if f < 0]
+    listed = ", ".join(f"`{name}`" for name in never)
+    items = [
+        "**Reasons a person can check**: a feature stands for a reason only on the side its "
+        "words agree with (no demo requests is never a plus, a better-than-average track "
+        "record never a minus, about average neither); where no feature of a business field "
+        "agrees, that field is not shown for that lead, though it still counts in the score."
+    ]
+    if never:
+        items.append(
+            f"**Features that are never reasons**: {listed} restate the lead's own sales stage "
+            "(what sales already sees in the CRM); the model uses them, but they are never "
+            "given as a reason."
+        )
+    return items

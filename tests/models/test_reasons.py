@@ -62,7 +62,7 @@ def test_days_since(value: float, text: str) -> None:
         ("lead_age_days", 0.3, "lead created today"),
         ("lead_age_days", 1.0, "lead created 1 day ago"),
         ("lead_age_days", 30.2, "lead created 30 days ago"),
-        ("lead_age_days", NAN, "lead age unknown"),
+        ("lead_age_days", NAN, "lead age not known"),
     ],
 )
 def test_days(name: str, value: float, text: str) -> None:
@@ -106,7 +106,7 @@ def test_days(name: str, value: float, text: str) -> None:
         ("campaign_daily_leads", 1.0, "source campaign brings 1 lead a day"),
         ("campaign_daily_leads", 0.4, "source campaign brings 0.4 leads a day"),
         ("campaign_daily_leads", 0.034, "source campaign brings 0.034 leads a day"),
-        ("campaign_daily_leads", 0.0, "source campaign brings 0 leads a day"),
+        ("campaign_daily_leads", 0.0, "source campaign has brought no leads yet"),
         ("campaign_daily_leads", 0.97, "source campaign brings 1 lead a day"),
         ("campaign_daily_leads", 12.0, "source campaign brings 12 leads a day"),
     ],
@@ -147,14 +147,14 @@ def test_trend_names_its_period() -> None:
         ("account_employees", 1, "company size: 1 employee"),
         ("account_employees", 250, "company size: 250 employees"),
         ("account_employees", 12000, "company size: 12,000 employees"),
-        ("account_employees", NAN, "company size unknown"),
+        ("account_employees", NAN, "company size not known"),
         ("account_annual_revenue", 850_000, "company revenue: 850,000 EUR"),
         ("account_annual_revenue", 12_500_000, "company revenue: 12.5 million EUR"),
         ("account_annual_revenue", 3e9, "company revenue: 3 billion EUR"),
         ("campaign_spend_per_lead", 85.2, "source campaign spends 85 EUR per lead"),
         ("campaign_spend_per_lead", 0.4, "source campaign spends 0.40 EUR per lead"),
         ("campaign_daily_spend", 1234.5, "source campaign spends 1,234 EUR a day"),
-        ("campaign_daily_spend", NAN, "campaign spend unknown"),
+        ("campaign_daily_spend", NAN, "campaign spend not known"),
         (
             "campaign_accepted_lift",
             1.43,
@@ -169,10 +169,17 @@ def test_units(name: str, value: float, text: str) -> None:
     assert words(name, value) == text
 
 
-def test_money_without_a_currency() -> None:
+def test_money_without_a_currency_says_so() -> None:
+    """A bare number reads as any currency: without params ``data.currency`` it says so."""
     none = catalog.Context(currency="")
-    assert words("campaign_spend_per_lead", 85, none) == "source campaign spends 85 per lead"
-    assert words("account_annual_revenue", 2e6, none) == "company revenue: 2 million"
+    assert (
+        words("campaign_spend_per_lead", 85, none)
+        == "source campaign spends 85 (currency not known) per lead"
+    )
+    assert (
+        words("account_annual_revenue", 2e6, none)
+        == "company revenue: 2 million (currency not known)"
+    )
 
 
 def test_the_engine_carries_currency_and_trend_period() -> None:
@@ -195,11 +202,11 @@ def test_the_engine_carries_currency_and_trend_period() -> None:
     ("name", "value", "text"),
     [
         ("seniority", 2, "seniority: vp"),
-        ("seniority", NAN, "seniority unknown"),
+        ("seniority", NAN, "seniority not known"),
         ("seniority", 3, "seniority: other"),  # unseen or rare: the code after the vocabulary
         ("source", 1, "lead source: web"),
         ("channel", 1, "channel: paid social"),
-        ("channel", NAN, "channel unknown"),
+        ("channel", NAN, "channel not known"),
         ("industry", 0, "industry: software"),
         ("marital", 0, "marital: married"),  # a flat export's column
         ("marital", 2, "marital: other"),
@@ -213,10 +220,10 @@ def test_categorical(name: str, value: float, text: str) -> None:
     ("name", "value", "text"),
     [
         ("age", 41, "age: 41"),
-        ("age", NAN, "age unknown"),
-        ("nr.employed", 4991.6, "nr.employed: 4,992"),
+        ("age", NAN, "age not known"),
+        ("nr.employed", 4991.6, "nr employed: 4,992"),
         ("euribor3m", 4.857, "euribor3m: 4.857"),
-        ("emp.var.rate", -1.8, "emp.var.rate: -1.8"),
+        ("emp.var.rate", -1.8, "emp var rate: -1.8"),
         ("pdays", 999, "pdays: 999"),
         ("campaign", 3, "campaign: 3"),
         ("day_of_week", 2, "day of week: 2"),
@@ -230,24 +237,53 @@ def test_flat_columns_read_naturally(name: str, value: float, text: str) -> None
 def reference_top(
     table: ReasonTable, contributions: np.ndarray, row: np.ndarray, count: int
 ) -> tuple[list[Reason], list[Reason]]:
-    """The reason algorithm written plainly, one lead at a time (as it was before it was
-    vectorised): the oracle the fast path must equal bit for bit."""
-    totals = [0.0] * len(table.fields)
-    for field, value in zip(table.field_of.tolist(), contributions.tolist(), strict=True):
-        totals[field] += value
+    """The reason algorithm written plainly, one lead at a time: the oracle the fast path must
+    equal bit for bit. Features the catalog never offers belong to no field; a field is offered
+    on a side when one of its same-signed features has words that agree with that side."""
+    names = table.names
+    fields: list[str] = []
+    for i, name in enumerate(names):
+        field = table.fields[table.field_of[i]] if table.field_of[i] >= 0 else None
+        if catalog.lookup(name, name in table.categories).offered:
+            assert field is not None
+            if field not in fields:
+                fields.append(field)
+        else:
+            assert field is None  # never part of a field's total
+    assert fields == table.fields
 
-    def reason(field: int) -> Reason:
-        members = table.members[field].tolist()
-        sign = np.sign(totals[field])
-        same = [i for i in members if np.sign(contributions[i]) == sign] or members
-        lead = max(same, key=lambda i: abs(contributions[i]))
-        words = describe(table.names[lead], float(row[lead]), table.categories, table.context)
-        return Reason(table.fields[field], totals[field], words)
+    def members(field: int) -> list[int]:
+        return [i for i in range(len(names)) if table.field_of[i] == field]
+
+    totals = [0.0] * len(fields)
+    for f in range(len(fields)):
+        for i in members(f):
+            totals[f] += contributions[i]
+
+    def eligible(field: int, sign: float) -> list[int]:
+        out = []
+        for i in members(field):
+            feature = catalog.lookup(names[i], names[i] in table.categories)
+            if np.sign(contributions[i]) == sign and feature.agrees(float(row[i]), sign):
+                out.append(i)
+        return out
+
+    def reason(field: int, sign: float) -> Reason:
+        lead = max(eligible(field, sign), key=lambda i: abs(contributions[i]))
+        words = describe(names[lead], float(row[lead]), table.categories, table.context)
+        return Reason(fields[field], totals[field], words)
 
     order = range(len(totals))
-    positive = sorted((f for f in order if totals[f] > 0), key=lambda f: -totals[f])
-    negative = sorted((f for f in order if totals[f] < 0), key=lambda f: totals[f])
-    return [reason(f) for f in positive[:count]], [reason(f) for f in negative[:count]]
+    positive = sorted(
+        (f for f in order if totals[f] > 0 and eligible(f, 1.0)), key=lambda f: -totals[f]
+    )
+    negative = sorted(
+        (f for f in order if totals[f] < 0 and eligible(f, -1.0)), key=lambda f: totals[f]
+    )
+    return (
+        [reason(f, 1.0) for f in positive[:count]],
+        [reason(f, -1.0) for f in negative[:count]],
+    )
 
 
 def _exact(reasons: list[Reason]) -> list[tuple[str, str, str]]:
@@ -284,8 +320,11 @@ def test_the_fast_path_equals_the_reference_on_a_trained_model(world: World) -> 
 
 
 NAMES = ["seniority", "age", "demo_request_days_since", "demo_request_7d", "demo_request_all"]
-NAMES += ["campaign", "pdays"]
+NAMES += ["campaign", "pdays", "sales_opportunity_count", "channel_converted_lift"]
+NAMES += ["channel_accepted_lift", "unsubscribe_all", "touches_trend"]
 FIELDS = ["seniority", "age", *["demo request"] * 3, "campaign", "campaign"]
+FIELDS += ["earlier sales opportunity", *["channel track record"] * 2, "unsubscribe"]
+FIELDS += ["engagement trend"]
 
 
 @settings(max_examples=60, deadline=None)
@@ -309,7 +348,9 @@ def test_the_fast_path_equals_the_reference_on_ties_zeros_and_nans(
     draw: tuple[list[float], list[float]],
 ) -> None:
     """Ties between fields and between a field's features, exact zeros of both signs, fields
-    with no same-signed feature, missing values: the same reasons, in the same order."""
+    with no same-signed feature, missing values, a feature that is never a reason (the stage
+    count) and values whose words agree with one side only (no demo requests, 2.0× or 1.0× the
+    average, unsubscribes): the same reasons, in the same order."""
     contributions = np.array(draw[0]).reshape(-1, len(NAMES))
     X = np.array(draw[1]).reshape(-1, len(NAMES))
     table = ReasonTable(NAMES, FIELDS, {"seniority": ("director", "manager", "vp")}, EUR)

@@ -93,17 +93,24 @@ def test_rank_is_a_sorted_permutation(pairs: list[tuple[str, float]]) -> None:
 
 
 def test_reasons_add_up_to_the_models_log_odds(scorer: LeadScorer, rows: np.ndarray) -> None:
-    """Summed over every business field, the reasons' contributions are the primary booster's
-    raw score minus its bias: nothing is lost between SHAP and what sales reads."""
+    """Nothing is lost between SHAP and what sales reads: the business fields' totals plus the
+    features that are never reasons (the lead's own stage counts) are the primary booster's raw
+    score minus its bias, and each reason shown carries its whole field's total."""
     model = scorer.models[scorer.primary]
+    table = scorer.reason_table
     head = rows[:40]
     raw = model.booster.predict(head, num_iteration=model.best_iteration, raw_score=True)
-    full = model.booster.predict(head, num_iteration=model.best_iteration, pred_contrib=True)
-    bias = np.asarray(full)[:, -1]
-    fields = len(scorer.reason_table.fields)
+    full = np.asarray(
+        model.booster.predict(head, num_iteration=model.best_iteration, pred_contrib=True)
+    )
+    contributions, bias = full[:, :-1], full[:, -1]
+    totals = table.totals(contributions)
+    never = contributions[:, table.field_of < 0].sum(axis=1)
+    assert np.allclose(totals.sum(axis=1) + never, raw - bias, atol=1e-9)
+    fields = len(table.fields)
     for i, (positive, negative) in enumerate(scorer.explain(head, count=fields)):
-        total = sum(r.contribution for r in positive) + sum(r.contribution for r in negative)
-        assert total == pytest.approx(raw[i] - bias[i], abs=1e-9)
+        for reason in positive + negative:
+            assert reason.contribution == totals[i, table.fields.index(reason.field)]
         assert all(r.contribution > 0 for r in positive)
         assert all(r.contribution < 0 for r in negative)
         assert [r.contribution for r in positive] == sorted(
