@@ -3,7 +3,8 @@ and the model card.
 
 Reads the features stage's ``snapshots.parquet``, the train stage's ``scorer.pkl`` and
 ``baselines.pkl``, and the validated tables (plus ``truth.parquet`` when the data is simulated).
-Writes into ``out`` (each file atomically):
+Writes into ``out`` (all five staged, then swapped in together: a failed or killed run leaves
+the previous ones in place):
 
 - ``metrics.json`` (DVC metrics): per target, model / rules / logistic metrics, test counts,
   truth's ROC AUC on simulator data; ``leakage_suspected``; ``primary_target``;
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +33,9 @@ from features.params import load_params
 from features.storage import (
     atomic_directory,
     atomic_file,
+    json_text,
     read_manifest,
     read_validated,
-    write_json,
 )
 from models.reports.evaluation import evaluate
 from models.reports.kpis import compute_kpis, first_snapshot_predictions
@@ -113,14 +115,20 @@ def run(features_dir: Path, validated: Path, train: Path, out: Path, params_path
         )
     )
 
-    write_json(out / "metrics.json", evaluation.metrics)
-    write_json(out / "metrics_by_group.json", evaluation.by_group)
-    write_json(out / "kpis.json", kpis)
-    with atomic_directory(out / "plots") as staging:
+    # Every output is staged first and all are swapped in together at the end: until then the
+    # previous reports stay in place, complete and consistent with each other.
+    documents = {
+        "metrics.json": evaluation.metrics,
+        "metrics_by_group.json": evaluation.by_group,
+        "kpis.json": kpis,
+    }
+    with ExitStack() as swaps:
+        for name, document in documents.items():
+            swaps.enter_context(atomic_file(out / name)).write_text(json_text(document))
+        swaps.enter_context(atomic_file(out / "model_card.md")).write_text(card, encoding="utf-8")
+        plots = swaps.enter_context(atomic_directory(out / "plots"))
         for name, frame in evaluation.plots.items():
-            frame.to_csv(staging / f"{name}.csv", index=False)
-    with atomic_file(out / "model_card.md") as staging:
-        staging.write_text(card, encoding="utf-8")
+            frame.to_csv(plots / f"{name}.csv", index=False)
     primary = scorer.definition.target
     model = evaluation.metrics[primary]["model"]
     logger.info(

@@ -4,8 +4,10 @@ Reads the bundle (``artifacts/model``, from the train stage), the test snapshots
 stage, the evaluate stage's reports (logged when present) and ``dvc.lock`` (data hashes). Logs
 one MLflow run in ``params.mlflow.experiment``, registers the bundle as
 ``params.mlflow.model_name`` and gives the new version ``champion`` or ``challenger``
-(:mod:`models.packaging.registry` explains the gate). Writes ``registry.json`` (atomically):
-model name, version, alias, both metric values, run id.
+(:mod:`models.packaging.registry` explains the gate). A bundle already registered (same scorer
+SHA-256: a re-run, or the run after a killed registration) reuses its version. Writes
+``registry.json`` (atomically, after the registry is complete): model name, version, whether it
+was reused, alias, both metric values, run id.
 
 Tracking URI: ``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``.
 """

@@ -3,7 +3,9 @@
 Writes ``artifacts/train/`` atomically: ``scorer.pkl`` (the fitted LeadScorer: engine +
 models + quality-lead definition), ``baselines.pkl`` (per target: the points score and the
 logistic regression) and ``report.json``; and, when asked, the same scorer as an MLflow pyfunc
-model bundle (``artifacts/model/``, :mod:`models.packaging.bundle`), in its own atomic directory.
+model bundle (``artifacts/model/``, :mod:`models.packaging.bundle`). Both are staged beside
+their targets and swapped in one after the other only once both are complete, so the previous
+pair stays in place (and readable) for the whole stage.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+from contextlib import ExitStack
 from pathlib import Path
 
 import pandas as pd
@@ -42,7 +45,9 @@ def run(
         source="flat" if manifest else params.source.kind,
         X=X,
     )
-    with atomic_directory(out) as staging:
+    with ExitStack() as swaps:  # on leaving: the bundle is swapped in, then the train output
+        staging = swaps.enter_context(atomic_directory(out))
+        bundle = swaps.enter_context(atomic_directory(model)) if model is not None else None
         with (staging / "scorer.pkl").open("wb") as handle:
             pickle.dump(scorer, handle, protocol=pickle.HIGHEST_PROTOCOL)
         baselines = {t: {"rules": r.rules, "logistic": r.logistic} for t, r in trained.items()}
@@ -51,8 +56,11 @@ def run(
         (staging / "report.json").write_text(
             json.dumps({t: r.report for t, r in trained.items()}, indent=2) + "\n"
         )
+        if bundle is not None:
+            from models.packaging.bundle import example_input, read_example_tables, save_bundle
+
+            example = example_input(read_example_tables(validated), 3, scorer=scorer)
+            save_bundle(scorer, bundle, example)
     logger.info("trained %s → %s", ", ".join(trained), out)
     if model is not None:
-        from models.packaging.bundle import write_bundle
-
-        write_bundle(scorer, validated, model)
+        logger.info("model bundle → %s", model)

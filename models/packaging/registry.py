@@ -27,6 +27,14 @@ Decisions for the awkward cases (recorded in ``reason``):
 - the metric is undefined on the new test slice (no labelled rows, or one class only): nothing
   can be judged, so the new version becomes champion only if there is no champion, else
   challenger.
+
+**Idempotent.** A bundle is registered once: its scorer's SHA-256 is recorded on the version
+(:data:`~models.packaging.bundle.SCORER_SHA256`) in the same transaction that creates it, and a
+registration of a bundle whose hash is already a version of the model reuses that version (no
+new one): it is logged as a new run, goes through the gate like a new version (unless it is the
+champion already) and gets its alias. So ``dvc repro`` after a registration killed half-way
+completes it with the version the killed one created, and re-running the stage on an unchanged
+bundle adds no version.
 """
 
 from __future__ import annotations
@@ -213,6 +221,8 @@ class Comparison:
     champion_version: str | None = None
     promote: bool = True
     reason: str = ""
+    # the model already is this registered version (the same bundle, registered before)
+    version: str | None = None
 
 
 def compare(
@@ -224,22 +234,30 @@ def compare(
     params: Params,
     tracking_uri: str | None = None,
     force: bool = False,
+    version: str | None = None,
 ) -> Comparison:
     """Apply the promotion gate (see the module docstring). ``tables`` is called only when a
     champion has to be re-scored (the validated tables of the test leads). ``force`` promotes
-    the new version when the champion cannot be re-scored (never over a champion that can)."""
+    the new version when the champion cannot be re-scored (never over a champion that can).
+    ``version``: the registered version the new model already is (the same bundle): if it is
+    the champion, it stays champion without a comparison with itself."""
     target = params.quality_lead.target
     metric = params.promotion.metric
     rows = labelled_test_rows(snapshots, target)
     y = rows[f"label_{target}"].to_numpy(dtype=np.float64)
     new = metric_value(metric, y, new_model_probabilities(new_scorer, rows, target))
     result = Comparison(metric, target, params.promotion.tolerance, len(rows), new)
+    result.version = version
     try:
         current = registry.get_model_version_by_alias(model_name, CHAMPION)
     except MlflowException:
         result.reason = "no champion yet"
         return result
     result.champion_version = str(current.version)
+    if version is not None and str(current.version) == version:
+        result.champion = new
+        result.reason = f"the same bundle is champion version {version} already"
+        return result
     if new is None:
         result.promote = False
         result.reason = (
@@ -275,6 +293,19 @@ def compare(
 
 
 # ----------------------------------------------------------- recovery
+def aliases_by_version(registry: MlflowClient, model_name: str) -> dict[str, list[str]]:
+    """``{version: [alias, …]}`` of the registered model (``search_model_versions`` leaves
+    every version's ``aliases`` empty: only the registered model knows them)."""
+    try:
+        model = registry.get_registered_model(model_name)
+    except MlflowException:
+        return {}
+    out: dict[str, list[str]] = {}
+    for alias, version in (model.aliases or {}).items():
+        out.setdefault(str(version), []).append(alias)
+    return out
+
+
 ORPHAN = "leadscore.orphan"
 """Tag of a registered version whose registration never finished (no alias was given)."""
 
@@ -282,15 +313,17 @@ ORPHAN = "leadscore.orphan"
 def recover_unfinished(registry: MlflowClient, experiment: str, model_name: str) -> None:
     """Clean up after a registration that was killed half-way, before the next one starts:
     its run, left ``RUNNING`` for ever, is marked ``FAILED``; a version it registered but never
-    gave an alias to is tagged :data:`ORPHAN` (and stays out of every alias). Registrations do
-    not run concurrently (DVC refuses a second ``dvc repro`` in the same project)."""
+    gave an alias to is tagged :data:`ORPHAN` (it takes no alias until a registration of the
+    same bundle completes it, which removes the tag). Registrations do not run concurrently
+    (DVC refuses a second ``dvc repro`` in the same project)."""
     for run in registry.search_runs([experiment], filter_string="attributes.status = 'RUNNING'"):
         registry.set_terminated(run.info.run_id, status="FAILED")
         registry.set_tag(run.info.run_id, "leadscore.recovered", "registration was interrupted")
         logger.warning("run %s was left unfinished: marked FAILED", run.info.run_id)
+    aliased = aliases_by_version(registry, model_name)
     for version in registry.search_model_versions(f"name = '{model_name}'"):
         tags = version.tags or {}
-        if "alias_given" in tags or ORPHAN in tags or version.aliases:
+        if "alias_given" in tags or ORPHAN in tags or str(version.version) in aliased:
             continue
         registry.set_model_version_tag(
             model_name, version.version, ORPHAN, "registration did not finish (no alias given)"
@@ -301,6 +334,22 @@ def recover_unfinished(registry: MlflowClient, experiment: str, model_name: str)
             version.version,
             ORPHAN,
         )
+
+
+def registered_version(registry: MlflowClient, model_name: str, digest: str) -> str | None:
+    """The version of ``model_name`` whose scorer has SHA-256 ``digest`` (None: never
+    registered). Should older registrations have left several, the champion if it is one of
+    them, else the newest."""
+    found = [
+        str(version.version)
+        for version in registry.search_model_versions(f"name = '{model_name}'")
+        if (version.tags or {}).get(SCORER_SHA256) == digest
+    ]
+    if not found:
+        return None
+    aliased = aliases_by_version(registry, model_name)
+    found.sort(key=lambda version: (CHAMPION in aliased.get(version, ()), int(version)))
+    return found[-1]
 
 
 # ---------------------------------------------------------------- the run
@@ -325,8 +374,9 @@ def register(
     scorer: LeadScorer | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Log one run, register its bundle, apply the promotion gate; returns the registry record
-    (model name, version, alias, both metric values, run id…). ``scorer``: the bundle's scorer
+    """Log one run, register its bundle (or reuse the version that holds it already: see the
+    module docstring), apply the promotion gate; returns the registry record (model name,
+    version, ``reused``, alias, both metric values, run id…). ``scorer``: the bundle's scorer
     when the caller has already loaded (and verified) it; else it is loaded here, once.
     ``force``: promote even when the champion cannot be re-scored (see :func:`compare`).
 
@@ -341,10 +391,12 @@ def register(
     registry = client(resolved)
     experiment = experiment_id(registry, params.mlflow.experiment, resolved)
     recover_unfinished(registry, experiment, name)
+    digest = sha256_of(scorer_file(inputs.model_dir))
+    existing = registered_version(registry, name, digest)
     if scorer is None:
         scorer = load_scorer(str(inputs.model_dir))
     comparison = compare(
-        registry, name, scorer, inputs.snapshots, inputs.tables, params, resolved, force
+        registry, name, scorer, inputs.snapshots, inputs.tables, params, resolved, force, existing
     )
     alias = CHAMPION if comparison.promote else CHALLENGER
 
@@ -370,29 +422,47 @@ def register(
                 registry.log_artifacts(run_id, str(path), artifact_path)
             elif path.is_file():
                 registry.log_artifact(run_id, str(path), artifact_path or None)
-        info = log_bundle(inputs.model_dir, name="model")
-        version = mlflow.register_model(info.model_uri, name)
-        registry.set_registered_model_alias(name, alias, version.version)
+        if existing is None:
+            info = log_bundle(inputs.model_dir, name="model")
+            # The hash goes in with the version (one transaction): a registration killed right
+            # after this line is still found, and completed, by the next one.
+            number = str(
+                mlflow.register_model(info.model_uri, name, tags={SCORER_SHA256: digest}).version
+            )
+        else:
+            number = existing
+            registry.set_tag(run_id, "registry.reused", "true")
+        registry.set_registered_model_alias(name, alias, number)
         for key, value in {
-            SCORER_SHA256: sha256_of(scorer_file(inputs.model_dir)),
             "alias_given": alias,
             "promotion.metric": comparison.metric,
             "promotion.reason": comparison.reason,
         }.items():
-            registry.set_model_version_tag(name, version.version, key, value)
-        registry.set_tag(run_id, "registry.version", str(version.version))
+            registry.set_model_version_tag(name, number, key, value)
+        if existing is not None and ORPHAN in (registry.get_model_version(name, number).tags or {}):
+            registry.delete_model_version_tag(name, number, ORPHAN)  # finished now
+        registry.set_tag(run_id, "registry.version", number)
         registry.set_tag(run_id, "registry.alias", alias)
-    logger.info(
-        "registered %s version %s as %s (%s)", name, version.version, alias, comparison.reason
-    )
+    if existing is None:
+        logger.info("registered %s version %s as %s (%s)", name, number, alias, comparison.reason)
+    else:
+        logger.info(
+            "%s version %s is this bundle already (sha256 %s…): no new version; alias %s (%s)",
+            name,
+            number,
+            digest[:12],
+            alias,
+            comparison.reason,
+        )
     return {
         "model_name": name,
-        "version": str(version.version),
+        "version": number,
+        "reused": existing is not None,
         "alias": alias,
         "promoted": comparison.promote,
         "run_id": run_id,
         "experiment": params.mlflow.experiment,
-        "model_uri": f"models:/{name}/{version.version}",
+        "model_uri": f"models:/{name}/{number}",
         "target": comparison.target,
         "metric": comparison.metric,
         "tolerance": comparison.tolerance,

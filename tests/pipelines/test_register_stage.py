@@ -18,7 +18,8 @@ from mlflow.tracking import MlflowClient
 
 from features.ingest.simulate import simulate
 from features.params import GenerateParams, Params, load_params
-from models.packaging.registry import flatten
+from models.packaging.bundle import SCORER_SHA256, load_scorer, save_bundle, scorer_file, sha256_of
+from models.packaging.registry import ORPHAN, flatten
 from models.packaging.tracking import local_model_path
 from pipelines import features as features_stage
 from pipelines import register as register_stage
@@ -227,10 +228,11 @@ def test_registered_champion_loads_and_scores(
     pd.testing.assert_frame_equal(champion.predict(example), local.predict(example))
 
 
-def test_second_run_without_reports_is_logged_too(
+def test_the_same_bundle_again_is_logged_but_not_registered_twice(
     registered: dict[str, Any], layout: dict[str, Path], uri: str
 ) -> None:
-    """The same model again, evaluate outputs missing: one more run, equal metric → champion."""
+    """The same bundle again (as `dvc repro` does when only the reports changed), evaluate
+    outputs missing: one more run, and the version that holds the bundle stays the champion."""
     p = layout
     record = register_stage.run(
         model=p["model"],
@@ -243,16 +245,17 @@ def test_second_run_without_reports_is_logged_too(
         dvc_lock=p["lock"].with_name("absent.lock"),
         tracking_uri=uri,
     )
-    assert record["version"] == "2"
-    assert record["alias"] == "champion"
+    assert (record["version"], record["reused"], record["alias"]) == ("1", True, "champion")
     assert record["champion_value"] == pytest.approx(registered["new_value"], abs=1e-12)
     assert json.loads(p["registry"].read_text()) == record
     client = MlflowClient(uri)
     run = client.get_run(record["run_id"])
     assert "converted.model.roc_auc" not in run.data.metrics
     assert "data_md5" not in run.data.tags
+    assert run.data.tags["registry.version"] == "1"
     runs = client.search_runs([run.info.experiment_id])
     assert len(runs) == 2
+    assert len(client.search_model_versions("name = 'lead-scoring'")) == 1
 
 
 def test_register_refuses_a_missing_bundle(layout: dict[str, Path], tmp_path: Path) -> None:
@@ -279,18 +282,30 @@ def test_help(command: str) -> None:
     assert "--model" in result.stdout
 
 
+def _other_bundle(model: Path, target: Path) -> Path:
+    """Another bundle than ``model`` (its pickle differs: one more metadata entry), scoring
+    exactly like it."""
+    scorer = load_scorer(str(model))
+    scorer.metadata = {**scorer.metadata, "variant": "b"}
+    example = pd.DataFrame(Model.load(str(model)).load_input_example(str(model)))
+    save_bundle(scorer, target, example)
+    return target
+
+
 def test_an_unreadable_champion_keeps_the_gate_closed_until_forced(
     registered: dict[str, Any], layout: dict[str, Path], uri: str
 ) -> None:
-    """The champion's pickle is damaged: `leadscore register` keeps it as champion (one line,
-    exit 0, the new version is challenger); with `--force` the new version takes over."""
+    """The champion's pickle is damaged: `leadscore register` of a new bundle keeps it as
+    champion (one line, exit 0, the new version is challenger); with `--force` the new version
+    takes over (the same version: the bundle is registered once)."""
     p = layout
     champion = Path(local_model_path("models:/lead-scoring@champion", uri))
     before = str(MlflowClient(uri).get_model_version_by_alias("lead-scoring", "champion").version)
     (champion / "artifacts" / "scorer.pkl").write_bytes(b"not a pickle")
+    other = _other_bundle(p["model"], p["model"].with_name("model-b"))
     arguments = [
         "register",
-        *("--model", str(p["model"]), "--features", str(p["features"])),
+        *("--model", str(other), "--features", str(p["features"])),
         *("--validated", str(p["validated"]), "--out", str(p["registry"])),
         *("--dvc-lock", str(p["lock"]), "--tracking-uri", uri, "--params", str(p["params"])),
     ]
@@ -299,7 +314,9 @@ def test_an_unreadable_champion_keeps_the_gate_closed_until_forced(
     assert "Traceback" not in kept.stderr
     record = json.loads(p["registry"].read_text())
     assert record["alias"] == "challenger"
+    assert record["version"] != before
     assert "could not be re-scored" in record["reason"]
+    challenger = record["version"]
     warned = [
         line for line in kept.stderr.splitlines() if " WARNING models.packaging.registry" in line
     ]
@@ -310,8 +327,95 @@ def test_an_unreadable_champion_keeps_the_gate_closed_until_forced(
     forced = _cli(*arguments, "--force")
     assert forced.returncode == 0, forced.stderr
     record = json.loads(p["registry"].read_text())
-    assert record["alias"] == "champion"
+    assert (record["alias"], record["version"], record["reused"]) == ("champion", challenger, True)
     assert (
         str(client.get_model_version_by_alias("lead-scoring", "champion").version)
         == (record["version"])
     )
+
+
+KILL_AT = {
+    # after the bundle is logged to the run, before any version exists
+    "logged": ("models.packaging.registry", "log_bundle"),
+    # right after the version is created (with its hash), before it has an alias
+    "versioned": ("mlflow", "register_model"),
+    # after the alias is set, before the version's tags and the run's end
+    "aliased": ("mlflow.tracking.MlflowClient", "set_registered_model_alias"),
+}
+
+KILLED_REGISTRATION = """
+import importlib, os, signal, sys
+module_name, attribute = sys.argv[1], sys.argv[2]
+if module_name == "mlflow.tracking.MlflowClient":
+    from mlflow.tracking import MlflowClient as owner
+else:
+    owner = importlib.import_module(module_name)
+original = getattr(owner, attribute)
+
+def then_killed(*args, **kwargs):
+    result = original(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)  # kill -9: no cleanup, no exit handlers
+    return result
+
+setattr(owner, attribute, then_killed)
+sys.argv = ["leadscore", *sys.argv[3:]]
+from pipelines.cli import main
+main()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", sorted(KILL_AT))
+def test_a_registration_killed_half_way_is_completed_by_the_next(
+    point: str, layout: dict[str, Path], trained: subprocess.CompletedProcess[str], tmp_path: Path
+) -> None:
+    """`kill -9` of `leadscore register` at each point where the registry is half-written,
+    then `leadscore register` again (what `dvc repro` runs next): it completes, with exactly
+    one version holding the bundle (the killed one's, if it got that far), an alias on it, no
+    orphan tag, the killed run FAILED, no run RUNNING, and registry.json written."""
+    assert trained.returncode == 0, trained.stderr
+    p = layout
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = tmp_path / "registry.json"
+    arguments = [
+        "register",
+        *("--model", str(p["model"]), "--features", str(p["features"])),
+        *("--validated", str(p["validated"]), "--out", str(out)),
+        *("--tracking-uri", uri, "--params", str(p["params"])),
+    ]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_REGISTRATION, *KILL_AT[point], *arguments],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+        check=False,
+    )
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not out.exists()
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(load_params(p["params"]).mlflow.experiment)
+    assert [r.info.status for r in client.search_runs([experiment.experiment_id])] == ["RUNNING"]
+    left = client.search_model_versions("name = 'lead-scoring'")
+    assert len(left) == (0 if point == "logged" else 1)
+
+    completed = _cli(*arguments, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    assert "left unfinished: marked FAILED" in completed.stderr
+    # only a version that never got its alias is an orphan (until this run completes it)
+    assert ("never given an alias" in completed.stderr) is (point == "versioned")
+    record = json.loads(out.read_text())
+    versions = client.search_model_versions("name = 'lead-scoring'")
+    assert len(versions) == 1
+    (version,) = versions
+    assert version.tags[SCORER_SHA256] == sha256_of(scorer_file(p["model"]))
+    assert record["version"] == str(version.version) == "1"
+    assert record["reused"] is (point != "logged")
+    assert record["alias"] == "champion"
+    assert str(client.get_model_version_by_alias("lead-scoring", "champion").version) == "1"
+    assert version.tags["alias_given"] == "champion"
+    assert ORPHAN not in version.tags
+    runs = {r.info.run_id: r.info.status for r in client.search_runs([experiment.experiment_id])}
+    assert sorted(runs.values()) == ["FAILED", "FINISHED"]
+    assert runs[record["run_id"]] == "FINISHED"

@@ -96,6 +96,20 @@ def good(
 
 
 @pytest.fixture(scope="module")
+def good_twin(
+    tmp_path_factory: pytest.TempPathFactory, good: Path, tables: dict[str, pd.DataFrame]
+) -> Path:
+    """Another bundle (its pickle differs: one more metadata entry) that scores exactly like
+    ``good``: a model exactly as good, which the same-bundle rule must not take for ``good``."""
+    scorer = load_scorer(str(good))
+    scorer.metadata = {**scorer.metadata, "twin": True}
+    path = tmp_path_factory.mktemp("good-twin") / "model"
+    save_bundle(scorer, path, example_input(tables, 2, scorer=scorer))
+    assert sha256_of(scorer_file(path)) != sha256_of(scorer_file(good))
+    return path
+
+
+@pytest.fixture(scope="module")
 def worse(
     tmp_path_factory: pytest.TempPathFactory, tables: dict[str, pd.DataFrame], params: Params
 ) -> Path:
@@ -113,15 +127,16 @@ def _inputs(
 def sequence(
     store: str,
     good: Path,
+    good_twin: Path,
     worse: Path,
     params: Params,
     snapshots: pd.DataFrame,
     tables: dict[str, pd.DataFrame],
 ) -> list[dict[str, Any]]:
-    """First the good model, then the worse one, then the good one again."""
+    """First the good model, then the worse one, then one exactly as good as the first."""
     return [
         register(_inputs(model, params, snapshots, tables), uri=store)
-        for model in (good, worse, good)
+        for model in (good, worse, good_twin)
     ]
 
 
@@ -167,6 +182,7 @@ def test_equal_model_takes_champion_and_challenger_stays(
 ) -> None:
     first, second, third = sequence
     assert third["alias"] == CHAMPION
+    assert third["version"] == "3"
     assert third["champion_version"] == first["version"]
     assert third["new_value"] == pytest.approx(third["champion_value"], abs=1e-12)
     name = params.mlflow.model_name
@@ -408,3 +424,53 @@ def test_the_next_registration_cleans_up_after_a_killed_one(
     assert "leadscore.orphan" not in client.get_model_version(name, second["version"]).tags
     assert client.get_run(second["run_id"]).info.status == "FINISHED"
     assert sum("left unfinished" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_the_same_bundle_is_registered_once(
+    tmp_path: Path,
+    good: Path,
+    worse: Path,
+    params: Params,
+    snapshots: pd.DataFrame,
+    tables: dict,
+) -> None:
+    """A bundle whose scorer's SHA-256 is already a version of the model reuses that version:
+    one more run records the registration, the gate decides the alias, no version is added."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    name = params.mlflow.model_name
+    first = register(_inputs(good, params, snapshots, tables), uri=store)
+    again = register(_inputs(good, params, snapshots, tables), uri=store)
+    assert (first["version"], first["reused"]) == ("1", False)
+    assert (again["version"], again["reused"], again["alias"]) == ("1", True, CHAMPION)
+    assert again["reason"] == "the same bundle is champion version 1 already"
+
+    rejected = register(_inputs(worse, params, snapshots, tables), uri=store)
+    rejected_again = register(_inputs(worse, params, snapshots, tables), uri=store)
+    assert (rejected["version"], rejected["alias"]) == ("2", CHALLENGER)
+    assert (rejected_again["version"], rejected_again["alias"]) == ("2", CHALLENGER)
+    assert rejected_again["reused"] is True
+    assert rejected_again["champion_value"] == pytest.approx(rejected["champion_value"])
+    assert _alias(store, name, CHAMPION) == "1"
+
+    # the gate still decides for a reused version: with a tolerance anything passes
+    lenient = params.model_copy(
+        update={"promotion": params.promotion.model_copy(update={"tolerance": 1.0})}
+    )
+    promoted = register(_inputs(worse, lenient, snapshots, tables), uri=store)
+    assert (promoted["version"], promoted["alias"], promoted["reused"]) == ("2", CHAMPION, True)
+    assert _alias(store, name, CHAMPION) == "2"
+
+    client = MlflowClient(store)
+    versions = client.search_model_versions(f"name = '{name}'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]
+    assert {str(v.version): v.tags[SCORER_SHA256] for v in versions} == {
+        "1": sha256_of(scorer_file(good)),
+        "2": sha256_of(scorer_file(worse)),
+    }
+    assert client.get_model_version(name, "2").tags["alias_given"] == CHAMPION
+    experiment = client.get_experiment_by_name(params.mlflow.experiment).experiment_id
+    runs = client.search_runs([experiment])
+    assert len(runs) == 5
+    assert {run.info.status for run in runs} == {"FINISHED"}
+    reused = {run.info.run_id for run in runs if run.data.tags.get("registry.reused") == "true"}
+    assert reused == {again["run_id"], rejected_again["run_id"], promoted["run_id"]}
