@@ -8,6 +8,7 @@ traceback. Heavy imports happen inside the commands so ``--help`` stays fast.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -36,11 +37,23 @@ T = TypeVar("T")
 
 
 def _run(action: Callable[[], T]) -> T:
-    """Run a command body, turning user errors into one line and a non-zero exit."""
+    """Run a command body, turning user errors into one line and a non-zero exit. Outputs
+    written through ``features.storage``'s atomic writers name themselves when the disk is
+    full or read-only (a :class:`UserError`); any other write that meets those ends here as
+    one line too, naming the file when the error does."""
+    from features.storage import FULL_OR_READ_ONLY
+
     try:
         return action()
     except UserError as error:
         typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    except OSError as error:
+        if error.errno not in FULL_OR_READ_ONLY:
+            raise  # a bug, or an error a command should have named: keep the traceback
+        problem = os.strerror(error.errno)
+        where = f"{os.fsdecode(error.filename)}: " if error.filename else ""
+        typer.echo(f"error: {where}cannot be written, {problem[:1].lower()}{problem[1:]}", err=True)
         raise typer.Exit(code=2) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
@@ -98,6 +111,24 @@ def import_(
     from pipelines import ingest as stage
 
     _run(lambda: stage.import_export(mapping=mapping, source=input, out=out))
+
+
+@app.command()
+def inspect(
+    source: Annotated[Path, typer.Argument(help="export file or directory of export files")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="write the draft mapping here (default: standard output)", dir_okay=False
+        ),
+    ] = None,
+) -> None:
+    """Profile an unknown CRM export and draft the mapping `leadscore import` reads."""
+    from pipelines import inspect as stage
+
+    draft = _run(lambda: stage.run(source=source, out=out))
+    if out is None:
+        typer.echo(draft, nl=False)  # the draft alone on stdout: `> mapping.yaml` works
 
 
 @app.command()
@@ -287,6 +318,14 @@ def score(
     ] = 3,
     chunk: Annotated[int, typer.Option(min=1, help="leads per chunk (memory bound)")] = 100_000,
     tracking_uri: TrackingUriOption = None,
+    keep: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="COLUMNS",
+            help="input columns to carry through next to lead_id (comma-separated, repeatable: "
+            "--keep name,email,owner)",
+        ),
+    ] = None,
 ) -> None:
     """Batch scoring: a leads table (+ optional touches / sales events) → the API's answer
     per lead, chunked, with a progress bar."""
@@ -303,6 +342,7 @@ def score(
             reasons=reasons,
             chunk=chunk,
             tracking_uri=tracking_uri,
+            keep=stage.parse_keep(keep),
         )
     )
 
@@ -322,12 +362,26 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="log every request")
     ] = False,
+    allow_no_model: Annotated[
+        bool,
+        typer.Option(
+            "--allow-no-model",
+            help="start even if the model cannot be loaded (503 until a reload succeeds)",
+        ),
+    ] = False,
 ) -> None:
     """The scoring API and the shared dashboard (FastAPI under uvicorn)."""
     from pipelines import serve as stage
 
     _run(
-        lambda: stage.run(host=host, port=port, model=model, workers=workers, access_log=access_log)
+        lambda: stage.run(
+            host=host,
+            port=port,
+            model=model,
+            workers=workers,
+            access_log=access_log,
+            allow_no_model=allow_no_model,
+        )
     )
 
 
