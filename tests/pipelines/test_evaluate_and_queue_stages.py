@@ -100,7 +100,9 @@ def test_metrics_json_shape(crm: Path) -> None:
             "model_truth_auc_ratio",
             "n_test",
             "positives_test",
+            "leakage",  # the per-column guard's verdict (the simulator leaks nothing)
         }
+        assert entry["leakage"]["flagged"] == []
         for model in ("model", "rules", "logistic"):
             assert list(entry[model]) == list(METRICS)
             assert 0.5 < entry[model]["roc_auc"] < 1.0
