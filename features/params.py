@@ -181,15 +181,24 @@ class EvaluateParams(Section):
 
 class PromotionParams(Section):
     """A new model takes the `champion` alias only if, on the new test slice and the primary
-    target, its metric is at least the champion's minus the tolerance."""
+    target, its metric is no worse than the champion's (the point difference, in the better
+    direction, is ≥ 0) and a paired bootstrap over the test leads puts the
+    ``bootstrap_quantile`` of that difference at −``tolerance`` or above
+    (:mod:`models.packaging.registry`)."""
 
     metric: Literal["roc_auc", "pr_auc", "brier", "log_loss"] = "roc_auc"
     tolerance: Annotated[float, Field(ge=0.0)] = 0.005
+    bootstrap_resamples: Annotated[int, Field(ge=10, le=100_000)] = 1000
+    bootstrap_seed: int = 0
+    bootstrap_quantile: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05
 
 
 class MlflowParams(Section):
     experiment: str = "leadscore"
     model_name: str = "lead-scoring"
+    # Inside a DVC experiment (`dvc exp run`) the register stage logs the run but registers no
+    # version and moves no alias, unless this is true: trying params must not change production.
+    register_experiments: bool = False
 
 
 class ServingParams(Section):

@@ -3,18 +3,26 @@ and the model card.
 
 Reads the features stage's ``snapshots.parquet``, the train stage's ``scorer.pkl`` and
 ``baselines.pkl``, and the validated tables (plus ``truth.parquet`` when the data is simulated).
-Writes into ``out`` (all five staged, then swapped in together: a failed or killed run leaves
+Writes into ``out`` (all six staged, then swapped in together: a failed or killed run leaves
 the previous ones in place):
 
-- ``metrics.json`` (DVC metrics): per target, model / rules / logistic metrics, test counts,
-  truth's ROC AUC on simulator data; ``leakage_suspected``; ``primary_target``;
+- ``metrics.json`` (the detailed metrics, a cached DVC output): per target, model / rules /
+  logistic metrics, test counts, truth's ROC AUC on simulator data; ``leakage_suspected``;
+  ``primary_target``;
 - ``metrics_by_group.json``: per target, ``by_channel`` and ``by_month`` (as_of month): rows,
   positives and every metric of every model, for groups of ``evaluate.min_group_size`` rows
   or more (kept out of metrics.json: ``dvc metrics show`` prints every number);
 - ``plots/``: DVC plot data for the primary target (ROC, precision-recall, gains,
   calibration per model, grades, score histogram), as CSV;
 - ``kpis.json``: the shared KPIs by channel, campaign and month;
-- ``model_card.md``.
+- ``model_card.md``;
+- ``summary.json`` (DVC metrics): at most 20 headline numbers of ``metrics.json``
+  (:func:`~models.reports.evaluation.summary_metrics`). Git tracks it (``.gitignore`` lets it
+  and the register stage's ``promotion.json`` through): ``dvc exp run`` commits it with the
+  experiment, so ``dvc exp show`` and ``dvc metrics diff`` compare experiments by it.
+
+No output holds a timestamp, a duration or a run id: the same inputs give the same bytes, and
+a metrics diff shows only what changed.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from features.storage import (
     read_manifest,
     read_validated,
 )
-from models.reports.evaluation import evaluate
+from models.reports.evaluation import evaluate, summary_metrics
 from models.reports.kpis import compute_kpis, first_snapshot_predictions
 from models.reports.model_card import card_inputs, render
 from models.scorer import LeadScorer
@@ -125,6 +133,8 @@ def run(features_dir: Path, validated: Path, train: Path, out: Path, params_path
     with ExitStack() as swaps:
         for name, document in documents.items():
             swaps.enter_context(atomic_file(out / name)).write_text(json_text(document))
+        summary = json_text(summary_metrics(evaluation.metrics))
+        swaps.enter_context(atomic_file(out / "summary.json")).write_text(summary)
         swaps.enter_context(atomic_file(out / "model_card.md")).write_text(card, encoding="utf-8")
         plots = swaps.enter_context(atomic_directory(out / "plots"))
         for name, frame in evaluation.plots.items():

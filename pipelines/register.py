@@ -6,8 +6,16 @@ one MLflow run in ``params.mlflow.experiment``, registers the bundle as
 ``params.mlflow.model_name`` and gives the new version ``champion`` or ``challenger``
 (:mod:`models.packaging.registry` explains the gate). A bundle already registered (same scorer
 SHA-256: a re-run, or the run after a killed registration) reuses its version. Writes
-``registry.json`` (atomically, after the registry is complete): model name, version, whether it
-was reused, alias, both metric values, run id.
+``registry.json`` and its numbers alone in ``promotion.json`` beside it (each atomically,
+after the registry is complete): what happened (``action``: registered, reused or logged only,
+and ``action_reason``), model name, version, alias, both metric values, the paired bootstrap
+of their difference, run id.
+
+**Inside a DVC experiment** (``dvc exp run``: DVC sets ``DVC_EXP_NAME`` for every stage it runs
+for one) the run is logged, bundle included, but no version is registered and no alias moves,
+unless ``params.mlflow.register_experiments`` is true: trying a parameter must not change what
+production serves. To register an experiment's model: ``dvc exp apply <name>``, then
+``leadscore register`` (outside DVC, it registers).
 
 Tracking URI: ``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``.
 """
@@ -16,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +58,23 @@ def read_results(path: Path) -> Mapping[str, Any] | None:
     except json.JSONDecodeError as error:
         raise UserError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
     return document if isinstance(document, dict) else None
+
+
+EXPERIMENT_ENV = "DVC_EXP_NAME"
+"""Set by DVC (``dvc.env.DVC_EXP_NAME``) in the environment of every stage of an experiment."""
+
+
+def log_only_reason(
+    register_experiments: bool, environ: Mapping[str, str] = os.environ
+) -> str | None:
+    """Why this registration is to log the run only (None: register)."""
+    name = environ.get(EXPERIMENT_ENV)
+    if not name or register_experiments:
+        return None
+    return (
+        f"DVC experiment {name!r} (mlflow.register_experiments is false; to register it: "
+        f"`dvc exp apply {name}`, then `leadscore register`)"
+    )
 
 
 def run(
@@ -88,10 +114,34 @@ def run(
             artifacts=logged,
             dvc_lock=dvc_lock,
             repo=Path.cwd(),  # dvc runs stages from the repository root
+            run_name=os.environ.get(EXPERIMENT_ENV) or None,  # find an experiment's run by name
         ),
         uri=tracking_uri,
         scorer=scorer,
         force=force,
+        log_only=log_only_reason(params.mlflow.register_experiments),
     )
+    write_json(out.with_name(PROMOTION_SUMMARY), promotion_summary(record))
     write_json(out, record)
     return record
+
+
+PROMOTION_SUMMARY = "promotion.json"
+"""Beside ``registry.json``: the gate's numbers only (DVC metrics, git-tracked like the
+evaluation summary): no run id, so experiments compare by it."""
+
+
+def promotion_summary(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``dvc exp show`` prints of a registration: whether it registered, promoted (or
+    would have, in an experiment) and the bootstrap's difference to the champion."""
+    interval = record.get("difference_interval") or [None, None]
+    return {
+        "registered": record["registered"],
+        "promoted": record["promoted"],
+        "would_promote": record["would_promote"],
+        "new": record["new_value"],
+        "champion": record["champion_value"],
+        "difference": record["difference"],
+        "difference_low": interval[0],
+        "difference_high": interval[1],
+    }

@@ -123,15 +123,26 @@ def _champion_version(repo: Path, name: str = "lead-scoring") -> str:
     return str(client.get_model_version_by_alias(name, "champion").version)
 
 
+def _versions(repo: Path, name: str = "lead-scoring") -> list[str]:
+    from mlflow.tracking import MlflowClient
+
+    store = f"sqlite:///{repo / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    return sorted(str(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+
+
 def test_queue_is_ranked_by_the_champion(reproduced: tuple[Path, dict[str, str]]) -> None:
-    """The queue stage scores with the registry's champion, also when the new model was
-    rejected by the promotion gate (then the queue keeps the champion's ranking)."""
+    """The queue stage scores with the registry's champion. An experiment registers nothing
+    (`mlflow.register_experiments` is false): its register stage logs the run and records what
+    the gate would have decided, and the queue keeps the champion's ranking."""
     import pandas as pd
 
     repo, env = reproduced
     queue = pd.read_parquet(repo / "artifacts" / "queue.parquet")
     assert set(queue["model_name"]) == {"lead-scoring"}
-    assert set(queue["model_version"]) == {_champion_version(repo)}
+    champion = _champion_version(repo)
+    assert set(queue["model_version"]) == {champion}
+    versions = _versions(repo)
 
     # a model that cannot be as good: one boosting round on two leaves
     result = _run(
@@ -141,9 +152,13 @@ def test_queue_is_ranked_by_the_champion(reproduced: tuple[Path, dict[str, str]]
     )
     assert "Running stage 'queue'" in result.stdout
     registry = json.loads((repo / "artifacts" / "registry.json").read_text())
-    assert registry["alias"] == "challenger", registry["reason"]
-    champion = _champion_version(repo)
-    assert registry["version"] != champion
+    assert registry["action"] == "logged only", registry["action_reason"]
+    assert (registry["alias"], registry["promoted"]) == (None, False)
+    assert registry["would_promote"] is False, registry["reason"]
+    assert registry["difference"] < 0
+    assert registry["champion_version"] == champion
+    assert _versions(repo) == versions
+    assert _champion_version(repo) == champion
     after = pd.read_parquet(repo / "artifacts" / "queue.parquet")
     assert set(after["model_version"]) == {champion}
     assert after["lead_id"].tolist() == queue["lead_id"].tolist()  # the champion's order

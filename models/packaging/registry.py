@@ -11,9 +11,23 @@ and the git commit as tags, and the model bundle as its logged model, registered
 slice (the ``test`` split of the new snapshots, primary target, labelled rows), its
 ``params.promotion.metric`` is at least as good as the current champion's re-scored on the same
 rows: the champion computes its own features for those snapshots with its own fitted engine from
-the validated tables. "At least as good" allows ``params.promotion.tolerance`` (higher is better
-for roc_auc and pr_auc, lower for brier and log_loss). Otherwise it takes ``challenger`` and the
-champion alias stays where it was.
+the validated tables. "At least as good" is judged on the difference new − champion (its sign
+turned so that positive is better: higher is better for roc_auc and pr_auc, lower for brier and
+log_loss) by a paired bootstrap (:func:`paired_bootstrap`): both models are scored on the same
+resamples of the test *leads* (drawn with replacement, ``bootstrap_resamples`` of them, seed
+``bootstrap_seed``; a lead brings all its snapshots, which share its outcome, so resampling
+snapshots one by one would understate the spread). The new version is promoted only if
+
+- the point difference is ≥ 0 (a model measured worse on the very same rows never takes
+  ``champion``, however small the loss: a tolerance alone let ``num_leaves=63`` replace a better
+  champion), and
+- the ``bootstrap_quantile`` (5 %) percentile of the difference is ≥ −``tolerance`` (the new
+  model is not plausibly worse by more than the tolerance: a gain that is mostly noise over a
+  slice too small to tell is not enough).
+
+Otherwise it takes ``challenger`` and the champion alias stays where it was. The difference, its
+interval (the ``bootstrap_quantile`` and 1 − ``bootstrap_quantile`` percentiles), the number of
+resamples and the decision go into the run, the version's tags and ``registry.json``.
 
 Decisions for the awkward cases (recorded in ``reason``):
 
@@ -35,6 +49,10 @@ new one): it is logged as a new run, goes through the gate like a new version (u
 champion already) and gets its alias. So ``dvc repro`` after a registration killed half-way
 completes it with the version the killed one created, and re-running the stage on an unchanged
 bundle adds no version.
+
+**Logged only.** :func:`register` with ``log_only`` (the register stage inside ``dvc exp run``,
+unless ``params.mlflow.register_experiments``) logs the run and the bundle as the run's model,
+and records what the gate would have decided, but registers no version and moves no alias.
 """
 
 from __future__ import annotations
@@ -58,6 +76,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+from sklearn.metrics import average_precision_score
 
 from features.engine.snapshots import labelled
 from features.params import Params
@@ -178,10 +197,117 @@ def metric_value(metric: str, y: np.ndarray, p: np.ndarray) -> float | None:
     return score_metric(metric, y, p)
 
 
-def at_least_as_good(new: float, champion: float, metric: str, tolerance: float) -> bool:
-    if HIGHER_IS_BETTER[metric]:
-        return new >= champion - tolerance
-    return new <= champion + tolerance
+def _roc_auc_weighted(
+    groups: np.ndarray, n_groups: int, y: np.ndarray, w: np.ndarray
+) -> float | None:
+    """ROC AUC of rows weighted by ``w`` (a bootstrap's draw counts), ``groups`` the rank of
+    each row's distinct probability (ascending): P(positive scored above negative) + ½ P(tie),
+    as :func:`sklearn.metrics.roc_auc_score` with ``sample_weight``, in O(n) per resample."""
+    positive = np.bincount(groups, weights=w * y, minlength=n_groups)
+    negative = np.bincount(groups, weights=w * (1.0 - y), minlength=n_groups)
+    total_positive, total_negative = positive.sum(), negative.sum()
+    if total_positive <= 0 or total_negative <= 0:
+        return None
+    below = np.cumsum(negative) - negative  # negatives scored strictly lower
+    return float(np.sum(positive * (below + 0.5 * negative)) / (total_positive * total_negative))
+
+
+def weighted_metric(
+    metric: str, y: np.ndarray, p: np.ndarray, w: np.ndarray, ranks: tuple[np.ndarray, int]
+) -> float | None:
+    """``metric`` on rows repeated ``w`` times (the resample), without materialising them.
+    ``ranks``: ``np.unique(p, return_inverse=True)``'s inverse and size (roc_auc only)."""
+    if metric == "roc_auc":
+        return _roc_auc_weighted(ranks[0], ranks[1], y, w)
+    keep = w > 0
+    if metric == "pr_auc":
+        if len(np.unique(y[keep])) < 2:
+            return None
+        return float(average_precision_score(y[keep], p[keep], sample_weight=w[keep]))
+    if metric == "brier":
+        return float(np.sum(w * (p - y) ** 2) / np.sum(w))
+    clipped = np.clip(p, 1e-15, 1 - 1e-15)
+    losses = -(y * np.log(clipped) + (1.0 - y) * np.log(1.0 - clipped))
+    return float(np.sum(w * losses) / np.sum(w))
+
+
+@dataclass
+class Bootstrap:
+    """The paired bootstrap of ``new − champion`` (raw difference, not sign-adjusted)."""
+
+    difference: float
+    low: float  # the ``quantile`` percentile of the resampled differences
+    high: float  # the ``1 − quantile`` percentile
+    resamples: int  # resamples where the metric was defined for both (the rest are skipped)
+    quantile: float
+    leads: int
+
+
+def paired_bootstrap(
+    metric: str,
+    y: np.ndarray,
+    p_new: np.ndarray,
+    p_champion: np.ndarray,
+    leads: np.ndarray,
+    resamples: int,
+    seed: int,
+    quantile: float,
+) -> Bootstrap | None:
+    """Resample the test leads with replacement (each drawn lead brings all its snapshots) and
+    score both models on the same resample: the spread of ``new − champion`` over ``resamples``
+    draws (seeded: the same inputs give the same figures). None if the metric is undefined on
+    the slice itself."""
+    y = np.asarray(y, dtype=np.float64)
+    p_new = np.asarray(p_new, dtype=np.float64)
+    p_champion = np.asarray(p_champion, dtype=np.float64)
+    new, champion = metric_value(metric, y, p_new), metric_value(metric, y, p_champion)
+    if new is None or champion is None:
+        return None
+    codes, uniques = pd.factorize(pd.Series(leads).astype(str))
+    n_leads = len(uniques)
+    ranks_new = np.unique(p_new, return_inverse=True)[1]
+    ranks_champion = np.unique(p_champion, return_inverse=True)[1]
+    rank_new = (ranks_new, int(ranks_new.max()) + 1)
+    rank_champion = (ranks_champion, int(ranks_champion.max()) + 1)
+    rng = np.random.default_rng(seed)
+    differences: list[float] = []
+    for _ in range(resamples):
+        draws = np.bincount(rng.integers(0, n_leads, n_leads), minlength=n_leads)
+        w = draws[codes].astype(np.float64)
+        a = weighted_metric(metric, y, p_new, w, rank_new)
+        b = weighted_metric(metric, y, p_champion, w, rank_champion)
+        if a is not None and b is not None:
+            differences.append(a - b)
+    if not differences:
+        return None
+    spread = np.asarray(differences)
+    return Bootstrap(
+        difference=new - champion,
+        low=float(np.quantile(spread, quantile)),
+        high=float(np.quantile(spread, 1 - quantile)),
+        resamples=len(spread),
+        quantile=quantile,
+        leads=n_leads,
+    )
+
+
+def passes_gate(bootstrap: Bootstrap, metric: str, tolerance: float) -> tuple[bool, str]:
+    """The promotion rule on the bootstrap (module docstring) and a sentence saying why."""
+    sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+    gain = sign * bootstrap.difference
+    # the lower bound of the gain: the low percentile of the difference, or minus its high one
+    gain_low = bootstrap.low if sign > 0 else -bootstrap.high
+    if gain < 0:
+        return False, "the new model is worse on the same rows"
+    if gain_low < -tolerance:
+        return False, (
+            f"the {bootstrap.quantile:.0%} bound of the gain {gain_low:+.4f} is below "
+            f"−{tolerance:g}: it may be worse by more than the tolerance"
+        )
+    return True, (
+        f"no worse on the same rows, and the {bootstrap.quantile:.0%} bound of the gain "
+        f"{gain_low:+.4f} ≥ −{tolerance:g}"
+    )
 
 
 def labelled_test_rows(snapshots: pd.DataFrame, target: str) -> pd.DataFrame:
@@ -223,6 +349,7 @@ class Comparison:
     reason: str = ""
     # the model already is this registered version (the same bundle, registered before)
     version: str | None = None
+    bootstrap: Bootstrap | None = None
 
 
 def compare(
@@ -245,7 +372,8 @@ def compare(
     metric = params.promotion.metric
     rows = labelled_test_rows(snapshots, target)
     y = rows[f"label_{target}"].to_numpy(dtype=np.float64)
-    new = metric_value(metric, y, new_model_probabilities(new_scorer, rows, target))
+    p_new = new_model_probabilities(new_scorer, rows, target)
+    new = metric_value(metric, y, p_new)
     result = Comparison(metric, target, params.promotion.tolerance, len(rows), new)
     result.version = version
     try:
@@ -283,11 +411,27 @@ def compare(
         return result
     result.champion = metric_value(metric, y, probabilities)
     assert result.champion is not None  # same labels as the new model's, which were defined
-    result.promote = at_least_as_good(new, result.champion, metric, result.tolerance)
-    relation = "at least as good as" if result.promote else "worse than"
+    settings = params.promotion
+    bootstrap = paired_bootstrap(
+        metric,
+        y,
+        p_new,
+        probabilities,
+        rows["lead_id"].to_numpy(),
+        settings.bootstrap_resamples,
+        settings.bootstrap_seed,
+        settings.bootstrap_quantile,
+    )
+    assert bootstrap is not None  # both metrics are defined on the slice
+    result.bootstrap = bootstrap
+    result.promote, why = passes_gate(bootstrap, metric, result.tolerance)
     result.reason = (
-        f"{metric} {new:.4f} is {relation} champion version {current.version}'s "
-        f"{result.champion:.4f} (tolerance {result.tolerance:g}) on {len(rows)} test snapshots"
+        f"{metric} {new:.4f} vs champion version {current.version}'s {result.champion:.4f}: "
+        f"difference {bootstrap.difference:+.4f}, {1 - 2 * bootstrap.quantile:.0%} bootstrap "
+        f"interval [{bootstrap.low:+.4f}, {bootstrap.high:+.4f}] ({bootstrap.resamples} "
+        f"resamples of {bootstrap.leads} test leads, {len(rows)} snapshots); "
+        + ("promoted: " if result.promote else "kept the champion: ")
+        + why
     )
     return result
 
@@ -373,12 +517,16 @@ def register(
     uri: str | None = None,
     scorer: LeadScorer | None = None,
     force: bool = False,
+    log_only: str | None = None,
 ) -> dict[str, Any]:
     """Log one run, register its bundle (or reuse the version that holds it already: see the
     module docstring), apply the promotion gate; returns the registry record (model name,
-    version, ``reused``, alias, both metric values, run id…). ``scorer``: the bundle's scorer
-    when the caller has already loaded (and verified) it; else it is loaded here, once.
-    ``force``: promote even when the champion cannot be re-scored (see :func:`compare`).
+    version, ``reused``, alias, both metric values, the bootstrap, run id…). ``scorer``: the
+    bundle's scorer when the caller has already loaded (and verified) it; else it is loaded
+    here, once. ``force``: promote even when the champion cannot be re-scored (see
+    :func:`compare`). ``log_only``: why nothing is to be registered (e.g. "DVC experiment
+    'x'"): the run and its bundle are logged and the gate's verdict recorded, but no version is
+    registered and no alias moves.
 
     Registration is a process of its own (the register stage): MLflow's fluent API, which
     ``start_run`` and ``log_model`` need, is pointed at ``uri`` for that process. Everything
@@ -390,7 +538,10 @@ def register(
     name = params.mlflow.model_name
     registry = client(resolved)
     experiment = experiment_id(registry, params.mlflow.experiment, resolved)
-    recover_unfinished(registry, experiment, name)
+    if log_only is None:
+        # Not for log-only runs: queued experiments may run side by side (`dvc queue start
+        # -j 2`), and a concurrent experiment's run is RUNNING, not abandoned.
+        recover_unfinished(registry, experiment, name)
     digest = sha256_of(scorer_file(inputs.model_dir))
     existing = registered_version(registry, name, digest)
     if scorer is None:
@@ -399,16 +550,30 @@ def register(
         registry, name, scorer, inputs.snapshots, inputs.tables, params, resolved, force, existing
     )
     alias = CHAMPION if comparison.promote else CHALLENGER
+    bootstrap = comparison.bootstrap
 
     tags = provenance_tags(inputs.dvc_lock, inputs.repo)
     tags["primary_target"] = params.quality_lead.target
     tags["promotion.reason"] = comparison.reason
-    promotion = {
+    tags["registry.action"] = "logged only" if log_only else "registered"
+    if log_only:
+        tags["registry.log_only"] = log_only
+    promotion: dict[str, Any] = {
         f"promotion.{comparison.metric}.new": comparison.new,
         f"promotion.{comparison.metric}.champion": comparison.champion,
         "promotion.test_rows": comparison.test_rows,
-        "promotion.promoted": comparison.promote,
+        "promotion.promoted": comparison.promote and not log_only,
+        "promotion.would_promote": comparison.promote,
     }
+    if bootstrap is not None:
+        promotion |= {
+            "promotion.difference": bootstrap.difference,
+            "promotion.difference_low": bootstrap.low,
+            "promotion.difference_high": bootstrap.high,
+            "promotion.bootstrap_resamples": bootstrap.resamples,
+        }
+    number: str | None = None
+    logged_uri = ""
     with mlflow.start_run(experiment_id=experiment, run_name=inputs.run_name) as run:
         run_id = run.info.run_id
         registry.log_batch(
@@ -422,28 +587,24 @@ def register(
                 registry.log_artifacts(run_id, str(path), artifact_path)
             elif path.is_file():
                 registry.log_artifact(run_id, str(path), artifact_path or None)
-        if existing is None:
-            info = log_bundle(inputs.model_dir, name="model")
-            # The hash goes in with the version (one transaction): a registration killed right
-            # after this line is still found, and completed, by the next one.
-            number = str(
-                mlflow.register_model(info.model_uri, name, tags={SCORER_SHA256: digest}).version
-            )
+        if log_only:
+            # the run keeps the bundle, so the experiment's model can be registered later from
+            # its run, but the registry (versions, aliases) is not touched
+            logged_uri = log_bundle(inputs.model_dir, name="model").model_uri
         else:
-            number = existing
-            registry.set_tag(run_id, "registry.reused", "true")
-        registry.set_registered_model_alias(name, alias, number)
-        for key, value in {
-            "alias_given": alias,
-            "promotion.metric": comparison.metric,
-            "promotion.reason": comparison.reason,
-        }.items():
-            registry.set_model_version_tag(name, number, key, value)
-        if existing is not None and ORPHAN in (registry.get_model_version(name, number).tags or {}):
-            registry.delete_model_version_tag(name, number, ORPHAN)  # finished now
-        registry.set_tag(run_id, "registry.version", number)
-        registry.set_tag(run_id, "registry.alias", alias)
-    if existing is None:
+            number = _register_version(
+                registry, name, inputs.model_dir, digest, existing, run_id, alias, comparison
+            )
+    if log_only:
+        logger.info(
+            "%s: logged run %s only, no version registered, no alias moved (the gate would "
+            "have %s it: %s)",
+            log_only,
+            run_id,
+            "promoted" if comparison.promote else "kept the champion over",
+            comparison.reason,
+        )
+    elif existing is None:
         logger.info("registered %s version %s as %s (%s)", name, number, alias, comparison.reason)
     else:
         logger.info(
@@ -454,15 +615,30 @@ def register(
             alias,
             comparison.reason,
         )
+    if log_only:
+        action = "logged only"
+        why = (
+            f"{log_only}: the run is logged in MLflow, no version was registered and no alias moved"
+        )
+    elif existing is None:
+        action, why = "registered", f"new version {number} with alias {alias}"
+    else:
+        action = "reused"
+        why = f"this bundle is version {number} already (same scorer SHA-256); alias {alias}"
     return {
         "model_name": name,
-        "version": number,
+        "action": action,
+        "action_reason": why,
+        "registered": not log_only,
+        "version": number if not log_only else existing,
         "reused": existing is not None,
-        "alias": alias,
-        "promoted": comparison.promote,
+        "alias": None if log_only else alias,
+        "promoted": comparison.promote and not log_only,
+        "would_promote": comparison.promote,
         "run_id": run_id,
         "experiment": params.mlflow.experiment,
-        "model_uri": f"models:/{name}/{number}",
+        # log-only: the run's logged model (`models:/<model id>`), which loads like a version
+        "model_uri": f"models:/{name}/{number}" if number else logged_uri,
         "target": comparison.target,
         "metric": comparison.metric,
         "tolerance": comparison.tolerance,
@@ -470,5 +646,52 @@ def register(
         "new_value": comparison.new,
         "champion_value": comparison.champion,
         "champion_version": comparison.champion_version,
+        "difference": bootstrap.difference if bootstrap else None,
+        "difference_interval": [bootstrap.low, bootstrap.high] if bootstrap else None,
+        "interval_quantiles": ([bootstrap.quantile, 1 - bootstrap.quantile] if bootstrap else None),
+        "bootstrap_resamples": bootstrap.resamples if bootstrap else None,
+        "bootstrap_leads": bootstrap.leads if bootstrap else None,
         "reason": comparison.reason,
     }
+
+
+def _register_version(
+    registry: MlflowClient,
+    name: str,
+    model_dir: Path,
+    digest: str,
+    existing: str | None,
+    run_id: str,
+    alias: str,
+    comparison: Comparison,
+) -> str:
+    """Inside the run: log and register the bundle (or reuse ``existing``), give it ``alias``
+    and record the gate on the version; returns the version number."""
+    if existing is None:
+        info = log_bundle(model_dir, name="model")
+        # The hash goes in with the version (one transaction): a registration killed right
+        # after this line is still found, and completed, by the next one.
+        number = str(
+            mlflow.register_model(info.model_uri, name, tags={SCORER_SHA256: digest}).version
+        )
+    else:
+        number = existing
+        registry.set_tag(run_id, "registry.reused", "true")
+    registry.set_registered_model_alias(name, alias, number)
+    version_tags = {
+        "alias_given": alias,
+        "promotion.metric": comparison.metric,
+        "promotion.reason": comparison.reason,
+    }
+    if comparison.bootstrap is not None:
+        version_tags["promotion.difference"] = f"{comparison.bootstrap.difference:.6f}"
+        version_tags["promotion.difference_interval"] = (
+            f"[{comparison.bootstrap.low:.6f}, {comparison.bootstrap.high:.6f}]"
+        )
+    for key, value in version_tags.items():
+        registry.set_model_version_tag(name, number, key, value)
+    if existing is not None and ORPHAN in (registry.get_model_version(name, number).tags or {}):
+        registry.delete_model_version_tag(name, number, ORPHAN)  # finished now
+    registry.set_tag(run_id, "registry.version", number)
+    registry.set_tag(run_id, "registry.alias", alias)
+    return number

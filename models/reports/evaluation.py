@@ -494,3 +494,46 @@ def metric_table(metrics: Mapping[str, Any], target: str) -> pd.DataFrame:
     if "truth" in entry:
         table["truth"] = [entry["truth"]["roc_auc"], *([None] * (len(METRICS) - 1))]
     return table
+
+
+SUMMARY_MAX_NUMBERS = 20
+"""`artifacts/summary.json` holds at most this many numbers: what `dvc metrics show` and `dvc exp
+show` print per experiment has to stay readable (the detailed metrics.json has ~60)."""
+
+_PRIMARY_HEADLINE: tuple[tuple[str, str], ...] = (
+    ("model", "roc_auc"),
+    ("model", "pr_auc"),
+    ("model", "brier"),
+    ("model", "ece"),
+    ("model", "lift_top_decile"),
+    ("rules", "roc_auc"),
+    ("logistic", "roc_auc"),
+    ("truth", "roc_auc"),
+)
+
+
+def summary_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The headline numbers of :func:`evaluate`'s metrics (nothing that changes from run to run
+    on the same inputs): the primary target's model ROC AUC, PR AUC, Brier, ECE and top-decile
+    lift, both baselines' and (simulated data) the truth's ROC AUC, its test counts; the other
+    targets' model ROC AUC and PR AUC, as many as fit in :data:`SUMMARY_MAX_NUMBERS`; and
+    ``leakage_suspected``. Keys are flat within a target (``rules_roc_auc``): one column each."""
+    primary = str(metrics["primary_target"])
+    entry = metrics[primary]
+    head: dict[str, Any] = {}
+    for model, name in _PRIMARY_HEADLINE:
+        if model in entry and name in entry[model]:
+            head[name if model == "model" else f"{model}_{name}"] = entry[model][name]
+    head["n_test"] = entry.get("n_test")
+    head["positives_test"] = entry.get("positives_test")
+    out: dict[str, Any] = {"primary_target": primary, primary: head}
+    budget = SUMMARY_MAX_NUMBERS - len(head) - 1  # leakage_suspected
+    for target, other in metrics.items():
+        if target == primary or not isinstance(other, Mapping) or "model" not in other:
+            continue
+        if budget < 2:
+            break
+        out[target] = {name: other["model"].get(name) for name in ("roc_auc", "pr_auc")}
+        budget -= 2
+    out["leakage_suspected"] = bool(metrics.get("leakage_suspected"))
+    return out

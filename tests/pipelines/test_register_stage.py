@@ -419,3 +419,64 @@ def test_a_registration_killed_half_way_is_completed_by_the_next(
     runs = {r.info.run_id: r.info.status for r in client.search_runs([experiment.experiment_id])}
     assert sorted(runs.values()) == ["FAILED", "FINISHED"]
     assert runs[record["run_id"]] == "FINISHED"
+
+
+def test_log_only_inside_a_dvc_experiment_unless_switched_on() -> None:
+    assert register_stage.log_only_reason(False, {}) is None
+    assert register_stage.log_only_reason(True, {"DVC_EXP_NAME": "plush-baby"}) is None
+    reason = register_stage.log_only_reason(False, {"DVC_EXP_NAME": "plush-baby"})
+    assert reason is not None
+    assert "DVC experiment 'plush-baby'" in reason
+    assert "dvc exp apply plush-baby" in reason
+
+
+def test_inside_a_dvc_experiment_the_stage_logs_the_run_only(
+    registered: dict[str, Any],
+    layout: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the variable DVC sets for an experiment's stages, the stage logs a run (named after
+    the experiment) and registers nothing, not even into an empty registry; with
+    `mlflow.register_experiments: true` it registers as the main pipeline does."""
+    p = layout
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-one")
+    out = tmp_path / "registry.json"
+
+    def stage(params_path: Path) -> dict[str, Any]:
+        return register_stage.run(
+            model=p["model"],
+            features_dir=p["features"],
+            validated=p["validated"],
+            out=out,
+            params_path=params_path,
+            metrics=p["metrics"],
+            dvc_lock=p["lock"],
+            tracking_uri=uri,
+        )
+
+    record = stage(p["params"])
+    assert json.loads(out.read_text()) == record
+    # its numbers alone beside it (a DVC metric experiments compare by): no run id
+    promotion = json.loads((tmp_path / "promotion.json").read_text())
+    assert promotion == register_stage.promotion_summary(record)
+    assert (promotion["registered"], promotion["promoted"]) == (False, False)
+    assert "run_id" not in promotion
+    assert (record["action"], record["registered"], record["alias"]) == ("logged only", False, None)
+    assert "DVC experiment 'exp-one'" in record["action_reason"]
+    assert record["would_promote"] is True  # no champion: it would have been champion
+    client = MlflowClient(uri)
+    assert client.search_registered_models() == []
+    run = client.get_run(record["run_id"])
+    assert run.info.run_name == "exp-one"
+    assert run.data.metrics["converted.model.roc_auc"] == 0.81
+    assert run.data.tags["registry.action"] == "logged only"
+
+    raw = yaml.safe_load(p["params"].read_text())
+    raw["mlflow"]["register_experiments"] = True
+    switched = tmp_path / "params.yaml"
+    switched.write_text(yaml.safe_dump(raw, sort_keys=False))
+    record = stage(switched)
+    assert (record["action"], record["version"], record["alias"]) == ("registered", "1", "champion")
+    assert [str(v.version) for v in client.search_model_versions("name = 'lead-scoring'")] == ["1"]

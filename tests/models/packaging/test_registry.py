@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from sklearn.metrics import average_precision_score, roc_auc_score
 from threadpoolctl import threadpool_limits
 
 from features.engine.table import build_feature_table
@@ -28,15 +29,18 @@ from models.packaging.bundle import (
 )
 from models.packaging.loading import ModelLoadError, load
 from models.packaging.registry import (
+    Bootstrap,
     RunInputs,
-    at_least_as_good,
     compare,
     dvc_hashes,
     git_commit,
     metric_entities,
     metric_value,
+    paired_bootstrap,
     param_entities,
+    passes_gate,
     register,
+    weighted_metric,
 )
 from models.packaging.tracking import CHALLENGER, CHAMPION, artifact_location, local_model_path
 from models.scorer import LeadScorer
@@ -161,6 +165,14 @@ def test_worse_model_becomes_challenger(
     assert second["promoted"] is False
     assert second["champion_version"] == first["version"]
     assert second["new_value"] < second["champion_value"] - params.promotion.tolerance
+    # the paired bootstrap's figures are in the record: a clear loss, all resamples agree
+    assert second["difference"] == pytest.approx(second["new_value"] - second["champion_value"])
+    low, high = second["difference_interval"]
+    assert low <= second["difference"] <= high < 0
+    assert second["interval_quantiles"] == [0.05, 0.95]
+    assert second["bootstrap_resamples"] == params.promotion.bootstrap_resamples
+    assert "kept the champion: the new model is worse on the same rows" in second["reason"]
+    assert second["action"] == "registered"
     client = MlflowClient(store)
     version = client.get_model_version(params.mlflow.model_name, second["version"])
     assert version.tags["alias_given"] == CHALLENGER
@@ -185,6 +197,9 @@ def test_equal_model_takes_champion_and_challenger_stays(
     assert third["version"] == "3"
     assert third["champion_version"] == first["version"]
     assert third["new_value"] == pytest.approx(third["champion_value"], abs=1e-12)
+    # the same probabilities on every resample: no difference, no spread
+    assert third["difference"] == 0.0
+    assert third["difference_interval"] == [0.0, 0.0]
     name = params.mlflow.model_name
     assert _alias(store, name, CHAMPION) == third["version"]
     assert _alias(store, name, CHALLENGER) == second["version"]
@@ -274,23 +289,74 @@ def test_a_champion_that_cannot_be_rescored_is_kept_unless_forced(
     assert _alias(store, "lead-scoring-compat", CHAMPION) == forced["version"]
 
 
+def _bootstrap(difference: float, low: float, high: float) -> Bootstrap:
+    return Bootstrap(difference, low, high, resamples=1000, quantile=0.05, leads=500)
+
+
 @pytest.mark.parametrize(
-    ("metric", "new", "champion", "tolerance", "expected"),
+    ("metric", "difference", "low", "high", "expected"),
     [
-        ("roc_auc", 0.80, 0.80, 0.0, True),
-        ("roc_auc", 0.797, 0.80, 0.005, True),
-        ("roc_auc", 0.79, 0.80, 0.005, False),
-        ("pr_auc", 0.31, 0.30, 0.0, True),
-        ("brier", 0.100, 0.098, 0.005, True),
-        ("brier", 0.110, 0.098, 0.005, False),
-        ("log_loss", 0.30, 0.35, 0.0, True),
-        ("log_loss", 0.36, 0.35, 0.005, False),
+        ("roc_auc", 0.0, 0.0, 0.0, True),  # exactly as good
+        ("roc_auc", 0.002, -0.004, 0.008, True),  # better, and not plausibly worse by > 0.005
+        ("roc_auc", -0.0017, -0.004, 0.001, False),  # worse on the same rows: within tolerance
+        ("roc_auc", 0.004, -0.02, 0.03, False),  # better on the point, but mostly noise
+        ("pr_auc", 0.01, -0.001, 0.02, True),
+        ("brier", -0.001, -0.003, 0.004, True),  # lower is better: the high bound counts
+        ("brier", -0.001, -0.003, 0.006, False),
+        ("log_loss", 0.0001, -0.002, 0.002, False),
     ],
 )
-def test_gate_direction_and_tolerance(
-    metric: str, new: float, champion: float, tolerance: float, expected: bool
+def test_gate_direction_and_bootstrap_rule(
+    metric: str, difference: float, low: float, high: float, expected: bool
 ) -> None:
-    assert at_least_as_good(new, champion, metric, tolerance) is expected
+    promote, why = passes_gate(_bootstrap(difference, low, high), metric, 0.005)
+    assert promote is expected, why
+
+
+def test_weighted_metrics_equal_the_metrics_on_repeated_rows() -> None:
+    """A resample is rows repeated by their draw counts: the O(n) weighted metrics equal the
+    evaluation's metrics on the repeated rows, ties included."""
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 400).astype(np.float64)
+    p = np.round(rng.uniform(0, 1, 400) * 0.5 + y * 0.3, 2)  # rounded: many ties
+    w = rng.integers(0, 4, 400).astype(np.float64)
+    repeated = np.repeat(np.arange(400), w.astype(int))
+    inverse = np.unique(p, return_inverse=True)[1]
+    ranks = (inverse, int(inverse.max()) + 1)
+    assert weighted_metric("roc_auc", y, p, w, ranks) == pytest.approx(
+        roc_auc_score(y[repeated], p[repeated]), abs=1e-12
+    )
+    assert weighted_metric("pr_auc", y, p, w, ranks) == pytest.approx(
+        average_precision_score(y[repeated], p[repeated]), abs=1e-12
+    )
+    for metric in ("brier", "log_loss"):
+        assert weighted_metric(metric, y, p, w, ranks) == pytest.approx(
+            metric_value(metric, y[repeated], p[repeated]), abs=1e-12
+        )
+
+
+def test_a_model_worse_within_the_tolerance_does_not_take_champion() -> None:
+    """The case of issue 15: the new model's ROC AUC is below the champion's by less than the
+    tolerance (0.8566 vs 0.8583). A tolerance alone promoted it; the bootstrap rule does not."""
+    rng = np.random.default_rng(0)
+    leads = np.repeat(np.arange(1500), 4)  # four snapshots per lead, sharing its outcome
+    truth = np.repeat(rng.uniform(0, 0.4, 1500), 4)
+    y = (rng.uniform(0, 1, len(truth)) < truth).astype(np.float64)
+    champion = truth + rng.normal(0, 0.08, len(truth))
+    new = champion + rng.normal(0, 0.02, len(truth))  # the champion, slightly blurred
+    result = paired_bootstrap("roc_auc", y, new, champion, leads, 500, 0, 0.05)
+    assert result is not None
+    assert -0.005 < result.difference < 0  # worse, but within the old tolerance
+    assert result.low <= result.difference <= result.high
+    assert passes_gate(result, "roc_auc", 0.005)[0] is False
+    # seeded: the same figures every time, and the interval is over leads, not snapshots
+    assert paired_bootstrap("roc_auc", y, new, champion, leads, 500, 0, 0.05) == result
+    assert result.leads == 1500
+    # a model better on the same rows (the champion's own scores, less noise) is promoted
+    better = paired_bootstrap("roc_auc", y, truth, champion, leads, 500, 0, 0.05)
+    assert better is not None
+    assert better.difference > 0
+    assert passes_gate(better, "roc_auc", 0.005)[0] is True
 
 
 def test_metric_values() -> None:
@@ -452,11 +518,10 @@ def test_the_same_bundle_is_registered_once(
     assert rejected_again["champion_value"] == pytest.approx(rejected["champion_value"])
     assert _alias(store, name, CHAMPION) == "1"
 
-    # the gate still decides for a reused version: with a tolerance anything passes
-    lenient = params.model_copy(
-        update={"promotion": params.promotion.model_copy(update={"tolerance": 1.0})}
-    )
-    promoted = register(_inputs(worse, lenient, snapshots, tables), uri=store)
+    # the gate still decides for a reused version: without a champion it passes
+    MlflowClient(store).delete_registered_model_alias(name, CHAMPION)
+    promoted = register(_inputs(worse, params, snapshots, tables), uri=store)
+    assert promoted["reason"] == "no champion yet"
     assert (promoted["version"], promoted["alias"], promoted["reused"]) == ("2", CHAMPION, True)
     assert _alias(store, name, CHAMPION) == "2"
 
@@ -474,3 +539,52 @@ def test_the_same_bundle_is_registered_once(
     assert {run.info.status for run in runs} == {"FINISHED"}
     reused = {run.info.run_id for run in runs if run.data.tags.get("registry.reused") == "true"}
     assert reused == {again["run_id"], rejected_again["run_id"], promoted["run_id"]}
+
+
+def test_log_only_registers_nothing_and_logs_the_run(
+    tmp_path: Path,
+    good: Path,
+    good_twin: Path,
+    worse: Path,
+    params: Params,
+    snapshots: pd.DataFrame,
+    tables: dict,
+) -> None:
+    """What the register stage does inside `dvc exp run`: the run, its metrics and its bundle
+    are logged, the gate's verdict recorded, but no version is added and no alias moves."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    name = params.mlflow.model_name
+    first = register(_inputs(good, params, snapshots, tables), uri=store)
+    why = "DVC experiment 'try-it'"
+    tried = [
+        register(_inputs(model, params, snapshots, tables), uri=store, log_only=why)
+        for model in (good_twin, worse)
+    ]
+    client = MlflowClient(store)
+    assert [int(v.version) for v in client.search_model_versions(f"name = '{name}'")] == [1]
+    assert _alias(store, name, CHAMPION) == first["version"]
+    with pytest.raises(Exception, match="alias"):
+        client.get_model_version_by_alias(name, CHALLENGER)
+    twin, bad = tried
+    for record in tried:
+        assert (record["action"], record["registered"], record["alias"]) == (
+            "logged only",
+            False,
+            None,
+        )
+        assert record["version"] is None
+        assert record["promoted"] is False
+        assert why in record["action_reason"]
+        run = client.get_run(record["run_id"])
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["registry.action"] == "logged only"
+        assert "registry.version" not in run.data.tags
+        assert run.data.metrics["promotion.promoted"] == 0.0
+        # the bundle is on the run, so it can be registered from there later
+        assert record["model_uri"].startswith("models:/m-")  # a logged model, not a version
+        logged = client.get_logged_model(record["model_uri"].removeprefix("models:/"))
+        assert logged.source_run_id == record["run_id"]
+    assert twin["would_promote"] is True
+    assert twin["difference"] == 0.0
+    assert bad["would_promote"] is False
+    assert bad["difference"] < 0
