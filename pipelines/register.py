@@ -26,6 +26,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ import pandas as pd
 
 from features.errors import UserError
 from features.params import load_params
-from features.storage import read_validated, write_json
+from features.storage import atomic_file, json_text, read_validated
 from models.packaging.bundle import BundleError, verify_bundle
 from models.packaging.registry import RunInputs, register
 
@@ -104,25 +105,34 @@ def run(
     for _, path in logged:
         if not path.exists():
             logger.warning("%s: missing; not logged", path)
-    record = register(
-        RunInputs(
-            model_dir=model,
-            params=params,
-            snapshots=snapshots,
-            tables=lambda: read_validated(validated, HISTORY_TABLES, lead_ids),
-            results=read_results(metrics),
-            artifacts=logged,
-            dvc_lock=dvc_lock,
-            repo=Path.cwd(),  # dvc runs stages from the repository root
-            run_name=os.environ.get(EXPERIMENT_ENV) or None,  # find an experiment's run by name
-        ),
-        uri=tracking_uri,
-        scorer=scorer,
-        force=force,
-        log_only=log_only_reason(params.mlflow.register_experiments),
-    )
-    write_json(out.with_name(PROMOTION_SUMMARY), promotion_summary(record))
-    write_json(out, record)
+    promotion = out.with_name(PROMOTION_SUMMARY)
+    with ExitStack() as outputs:
+        # Both staged, and a byte written to each, before anything is registered: a full or
+        # read-only disk stops here with one line, not after a version exists that no
+        # registry.json names. Both are swapped in together at the end.
+        staged = {path: outputs.enter_context(atomic_file(path)) for path in (promotion, out)}
+        for staging in staged.values():
+            staging.write_text("{}\n")
+        record = register(
+            RunInputs(
+                model_dir=model,
+                params=params,
+                snapshots=snapshots,
+                tables=lambda: read_validated(validated, HISTORY_TABLES, lead_ids),
+                results=read_results(metrics),
+                artifacts=logged,
+                dvc_lock=dvc_lock,
+                repo=Path.cwd(),  # dvc runs stages from the repository root
+                # an experiment's run is found by the experiment's name
+                run_name=os.environ.get(EXPERIMENT_ENV) or None,
+            ),
+            uri=tracking_uri,
+            scorer=scorer,
+            force=force,
+            log_only=log_only_reason(params.mlflow.register_experiments),
+        )
+        staged[promotion].write_text(json_text(promotion_summary(record)))
+        staged[out].write_text(json_text(record))
     return record
 
 

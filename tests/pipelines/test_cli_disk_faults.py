@@ -245,9 +245,12 @@ def test_a_full_or_read_only_output_is_one_line_and_keeps_the_previous_output(
         lines = [line for line in result.output.splitlines() if line.startswith("error: ")]
         assert len(lines) == 1, result.output
         assert "Traceback" not in result.output
-        # The output, or the file of it that could not be written (evaluate's metrics.json),
-        # never a temporary copy.
-        assert re.match(rf"error: {re.escape(str(out))}(/[\w.]+)?: cannot be written, ", lines[0])
+        # The output, or the file of it that could not be written (evaluate's metrics.json,
+        # register's promotion.json beside registry.json), never a temporary copy.
+        named = rf"{re.escape(str(out))}(/[\w.]+)?"
+        if command == "register --out":
+            named = rf"({named}|{re.escape(str(out.with_name('promotion.json')))})"
+        assert re.match(rf"error: {named}: cannot be written, ", lines[0]), lines[0]
         assert any(problem in lines[0] for problem in PROBLEMS[fault]), lines[0]
         # The previous output as it was, and nothing half-written beside it.
         kept = out / "previous.txt" if is_folder else out
@@ -255,6 +258,12 @@ def test_a_full_or_read_only_output_is_one_line_and_keeps_the_previous_output(
         if is_folder:
             assert [e.name for e in out.iterdir()] == ["previous.txt"]
         assert {e.name for e in disk.iterdir()} - {"filler"} == {name}
+    if command == "register --out" and inputs["store"].exists():
+        # nothing registered that no registry.json would name
+        from models.packaging.tracking import client
+
+        store = client(f"sqlite:///{inputs['store']}")
+        assert store.search_model_versions() == []
 
 
 def test_the_shared_translation_names_the_output_not_its_temporary_copy(tmp_path: Path) -> None:
