@@ -7,17 +7,14 @@ runs in well under a minute; everything else is exactly what the README's first 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from tests.project import BIN, commit_all, copy_project, pipeline_env
 
 pytestmark = pytest.mark.slow
 
@@ -30,42 +27,14 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
 
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    if not (REPO / ".git").exists() or shutil.which("git") is None:
-        pytest.fail("the end-to-end test needs the git checkout")
     target = tmp_path_factory.mktemp("e2e") / "repo"
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = pipeline_env(target)
     # Copy the working tree (committed or not) as a fresh repository: a clone of what is here.
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\n")
-    for name in filter(None, files):
-        source = REPO / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
+    copy_project(target)
     params = yaml.safe_load((target / "params.yaml").read_text())
     params["generate"]["leads"] = 4000
     (target / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for command in (
-        ["git", "init", "-q"],
-        ["git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci", "add", "-A"],
-        [
-            "git",
-            "-c",
-            "user.email=ci@example.invalid",
-            "-c",
-            "user.name=ci",
-            "commit",
-            "-qm",
-            "e2e",
-        ],
-    ):
-        _run(command, target, env)
+    commit_all(target, env, "e2e")
     return target, env
 
 

@@ -13,7 +13,6 @@ the previous data kept.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import textwrap
@@ -29,7 +28,8 @@ from features.ingest.importers import import_export
 from features.params import load_params
 from features.storage import read_manifest, read_validated
 from features.validation.validate import validate_directory
-from tests.test_pipeline_e2e import BIN, REPO, _run
+from tests.project import BIN, REPO, commit_all, copy_project, pipeline_env
+from tests.test_pipeline_e2e import _run
 
 MAPPING = """
 format: flat
@@ -111,21 +111,8 @@ def test_awkward_export_through_import_validate_and_features(tmp_path: Path) -> 
 def _project(target: Path) -> dict[str, str]:
     """The working tree copied into a fresh git repository, its source switched to the
     awkward export and its mapping, with quick training."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env |= {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\n")
-    for name in filter(None, files):
-        source = REPO / name
-        if source.is_file() and name != "dvc.lock":  # the working tree's own, never committed
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
+    env = pipeline_env(target)
+    copy_project(target)
     awkward_export(1500).to_csv(target / "data" / "samples" / "awkward.csv", index=False)
     (target / "mappings" / "awkward.yaml").write_text(textwrap.dedent(MAPPING))
     params = yaml.safe_load((target / "params.yaml").read_text())
@@ -143,9 +130,7 @@ def _project(target: Path) -> dict[str, str]:
     )
     params["mlflow"]["model_name"] = "lead-scoring-awkward"
     (target / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    git = ["git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci"]
-    for command in (["git", "init", "-q"], [*git, "add", "-A"], [*git, "commit", "-qm", "crm"]):
-        _run(command, target, env)
+    commit_all(target, env, "crm")
     return env
 
 

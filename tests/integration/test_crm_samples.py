@@ -10,15 +10,13 @@ smaller leaves than the 20,000-lead default, which the copy's params set.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.test_pipeline_e2e import BIN, REPO, _run
+from tests.project import BIN, commit_all, copy_project, pipeline_env
+from tests.test_pipeline_e2e import _run
 
 pytestmark = pytest.mark.slow
 
@@ -44,31 +42,14 @@ SAMPLES: dict[str, dict[str, object]] = {
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """The working tree copied into a fresh git repository, params tuned for small exports."""
-    if not (REPO / ".git").exists() or shutil.which("git") is None:
-        pytest.fail("the CRM sample tests need the git checkout")
     target = tmp_path_factory.mktemp("crm") / "repo"
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env |= {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\n")
-    for name in filter(None, files):
-        source = REPO / name
-        if source.is_file() and name != "dvc.lock":
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
+    env = pipeline_env(target)
+    copy_project(target)
     params = yaml.safe_load((target / "params.yaml").read_text())
     # A few hundred leads: leaves of 200 rows would leave the trees almost without splits.
     params["train"].update(num_threads=1, min_data_in_leaf=20, max_rounds=400)
     (target / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    git = ["git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci"]
-    for command in (["git", "init", "-q"], [*git, "add", "-A"], [*git, "commit", "-qm", "crm"]):
-        _run(command, target, env)
+    commit_all(target, env, "crm")
     return target, env
 
 

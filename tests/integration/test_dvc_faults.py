@@ -16,7 +16,6 @@ import json
 import os
 import pickle
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -31,7 +30,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.test_pipeline_e2e import BIN, REPO, _fingerprint, _run
+from tests.project import BIN, commit_all, copy_project, pipeline_env
+from tests.test_pipeline_e2e import _fingerprint, _run
 
 pytestmark = pytest.mark.slow
 
@@ -46,37 +46,16 @@ LEFTOVER = re.compile(r"^\..+\.(tmp|old)-\d+")
 def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """The working tree copied into a fresh git repository (as the end-to-end test does), with
     a small CRM and quick training, reproduced once."""
-    if not (REPO / ".git").exists() or shutil.which("git") is None:
-        pytest.fail("the fault tests need the git checkout")
     target = tmp_path_factory.mktemp("faults") / "repo"
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    # The stages import the copy's code (what DVC hashes as their deps), not the editable
-    # install's: PYTHONPATH comes before setuptools' editable finder.
-    env |= {"PYTHONPATH": str(target), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    # No analytics daemon: no network calls and no process forked after every dvc command.
-    env["DVC_NO_ANALYTICS"] = "1"
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\n")
-    for name in filter(None, files):
-        source = REPO / name
-        if source.is_file() and name != "dvc.lock":  # the working tree's own, never committed
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
+    env = pipeline_env(target)
+    copy_project(target)
     params = yaml.safe_load((target / "params.yaml").read_text())
     params["generate"]["leads"] = 2000
     params["train"].update(
         num_threads=1, learning_rate=0.1, max_rounds=150, early_stopping_rounds=20
     )
     (target / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    git = ["git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci"]
-    for command in (["git", "init", "-q"], [*git, "add", "-A"], [*git, "commit", "-qm", "faults"]):
-        _run(command, target, env)
+    commit_all(target, env, "faults")
     _run([str(BIN / "dvc"), "repro"], target, env)
     return target, env
 

@@ -10,19 +10,15 @@ every report of the run it names, with its model.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-GIT = ["git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci"]
+from tests.project import BIN, GIT, commit_all, copy_project, pipeline_env
+
 EXPERIMENTS = {"leaves-3": "train.num_leaves=3", "leaves-15": "train.num_leaves=15"}
 REPORTS = (
     "artifacts/summary.json",
@@ -45,39 +41,16 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
     return result
 
 
-def _copy_project(target: Path) -> None:
-    """The working tree (committed or not), as `git clone` of it would give."""
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\n")
-    for name in filter(None, files):
-        source = REPO / name
-        # generated summaries of the working directory's own runs are not part of the copy
-        if source.is_file() and not name.startswith("artifacts/"):
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
-
-
 @pytest.fixture(scope="module")
 def experiments(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    if not (REPO / ".git").exists() or shutil.which("git") is None:
-        pytest.fail("the experiments test needs the git checkout")
     repo = tmp_path_factory.mktemp("experiments") / "repo"
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("DVC_EXP_NAME", None)
-    _copy_project(repo)
+    env = pipeline_env(repo)
+    copy_project(repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["generate"]["leads"] = 4000
     params["train"]["num_threads"] = 1
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _run(["git", "init", "-q"], repo, env)
-    _run([*GIT, "add", "-A"], repo, env)
-    _run([*GIT, "commit", "-qm", "baseline"], repo, env)
+    commit_all(repo, env, "baseline")
     _run([str(BIN / "dvc"), "repro"], repo, env)
     # what a user commits after the main pipeline: the lock and the git-tracked summaries
     _run([*GIT, "add", "-A"], repo, env)
