@@ -385,9 +385,12 @@ def serve(
     )
 
 
-class Terminated(Exception):  # noqa: N818  (a signal, not an error of the program)
+class Terminated(BaseException):  # noqa: N818  (a signal, not an error of the program)
     """SIGTERM, raised where the process is: every ``with`` block unwinds, so an atomic write
-    in progress removes its temporary file (the default action would kill it on the spot)."""
+    in progress removes its temporary file (the default action would kill it on the spot).
+    A BaseException, like KeyboardInterrupt: a library's ``except Exception`` must not swallow
+    it (tqdm's did, when the signal came while it started its monitor thread, and the run
+    went on to the end)."""
 
 
 def _terminate(signum: int, frame: object) -> None:
