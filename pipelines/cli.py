@@ -385,7 +385,7 @@ def serve(
     )
 
 
-class Terminated(BaseException):  # noqa: N818  (a signal, not an error of the program)
+class Terminated(BaseException):  # a signal, not an error of the program
     """SIGTERM, raised where the process is: every ``with`` block unwinds, so an atomic write
     in progress removes its temporary file (the default action would kill it on the spot).
     A BaseException, like KeyboardInterrupt: a library's ``except Exception`` must not swallow
