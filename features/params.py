@@ -105,6 +105,24 @@ class MonotoneParams(Section):
     decreasing: tuple[str, ...] = ()
 
 
+POST_OUTCOME_WORDS: tuple[str, ...] = (
+    "status",
+    "stage",
+    "tag",
+    "quality",
+    "reason",
+    "closed",
+    "won",
+    "lost",
+    "converted",
+    "disqualified",
+    "score",
+    "rating",
+)
+"""The usual post-outcome vocabulary of CRM exports: a feature named with one of these words
+is probably written by sales after the outcome (``train.leakage.suspicious_names``)."""
+
+
 class LeakageParams(Section):
     """The per-column leakage guard of training (:mod:`models.reports.leakage`): a column is
     flagged when, for any target, its univariate ROC AUC on the train slice reaches
@@ -126,20 +144,7 @@ class LeakageParams(Section):
     """Out-of-fold target rates of categorical columns (so a near-unique column cannot
     score itself)."""
     fatal: bool = False
-    suspicious_names: tuple[str, ...] = (
-        "status",
-        "stage",
-        "tag",
-        "quality",
-        "reason",
-        "closed",
-        "won",
-        "lost",
-        "converted",
-        "disqualified",
-        "score",
-        "rating",
-    )
+    suspicious_names: tuple[str, ...] = POST_OUTCOME_WORDS
 
 
 class TrainParams(Section):

@@ -18,24 +18,10 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from features.params import POST_OUTCOME_WORDS
+
 logger = logging.getLogger(__name__)
 
-POST_OUTCOME_WORDS: tuple[str, ...] = (
-    "status",
-    "stage",
-    "tag",
-    "quality",
-    "reason",
-    "closed",
-    "won",
-    "lost",
-    "converted",
-    "disqualified",
-    "score",
-    "rating",
-)
-"""The usual post-outcome vocabulary of CRM exports (params ``train.leakage.suspicious_names``
-overrides it)."""
 ENDINGS: tuple[str, ...] = ("", "s", "es", "d", "ed", "ing")
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
