@@ -234,6 +234,55 @@ class ServingParams(Section):
     max_headers: Annotated[int, Field(ge=8)] = 100
 
 
+class FeedbackParams(Section):
+    """Sales' verdicts on a lead (``POST /v1/leads/{lead_id}/feedback``): a rejection must give
+    one of these reasons, so marketing can count them."""
+
+    reject_reasons: tuple[str, ...] = (
+        "not a fit",
+        "no budget",
+        "no authority",
+        "no need",
+        "bad timing",
+        "bad contact data",
+        "duplicate",
+        "competitor or partner",
+        "student or job seeker",
+    )
+    accept_reasons: tuple[str, ...] = ()
+    """Optional reasons for an acceptance (empty: any acceptance needs no reason)."""
+
+    @model_validator(mode="after")
+    def _distinct(self) -> FeedbackParams:
+        for name in ("reject_reasons", "accept_reasons"):
+            values = getattr(self, name)
+            if len(set(values)) != len(values) or any(not value.strip() for value in values):
+                raise ValueError(f"feedback.{name} must be distinct, non-empty texts")
+        if not self.reject_reasons:
+            raise ValueError("feedback.reject_reasons needs at least one reason")
+        return self
+
+
+class TrendParams(Section):
+    """A lead's score trend from its stored history: the change of its primary probability
+    over the last ``window_days`` days, against ``threshold`` (absolute probability)."""
+
+    window_days: Annotated[int, Field(ge=1)] = 30
+    threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
+
+
+class StoreParams(Section):
+    """The score store (``LEADSCORE_STORE_URL``): how recording batches its writes."""
+
+    batch_size: Annotated[int, Field(ge=1)] = 500
+    """Scores written in one transaction by the background recorder."""
+    flush_seconds: Annotated[float, Field(gt=0)] = 0.5
+    """The longest a recorded score waits before it is written."""
+    max_pending: Annotated[int, Field(ge=1)] = 100_000
+    """Scores waiting to be written; beyond it new ones are dropped as "not recorded"."""
+    trend: TrendParams = TrendParams()
+
+
 class GradeFloors(Section):
     A: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.40
     B: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.20
@@ -273,6 +322,8 @@ class Params(Section):
     serving: ServingParams = ServingParams()
     grades: GradeFloors = GradeFloors()
     handoff: HandoffParams = HandoffParams()
+    feedback: FeedbackParams = FeedbackParams()
+    store: StoreParams = StoreParams()
 
     @model_validator(mode="after")
     def _target_defined(self) -> Params:
