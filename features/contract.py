@@ -88,6 +88,9 @@ class Column:
     not_before_lead_created: bool = False
     not_after_horizon: bool = False
     business_field: str | None = None
+    identity: bool = False
+    """Who the lead is (name, e-mail, phone, company): carried from imports into the queue and
+    shown to sales, but never a feature, never in a log line or an error message."""
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -237,6 +240,27 @@ LEADS = Table(
             "department", Kind.STRING, "Department", lowercase=True, business_field="department"
         ),
         Column("country", Kind.STRING, "Lead country (ISO 3166 alpha-2)", business_field="country"),
+        Column(
+            "first_name",
+            Kind.STRING,
+            "First name (identity: shown, never a feature)",
+            identity=True,
+        ),
+        Column(
+            "last_name", Kind.STRING, "Last name (identity: shown, never a feature)", identity=True
+        ),
+        Column(
+            "email", Kind.STRING, "E-mail address (identity: shown, never a feature)", identity=True
+        ),
+        Column(
+            "phone", Kind.STRING, "Phone number (identity: shown, never a feature)", identity=True
+        ),
+        Column(
+            "company_name",
+            Kind.STRING,
+            "Company the lead works for (identity: shown, never a feature)",
+            identity=True,
+        ),
     ),
 )
 
@@ -307,10 +331,16 @@ LEAD_ATTRIBUTES: tuple[str, ...] = tuple(
     and column.nullable
     and not column.unique
     and column.references is None
+    and not column.identity
 )
 """Canonical lead attributes (``source``, ``job_title``, ``seniority``, ``department``,
 ``country``): text, not keys, not references, not times. A flat export may carry them as
 features; the feature engine always uses them under these names."""
+
+
+IDENTITY_FIELDS: tuple[str, ...] = tuple(column.name for column in LEADS.columns if column.identity)
+"""Who the lead is: ``first_name``, ``last_name``, ``email``, ``phone``, ``company_name`` (the
+lead's title is ``job_title``, a feature). Optional; sales needs them to act on a queue row."""
 
 
 def canonical_name(column: object, table: str | Table = "leads") -> str | None:

@@ -9,6 +9,8 @@ and the model (name and version) that ranked it.
   snapshot offset are scored beyond the ages the model was trained on.
 - *Flat exports* have no pipeline state (no sales events): every row is scored, at the horizon,
   from its attributes alone.
+- Identity fields (name, e-mail, phone, company) and ``job_title`` are carried as they are
+  (null when the data has none): shown to sales, never features.
 - ``owner_id``: the last non-null owner among the lead's sales events (null if none);
   ``last_stage``: its latest sales stage (null if none).
 
@@ -29,6 +31,8 @@ from models.scorer import LeadScorer
 REASON_CHUNK = 2000
 """Leads per SHAP call: bounds memory (rows × features × 8 bytes) and paces the progress bar."""
 REASONS = 3
+SHOWN_LEAD_COLUMNS: tuple[str, ...] = (*contract.IDENTITY_FIELDS, "job_title")
+"""Lead columns carried into the queue as they are, so a rep knows whom to call."""
 
 
 def sales_state(sales: pd.DataFrame | None, horizon: pd.Timestamp) -> pd.DataFrame:
@@ -137,6 +141,12 @@ def sales_queue(
             "campaign_name": campaign_name.astype("object").to_numpy(),
         }
     )
+    for column in SHOWN_LEAD_COLUMNS:  # who the lead is, for sales (never features)
+        queue[column] = (
+            leads[column].astype("object").where(leads[column].notna(), None).to_numpy()
+            if column in leads
+            else None
+        )
     queue = pd.concat([queue, summary.frame()], axis=1)
     queue["reasons_positive"] = pd.Series(positive, dtype="object")
     queue["reasons_negative"] = pd.Series(negative, dtype="object")

@@ -120,6 +120,7 @@ def import_flat(
             needed.append((outcome.column, f"outcome {target}"))
     for role in ("categorical", "numeric", "post_outcome"):
         needed += [(name, role) for name in getattr(mapping, role)]
+    needed += [(name, f"identity {field}") for field, name in mapping.identity.items()]
     needed += [(name, "where") for name in mapping.where]
     _require_columns(frame, needed, source, mapping_path)
     # Filter first: rows left out (open deals, test records) may hold anything.
@@ -152,6 +153,8 @@ def import_flat(
         if table is not None:
             raw = map_values(raw, table, None, where)
         leads[name] = strict_numbers(raw, mapping.read.decimal, where)
+    for field, name in mapping.identity.items():
+        leads[field] = parse_strings(frame[name]).str.strip()
     outcomes: dict[str, dict[str, Any]] = {}
     for target, outcome in mapping.outcome.items():
         if outcome.column is None:
@@ -191,6 +194,7 @@ def import_flat(
         "canonical": canonical,
         "numeric": list(mapping.numeric),
         "post_outcome": list(mapping.post_outcome),
+        "identity": sorted(mapping.identity),
         "labels": mapping.written_labels(),
         "outcomes": outcomes,
         "rows": n,

@@ -138,6 +138,9 @@ class Outcome(_Model):
         return self
 
 
+IdentityField = Literal[contract.IDENTITY_FIELDS]  # type: ignore[valid-type]
+
+
 class FlatMapping(_Model):
     """One row per lead, outcome(s) in columns."""
 
@@ -150,6 +153,9 @@ class FlatMapping(_Model):
     categorical: tuple[str, ...] = ()
     numeric: tuple[str, ...] = ()
     post_outcome: tuple[str, ...] = ()
+    identity: dict[IdentityField, str] = Field(default_factory=dict)
+    """Identity field (``first_name``, ``email``…) → export column: carried into the queue for
+    sales, never a feature."""
     where: Where = Field(default_factory=dict)
     """Export column → values: only rows holding one of them (in every column) are imported."""
     values: ValueMap = Field(default_factory=dict)
@@ -197,6 +203,8 @@ class FlatMapping(_Model):
         for role in ("categorical", "numeric", "post_outcome"):
             for name in getattr(self, role):
                 claim(name, role)
+        for field, name in self.identity.items():
+            claim(name, f"identity {field}")
         reserved = {"lead_id", "created_at"} | {f"outcome_{target}" for target in self.outcome}
         written: dict[str, str] = {}
         for name in (*self.categorical, *self.numeric):

@@ -140,6 +140,56 @@ def _pick(rng: np.random.Generator, weights: np.ndarray | list[float], size: int
     return np.searchsorted(cumulative, rng.random(size), side="right").astype(np.int64)
 
 
+FIRST_NAMES = (
+    "Ada", "Alan", "Amara", "Ana", "Ben", "Carla", "Chen", "Dara", "Elif", "Emma", "Farah",
+    "Grace", "Hugo", "Ines", "Ivan", "Jonas", "Kai", "Lena", "Luca", "Maya", "Mei", "Nadia",
+    "Noah", "Omar", "Priya", "Rosa", "Sami", "Sofia", "Tom", "Yara", "Yusuf", "Zoe",
+)  # fmt: skip
+LAST_NAMES = (
+    "Andersen", "Baker", "Costa", "Dubois", "Evans", "Fischer", "Garcia", "Haddad", "Ito",
+    "Jansen", "Kowalski", "Larsen", "Meyer", "Novak", "Okafor", "Patel", "Quinn", "Rossi",
+    "Silva", "Tanaka", "Ueda", "Varga", "Weber", "Yilmaz", "Zhang",
+)  # fmt: skip
+COMPANY_WORDS = (
+    ("Blue", "North", "Bright", "Iron", "Silver", "Green", "Rapid", "Clear", "Summit", "Delta"),
+    ("Harbor", "Forge", "Leaf", "Peak", "Stone", "Wave", "Field", "Bridge", "Grid", "Path"),
+    ("Systems", "Labs", "Group", "Works", "Analytics", "Logistics", "Health", "Energy"),
+)
+
+
+def _identities(seed: int, n: int, account: np.ndarray) -> dict[str, pa.Array]:
+    """Made-up names, e-mails, phones and companies (identity fields: never features). From
+    their own random stream, so adding them changed no other simulated value; a lead's company
+    is its account's (``account < 0``: a company of its own)."""
+    rng = np.random.default_rng([seed, 0x1D])
+    first = rng.integers(0, len(FIRST_NAMES), n)
+    last = rng.integers(0, len(LAST_NAMES), n)
+    own = rng.integers(0, 10**6, n)
+    company_code = np.where(account >= 0, account, own + 10**7)
+    words = [
+        COMPANY_WORDS[0][c % 10] + COMPANY_WORDS[1][(c // 10) % 10] + " "
+        + COMPANY_WORDS[2][(c // 100) % len(COMPANY_WORDS[2])]
+        + (f" {c // 800}" if c >= 800 else "")
+        for c in company_code.tolist()
+    ]  # fmt: skip
+    firsts = [FIRST_NAMES[i] for i in first.tolist()]
+    lasts = [LAST_NAMES[i] for i in last.tolist()]
+    emails = [
+        f"{f.lower()}.{s.lower()}@{c.replace(' ', '').lower()}.example"
+        for f, s, c in zip(firsts, lasts, words, strict=True)
+    ]
+    phones = [
+        f"+1 555 01{d // 10000:02d} {d % 10000:04d}" for d in rng.integers(0, 10**6, n).tolist()
+    ]
+    return {
+        "first_name": pa.array(firsts, type=pa.string()),
+        "last_name": pa.array(lasts, type=pa.string()),
+        "email": pa.array(emails, type=pa.string()),
+        "phone": pa.array(phones, type=pa.string()),
+        "company_name": pa.array(words, type=pa.string()),
+    }
+
+
 def _ids(prefix: str, count: int, width: int) -> pa.Array:
     numbers = np.arange(1, count + 1)
     return pa.array([f"{prefix}{n:0{width}d}" for n in numbers], type=pa.string())
@@ -678,6 +728,7 @@ def simulate(settings: GenerateParams, out: Path, window_days: int = 90) -> dict
                         "seniority": _take_strings(seniority_names, block.seniority),
                         "department": _take_strings(department_names, block.department),
                         "country": _take_strings(countries, block.country),
+                        **_identities(settings.seed + begin, n, block.account),
                     },
                     schema=contract.LEADS.arrow_schema(),
                 ),

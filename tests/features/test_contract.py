@@ -54,5 +54,18 @@ def test_design_rules_are_encoded() -> None:
 def test_unknown_names_fail_clearly() -> None:
     with pytest.raises(KeyError, match="unknown table 'deals'"):
         contract.table("deals")
-    with pytest.raises(KeyError, match="leads has no column 'email'"):
-        contract.LEADS.column("email")
+    with pytest.raises(KeyError, match="leads has no column 'fax'"):
+        contract.LEADS.column("fax")
+
+
+def test_identity_fields_are_lead_columns_but_never_attributes() -> None:
+    """Who the lead is travels with it (imports, the queue) but is never a feature."""
+    assert contract.IDENTITY_FIELDS == ("first_name", "last_name", "email", "phone", "company_name")
+    for name in contract.IDENTITY_FIELDS:
+        column = contract.LEADS.column(name)
+        assert column.identity
+        assert column.nullable
+        assert column.kind is contract.Kind.STRING
+        assert name not in contract.LEAD_ATTRIBUTES
+        assert contract.lead_attribute(name) is None
+    assert not any(contract.LEADS.column(name).identity for name in contract.LEAD_ATTRIBUTES)

@@ -333,3 +333,35 @@ def test_partitions_equal_whole(
         world["sales_events"][world["sales_events"]["lead_id"].isin(half)],
     )
     assert np.array_equal(part, batch[rows], equal_nan=True)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(st.integers(0, 2999), min_size=1, max_size=20, unique=True),
+    text=st.one_of(st.none(), st.text(max_size=40)),
+)
+def test_identity_fields_never_change_features(
+    engine: FeatureEngine,
+    world: dict[str, pd.DataFrame],
+    horizon: pd.Timestamp,
+    rows: list[int],
+    text: str | None,
+) -> None:
+    """Names, e-mails, phones and companies are shown to sales, never learned from: the
+    engine fitted on them has no feature of theirs, and any value in them (or none) leaves
+    every feature of every lead as it was."""
+    assert all(name in world["leads"] for name in contract.IDENTITY_FIELDS)  # simulated
+    assert not set(contract.IDENTITY_FIELDS) & set(engine.feature_names_)
+    assert not set(contract.IDENTITY_FIELDS) & set(engine.lead_categoricals_)
+    leads = world["leads"].iloc[rows]
+    snapshots = pd.DataFrame({"lead_id": leads["lead_id"].to_numpy(), "as_of": horizon})
+    before = engine.transform(snapshots, leads, world["touches"], world["sales_events"])
+    changed = leads.assign(**dict.fromkeys(contract.IDENTITY_FIELDS, text))
+    after = engine.transform(snapshots, changed, world["touches"], world["sales_events"])
+    assert np.array_equal(before, after, equal_nan=True)
+    dropped = leads.drop(columns=list(contract.IDENTITY_FIELDS))
+    single = engine.transform_one(dropped.iloc[0].to_dict(), [], [], horizon)
+    with_identity = engine.transform_one(changed.iloc[0].to_dict(), [], [], horizon)
+    assert np.array_equal(single, with_identity, equal_nan=True)

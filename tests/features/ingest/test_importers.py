@@ -443,3 +443,59 @@ def test_compressed_exports_are_read_and_errors_name_the_users_file(tmp_path: Pa
     export.write_bytes(b"not gzip")
     with pytest.raises(UserError, match=rf"^{export}: "):
         import_export(mapping, export, out)
+
+
+def test_flat_identity_columns_are_carried_never_features(tmp_path: Path) -> None:
+    """`identity:` maps an export's name, e-mail, phone and company columns onto the contract's
+    identity fields: written (trimmed) for the queue, listed in the manifest, never features."""
+    write(
+        tmp_path / "e.csv",
+        """
+        id,First Name,E-mail,Company,visits,won
+        1, Ada ,ada@x.example,Acme,3,yes
+        2,Alan,,Initech,,no
+        """,
+    )
+    mapping = write(
+        tmp_path / "m.yaml",
+        """
+        format: flat
+        id: id
+        order: file
+        outcome: {converted: {column: won, positive: [yes]}}
+        numeric: [visits]
+        identity: {first_name: First Name, email: E-mail, company_name: Company}
+        """,
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    import_export(mapping, tmp_path / "e.csv", out)
+    leads = pd.read_parquet(out / "leads.parquet")
+    assert leads["first_name"].tolist() == ["Ada", "Alan"]
+    assert leads["email"].tolist()[0] == "ada@x.example"
+    assert pd.isna(leads["email"].iloc[1])
+    assert leads["company_name"].tolist() == ["Acme", "Initech"]
+    manifest = json.loads((out / "import.json").read_text())
+    assert manifest["identity"] == ["company_name", "email", "first_name"]
+    assert "First Name" not in manifest["categorical"]
+    assert manifest["numeric"] == ["visits"]
+
+
+@pytest.mark.parametrize(
+    ("identity", "message"),
+    [
+        ("{fax: Fax}", "identity"),
+        ("{email: visits}", "'visits' is both numeric and identity email"),
+        ("{email: Nope}", "'Nope' named in mapping"),
+    ],
+)
+def test_flat_identity_errors_are_one_line(tmp_path: Path, identity: str, message: str) -> None:
+    write(tmp_path / "e.csv", "id,visits,won\n1,3,yes\n")
+    mapping = write(
+        tmp_path / "m.yaml",
+        "format: flat\nid: id\norder: file\noutcome: {converted: {column: won, positive: [yes]}}\n"
+        f"numeric: [visits]\nidentity: {identity}\n",
+    )
+    with pytest.raises(UserError, match=message) as error:
+        import_export(mapping, tmp_path / "e.csv", tmp_path / "out")
+    assert "\n" not in str(error.value)

@@ -343,7 +343,7 @@ RULE_FIELDS = {
 }
 """Column fields that carry a rule; each is exercised by :func:`contract_violations` (and
 ``lowercase`` by the normalisation test)."""
-DESCRIPTIVE_FIELDS = {"name", "description", "known_values", "business_field"}
+DESCRIPTIVE_FIELDS = {"name", "description", "known_values", "business_field", "identity"}
 TABLE_RULES = {"no event of a lead after its won or lost"}
 
 
