@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -30,15 +31,16 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from models.packaging.loading import ModelLoadError
+from models.store import NullStore
 from serving import admission
 from serving.artifacts import ArtifactStore
 from serving.coordination import Follower, ReloadBoard
 from serving.dependencies import Authenticator
 from serving.holder import ModelHolder
-from serving.lifecycle import follow_loader, reload_everywhere, start_serving
+from serving.lifecycle import follow_loader, open_score_store, reload_everywhere, start_serving
 from serving.metrics import ApiMetrics, MetricsMiddleware
 from serving.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
-from serving.routers import admin, dashboard, health, model, queue, score
+from serving.routers import admin, dashboard, health, leads, model, queue, score
 from serving.schemas import REF, build_models
 from serving.settings import Limits, Settings
 
@@ -143,10 +145,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         else None
     )
     sighup = _install_sighup(app)
+    state.store = await anyio.to_thread.run_sync(open_score_store, settings)
     try:
         yield
     finally:
         app.state.admission.close()  # queued scoring jobs cancelled, their threads end
+        store, state.store = state.store, NullStore()
+        with suppress(Exception):
+            store.close()
         if sighup:
             with suppress(Exception):
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
@@ -180,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     state.metrics = ApiMetrics(state.metrics_registry)
     state.artifacts = ArtifactStore(settings.artifacts)
     state.reload_task = None
+    state.store = NullStore()  # opened by the lifespan, in the worker that serves
     board = ReloadBoard.from_env()  # several workers: reloads reach all of them
     state.follower = Follower(board) if board is not None else None
 
@@ -189,6 +196,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         model.router,
         admin.router,
         dashboard.router,
+        leads.router,
         health.router,
     ):
         app.include_router(router)

@@ -31,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
 
+from models.store import Store
 from serving.admission import Admission, RateLimiter, Ticket
 from serving.artifacts import ArtifactStore
 from serving.coordination import Follower
@@ -68,6 +69,11 @@ async def get_api_models(request: Request) -> ApiModels:
     return models
 
 
+async def get_store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
 async def get_follower(request: Request) -> Follower | None:
     follower: Follower | None = request.app.state.follower
     return follower
@@ -78,6 +84,7 @@ FollowerDep = Annotated[Follower | None, Depends(get_follower)]
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 ArtifactsDep = Annotated[ArtifactStore, Depends(get_artifacts)]
+StoreDep = Annotated[Store, Depends(get_store)]
 ApiModelsDep = Annotated[ApiModels, Depends(get_api_models)]
 
 

@@ -4,11 +4,13 @@ with several workers, in all of them (:mod:`serving.coordination`)."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
 
 from models.packaging.loading import ModelLoadError
+from models.store import NullStore, Store, StoreError, open_store
 from serving.coordination import Follower, Progress, pinned_uri
 from serving.holder import LoadedModel, ModelHolder, load_model
 from serving.metrics import ApiMetrics
@@ -96,3 +98,16 @@ def follow_loader(holder: ModelHolder, metrics: ApiMetrics, settings: Settings) 
         return await reload_model(holder, metrics, settings, uri)
 
     return load
+
+
+def open_score_store(settings: Settings) -> Store:
+    """The score store of ``LEADSCORE_STORE_URL``, opened in this worker (after any fork). One
+    that cannot be opened is one log line and a store that records nothing: scoring goes on."""
+    params = settings.params_or_defaults().store
+    try:
+        store = open_store(Path.cwd(), params, settings.store_environ())
+    except StoreError as error:
+        logger.error("score store unavailable, scores are not recorded: %s", error)
+        return NullStore(params)
+    logger.info("score store: %s", store.description)
+    return store

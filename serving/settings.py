@@ -10,7 +10,11 @@
 - ``LEADSCORE_PARAMS`` (``params.yaml``): where the default request limits (``serving``) are;
 - ``LEADSCORE_<KEY>`` for any key of params.yaml's ``serving`` section (``LEADSCORE_MAX_BATCH``,
   ``LEADSCORE_SCORING_QUEUE``, ``LEADSCORE_RATE_LIMIT_PER_MINUTE``…): override that limit;
-- ``LEADSCORE_REASONS`` (``3``): positive and negative reasons per lead.
+- ``LEADSCORE_REASONS`` (``3``): positive and negative reasons per lead;
+- ``LEADSCORE_VALIDATED`` (``data/validated``): the validated tables lead pages read timelines
+  from;
+- ``LEADSCORE_STORE_URL`` (default ``sqlite:///scores.db`` in the working directory, beside
+  ``mlflow.db``; ``off``: nothing recorded): the score store (scores given, sales' feedback).
 
 The keys are held as a :class:`~pydantic.SecretStr` (never printed, never logged); only their
 SHA-256 digests are kept by the authenticator.
@@ -57,6 +61,8 @@ class Settings(BaseSettings):
     api_keys: SecretStr = SecretStr("")
     auth: Literal["on", "off"] = "on"
     artifacts: Path = Path("artifacts")
+    validated: Path = Path("data/validated")
+    store_url: str = ""
     params: Path = Path("params.yaml")
     max_batch: Annotated[int | None, Field(ge=1)] = None
     max_body_bytes: Annotated[int | None, Field(ge=1024)] = None
@@ -157,6 +163,13 @@ class Settings(BaseSettings):
         own targets are what the answers carry."""
         params = self._params() if self.params.exists() else Params()
         return tuple(params.targets)
+
+    def store_environ(self) -> dict[str, str]:
+        """``LEADSCORE_STORE_URL`` as :func:`models.store.open_store` reads it."""
+        return {"LEADSCORE_STORE_URL": self.store_url} if self.store_url.strip() else {}
+
+    def params_or_defaults(self) -> Params:
+        return self._params() if self.params.exists() else Params()
 
     def _params(self) -> Params:
         return load_params(self.params)

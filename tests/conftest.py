@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,21 @@ from features.params import GenerateParams, Params, load_params
 from tests.serving.world import World, make_world
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def score_store_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Servers and commands started by tests record into a throw-away SQLite store, never into
+    a ``scores.db`` of the checkout; a test about the store sets its own URL."""
+    if os.environ.get("LEADSCORE_STORE_URL"):
+        yield
+        return
+    path = tmp_path_factory.mktemp("store") / "scores.db"
+    os.environ["LEADSCORE_STORE_URL"] = f"sqlite:///{path}"
+    try:
+        yield
+    finally:
+        os.environ.pop("LEADSCORE_STORE_URL", None)
 
 
 @pytest.fixture(scope="session")

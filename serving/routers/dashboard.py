@@ -8,17 +8,46 @@ closes). With ``LEADSCORE_AUTH=off`` the page just works.
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import cache
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
-from fastapi.responses import HTMLResponse, JSONResponse
+import pandas as pd
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from models.queue import SHOWN_LEAD_COLUMNS
 from models.reports.leakage import target_guard
-from serving.artifacts import json_safe, queue_rows
-from serving.dependencies import ArtifactsDep, OptionalModelDep, ScoreCaller, SettingsDep
+from models.scorer import GRADES
+from serving.artifacts import ArtifactStore, json_safe
+from serving.dependencies import (
+    ArtifactsDep,
+    OptionalModelDep,
+    ScoreCaller,
+    SettingsDep,
+    StoreDep,
+)
+from serving.feedback import (
+    ScoreStoreLike,
+    feedback_choices,
+    latest_verdicts,
+    lead_feedback,
+    lead_scores,
+)
+from serving.lead_page import read_history, timeline
+from serving.queue_view import (
+    SORTABLE,
+    QueueQuery,
+    View,
+    choices,
+    records,
+    select,
+    to_csv,
+    with_verdicts,
+)
 from serving.routers.common import AUTH_ERRORS
 from serving.routers.model import model_document
 
@@ -99,28 +128,192 @@ def model_card(
     return JSONResponse(json_safe(out))
 
 
+def _grades(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    grades = tuple(dict.fromkeys(g.strip().upper() for g in text.split(",") if g.strip()))
+    unknown = [g for g in grades if g not in GRADES]
+    if unknown:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", "grade"),
+                    "input": text,
+                    "msg": f"grades are {', '.join(GRADES)}, separated by commas",
+                }
+            ]
+        )
+    return grades
+
+
+def queue_query(
+    view: Annotated[
+        View,
+        Query(
+            description="new: not yet accepted or rejected; pipeline: "
+            "accepted or in opportunity; all"
+        ),
+    ] = "new",
+    q: Annotated[
+        str | None,
+        Query(max_length=100, description="search: id, name, e-mail, phone, company, title"),
+    ] = None,
+    owner: Annotated[str | None, Query(max_length=256, description="`(none)`: unassigned")] = None,
+    grade: Annotated[str | None, Query(max_length=16, description="e.g. `A,B`")] = None,
+    channel: Annotated[str | None, Query(max_length=256)] = None,
+    campaign: Annotated[str | None, Query(max_length=256, description="campaign id")] = None,
+    created_from: Annotated[dt.date | None, Query()] = None,
+    created_to: Annotated[dt.date | None, Query()] = None,
+    sort: Annotated[Literal[SORTABLE], Query()] = "rank",  # type: ignore[valid-type]
+    order: Annotated[Literal["asc", "desc"], Query()] = "asc",
+    capacity: Annotated[
+        int | None, Query(ge=1, le=100_000, description="leads per rep (the best by rank)")
+    ] = None,
+) -> QueueQuery:
+    return QueueQuery(
+        view=view,
+        search=q.strip() or None if q else None,
+        owner=owner or None,
+        grades=_grades(grade),
+        channel=channel or None,
+        campaign=campaign or None,
+        created_from=created_from,
+        created_to=created_to,
+        sort=sort,
+        descending=order == "desc",
+        capacity=capacity,
+    )
+
+
+QueueQueryDep = Annotated[QueueQuery, Depends(queue_query)]
+
+
+def _primary(model: Any, artifacts: ArtifactStore) -> str | None:
+    if model is not None:
+        return str(model.scorer.definition.target)
+    kpis = artifacts.kpis().value
+    return kpis.get("primary_target") if isinstance(kpis, dict) else None
+
+
+def _ranked_by(frame: pd.DataFrame) -> list[dict[str, str]] | None:
+    if not ({"model_name", "model_version"} <= set(frame.columns) and len(frame)):
+        return None
+    pairs = frame[["model_name", "model_version"]].drop_duplicates()
+    return [{"name": str(n), "version": str(v)} for n, v in pairs.itertuples(index=False)]
+
+
+def _working_queue(frame: pd.DataFrame, store: ScoreStoreLike) -> pd.DataFrame:
+    return with_verdicts(frame, latest_verdicts(store))
+
+
 @router.get(
     "/v1/dashboard/queue",
     summary="Dashboard: sales queue",
-    description="Open leads from `queue.parquet` (the `leadscore queue` stage) in the order "
-    "the champion ranked them (predicted conversion, best first), optionally for one owner "
-    "(`(none)`: unassigned), with reasons and the model that ranked them (`ranked_by`).",
+    description="Open leads from `queue.parquet` (the `leadscore queue` stage): a view (new "
+    "leads to accept, the open pipeline, or all), searched, filtered by owner, grade, channel, "
+    "campaign and creation date, sorted (default: the champion's rank, best first), cut at a "
+    "capacity per rep, paged; with who each lead is, its reasons, sales' latest feedback "
+    "(`verdict`) and the model that ranked it (`ranked_by`).",
     responses=AUTH_ERRORS,
 )
 async def queue(
     caller: ScoreCaller,
     artifacts: ArtifactsDep,
     model: OptionalModelDep,
-    owner: Annotated[str | None, Query(max_length=256)] = None,
+    store: StoreDep,
+    query: QueueQueryDep,
     limit: Annotated[int, Query(ge=1, le=5000)] = 200,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> JSONResponse:
     read = await run_in_threadpool(artifacts.queue)
     if read.value is None:
         return JSONResponse({"available": False, "reason": read.reason, "rows": [], "owners": []})
-    primary = model.scorer.definition.target if model is not None else None
-    if primary is None:
-        kpis = artifacts.kpis().value
-        primary = kpis.get("primary_target") if isinstance(kpis, dict) else None
-    body = await run_in_threadpool(queue_rows, read.value, owner or None, limit, offset)
-    return JSONResponse({"available": True, "reason": None, "primary_target": primary, **body})
+    frame = await run_in_threadpool(_working_queue, read.value, store)
+    selected = await run_in_threadpool(select, frame, query)
+    body = {
+        "available": True,
+        "reason": None,
+        "primary_target": _primary(model, artifacts),
+        "view": query.view,
+        "owner": query.owner,
+        "total": len(selected),
+        "queued": len(frame),
+        "offset": offset,
+        "ranked_by": _ranked_by(frame),
+        **choices(frame),
+        "rows": records(selected.iloc[offset : offset + limit]),
+    }
+    return JSONResponse(body)
+
+
+@router.get(
+    "/v1/dashboard/queue.csv",
+    summary="Dashboard: the current queue view as CSV",
+    description="Every row of the view with the same search, filters, sort and capacity as "
+    "`/v1/dashboard/queue` (not only one page): identity, state, probabilities, score, grade "
+    "and the reasons as plain columns (`reason_1` …, `reason_negative_1` …).",
+    responses=AUTH_ERRORS,
+    response_class=Response,
+)
+async def queue_csv(
+    caller: ScoreCaller,
+    artifacts: ArtifactsDep,
+    model: OptionalModelDep,
+    store: StoreDep,
+    query: QueueQueryDep,
+) -> Response:
+    read = await run_in_threadpool(artifacts.queue)
+    if read.value is None:
+        return JSONResponse({"detail": read.reason}, status_code=404)
+    frame = await run_in_threadpool(_working_queue, read.value, store)
+    selected = await run_in_threadpool(select, frame, query)
+    text = await run_in_threadpool(to_csv, selected, _primary(model, artifacts))
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="leads-{query.view}.csv"'},
+    )
+
+
+@router.get(
+    "/v1/dashboard/leads/{lead_id}",
+    summary="Dashboard: one lead's page",
+    description="Who the lead is, its queue row (score, grade, reasons) when it is queued, and "
+    "its timeline newest first: touches and sales events (validated tables), sales' feedback "
+    "and the scores leadscore gave it (the score store).",
+    responses={**AUTH_ERRORS, 404: {"description": "no such lead"}},
+)
+async def lead_page(
+    caller: ScoreCaller,
+    artifacts: ArtifactsDep,
+    settings: SettingsDep,
+    store: StoreDep,
+    lead_id: Annotated[str, Path(min_length=1, max_length=256)],
+) -> JSONResponse:
+    read = await run_in_threadpool(artifacts.queue)
+    row = None
+    if read.value is not None:
+        frame = read.value
+        hit = frame[frame["lead_id"].astype(str) == lead_id]
+        if len(hit):
+            row = records(with_verdicts(hit, latest_verdicts(store)))[0]
+    history = await run_in_threadpool(read_history, settings.validated, lead_id)
+    if row is None and history is None:
+        return JSONResponse({"detail": "no such lead"}, status_code=404)
+    feedback = await run_in_threadpool(lead_feedback, store, lead_id)
+    scores = await run_in_threadpool(lead_scores, store, lead_id)
+    lead = dict(history["lead"]) if history else {}
+    if row is not None:
+        lead.update({k: row.get(k) for k in (*SHOWN_LEAD_COLUMNS, "lead_id") if row.get(k)})
+    return JSONResponse(
+        json_safe(
+            {
+                "lead_id": lead_id,
+                "lead": {k: v for k, v in lead.items() if not str(k).startswith("outcome_")},
+                "queue": row,
+                "timeline": timeline(history, feedback, scores),
+                "feedback_reasons": feedback_choices(settings),
+            }
+        )
+    )

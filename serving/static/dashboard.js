@@ -7,7 +7,7 @@
 (function () {
   const C = window.LeadCharts;
   const KEY_STORAGE = "leadscore.apiKey";
-  const state = { key: sessionStorage.getItem(KEY_STORAGE) || "", auth: "on", kpis: null, model: null, queue: null };
+  const state = { key: sessionStorage.getItem(KEY_STORAGE) || "", auth: "on", kpis: null, model: null, queue: null, lead: null };
 
   class AuthNeeded extends Error {}
 
@@ -24,7 +24,7 @@
       else if (key === "style") node.style.cssText = String(value); // CSSOM: allowed by the CSP
       else node.setAttribute(key, String(value));
     }
-    for (const child of children.flat()) {
+    for (const child of children.flat(Infinity)) {
       if (child === undefined || child === null || child === false) continue;
       node.appendChild(child instanceof Node ? child : document.createTextNode(String(child)));
     }
@@ -287,6 +287,49 @@
     return h("span", { class: `grade grade-${String(grade || "D").toLowerCase()}` }, grade || "—");
   }
 
+  const queueState = { view: "new", sort: "rank", order: "asc" };
+  const SORT_COLUMNS = [
+    ["rank", "#", "num"], ["last_name", "Lead", ""], ["owner_id", "Owner", ""], ["channel", "Source", ""],
+    ["score", null, ""], ["grade", "Grade", ""], ["last_stage", "Status", ""],
+  ];
+
+  function fullName(row) {
+    const name = [row.first_name, row.last_name].filter(Boolean).join(" ");
+    return name || row.lead_id;
+  }
+
+  function fillSelect(select, values, labelOf) {
+    const current = select.value;
+    const first = select.options[0];
+    select.replaceChildren(first);
+    for (const value of values) {
+      const v = typeof value === "object" ? value.id : value;
+      select.appendChild(h("option", { value: v }, labelOf ? labelOf(value) : v));
+    }
+    if ([...select.options].some((o) => o.value === current)) select.value = current;
+  }
+
+  function queueParams() {
+    const query = new URLSearchParams({ view: queueState.view, sort: queueState.sort, order: queueState.order });
+    const search = $("queue-search").value.trim();
+    if (search) query.set("q", search);
+    const pairs = [["owner", "owner-filter"], ["channel", "channel-filter"], ["campaign", "campaign-filter"],
+      ["created_from", "created-from"], ["created_to", "created-to"], ["capacity", "capacity"]];
+    for (const [name, id] of pairs) if ($(id).value) query.set(name, $(id).value);
+    const grades = [...document.querySelectorAll('input[name="grade"]:checked')].map((i) => i.value);
+    if (grades.length) query.set("grade", grades.join(","));
+    return query;
+  }
+
+  function statusCell(row) {
+    const parts = [];
+    if (row.verdict) parts.push(h("span", { class: `verdict verdict-${row.verdict}` }, row.verdict));
+    else if (row.last_stage) parts.push(h("span", { class: "stage" }, row.last_stage));
+    else parts.push(h("span", { class: "muted" }, "new"));
+    if (row.verdict_reason) parts.push(h("div", { class: "small muted" }, row.verdict_reason));
+    return parts;
+  }
+
   function renderQueue() {
     const data = state.queue;
     const table = $("queue-table");
@@ -298,55 +341,192 @@
     }
     const primary = data.primary_target || "converted";
     const pKey = `p_${primary}`;
-    const select = $("owner-filter");
-    const current = data.owner || "";
-    if (select.options.length <= 2) {
-      select.replaceChildren(h("option", { value: "" }, "everyone"), h("option", { value: "(none)" }, "unassigned"));
-      for (const owner of data.owners || []) select.appendChild(h("option", { value: owner }, owner));
-    }
-    select.value = current;
-    $("queue-count").textContent = `${int(data.total)} open lead${data.total === 1 ? "" : "s"}${data.total > data.rows.length ? `, first ${data.rows.length} shown` : ""}`;
+    const owners = $("owner-filter");
+    if (owners.options.length < 2) owners.appendChild(h("option", { value: "(none)" }, "unassigned"));
+    const unassigned = owners.options[1];
+    fillSelect(owners, data.owners || []);
+    owners.insertBefore(unassigned, owners.options[1] || null);
+    fillSelect($("channel-filter"), data.channels || []);
+    fillSelect($("campaign-filter"), data.campaigns || [], (c) => (c.name ? `${c.name} (${c.id})` : c.id));
+    $("queue-count").textContent = `${int(data.total)} lead${data.total === 1 ? "" : "s"} in this view of ${int(data.queued)} queued` +
+      `${data.total > data.rows.length ? `, first ${data.rows.length} shown` : ""}`;
     const rankedBy = (data.ranked_by || []).map((m) => `${m.name} version ${m.version}`).join(", ");
     $("queue-model").textContent = rankedBy ? `Ranked by ${rankedBy}` : "Ranking model not recorded (re-run the queue stage)";
-    table.appendChild(
-      h("thead", {}, h("tr", {},
-        h("th", { class: "num" }, "#"), h("th", {}, "Lead"), h("th", {}, "Owner"), h("th", {}, "Source"),
-        h("th", {}, `P(${primary})`), h("th", { class: "num" }, "Score"), h("th", {}, "Grade"),
-        h("th", {}, "Why higher"), h("th", {}, "Why lower")))
-    );
+    const head = h("tr", {});
+    for (const [key, title, cls] of SORT_COLUMNS) {
+      const label = title || `P(${primary})`;
+      const active = queueState.sort === key;
+      const th = h("th", { class: `sortable ${cls}`, "data-sort": key, "aria-sort": active ? (queueState.order === "asc" ? "ascending" : "descending") : "none", tabindex: "0" },
+        label, active ? (queueState.order === "asc" ? " ▴" : " ▾") : "");
+      const sortBy = () => {
+        queueState.order = active ? (queueState.order === "asc" ? "desc" : "asc") : key === "score" ? "desc" : "asc";
+        queueState.sort = key;
+        queueLimit = QUEUE_PAGE;
+        reloadQueue();
+      };
+      th.addEventListener("click", sortBy);
+      th.addEventListener("keydown", (e) => { if (e.key === "Enter") sortBy(); });
+      head.appendChild(th);
+    }
+    head.append(h("th", {}, "Why higher"), h("th", {}, "Why lower"));
+    table.appendChild(h("thead", {}, head));
     const body = h("tbody");
-    data.rows.forEach((row, i) => {
+    for (const row of data.rows) {
       const p = row[pKey];
+      const link = h("a", { href: `#lead/${encodeURIComponent(row.lead_id)}`, class: "lead-link" }, fullName(row));
       body.appendChild(
         h("tr", { "data-p": isNum(p) ? p : "", "data-owner": row.owner_id || "", "data-lead": row.lead_id },
-          h("td", { class: "num muted" }, String(data.offset + i + 1)),
-          h("td", {}, h("strong", {}, row.lead_id), row.last_stage ? h("div", { class: "small muted" }, row.last_stage) : null),
-          h("td", {}, row.owner_id || h("span", { class: "muted" }, "unassigned")),
-          h("td", {}, row.channel || "—", row.campaign_name ? h("div", { class: "small muted" }, row.campaign_name) : null),
-          h("td", { class: "pcell" },
+          h("td", { class: "num muted", "data-label": "#" }, String(row.rank)),
+          h("td", { "data-label": "Lead" }, h("strong", {}, link),
+            h("div", { class: "small" }, [row.job_title, row.company_name].filter(Boolean).join(" · ") || null),
+            h("div", { class: "small muted" }, row.lead_id)),
+          h("td", { "data-label": "Owner" }, row.owner_id || h("span", { class: "muted" }, "unassigned")),
+          h("td", { "data-label": "Source" }, row.channel || "—", row.campaign_name ? h("div", { class: "small muted" }, row.campaign_name) : null),
+          h("td", { class: "pcell", "data-label": `P(${primary})` },
             h("div", { class: "pbar" }, h("span", { style: `width:${isNum(p) ? Math.round(p * 100) : 0}%` })),
-            h("span", { class: "small" }, pct(p))),
-          h("td", { class: "num" }, isNum(row.score) ? String(row.score) : "—"),
-          h("td", {}, gradeBadge(row.grade), row.handoff ? h("span", { class: "handoff", title: "hand to sales" }, " ✓") : null),
-          h("td", {}, reasonList(row.reasons_positive, "up")),
-          h("td", {}, reasonList(row.reasons_negative, "down"))
+            h("span", { class: "small" }, pct(p)), isNum(row.score) ? h("span", { class: "small muted" }, ` · score ${row.score}`) : null),
+          h("td", { "data-label": "Grade" }, gradeBadge(row.grade), row.handoff ? h("span", { class: "handoff", title: "hand to sales" }, " ✓") : null),
+          h("td", { "data-label": "Status" }, statusCell(row)),
+          h("td", { "data-label": "Why higher" }, reasonList(row.reasons_positive, "up")),
+          h("td", { "data-label": "Why lower" }, reasonList(row.reasons_negative, "down"))
         )
       );
-    });
+    }
+    if (!data.rows.length) body.appendChild(h("tr", {}, h("td", { class: "muted", colspan: "9" }, "No lead matches.")));
     table.appendChild(body);
-    const more = $("queue-more");
-    more.hidden = !(data.total > data.rows.length);
+    $("queue-more").hidden = !(data.total > data.rows.length);
   }
 
   const QUEUE_PAGE = 100;
   let queueLimit = QUEUE_PAGE;
 
+  let queueRequest = 0;
+
   async function loadQueue() {
-    const owner = $("owner-filter").value;
-    const query = new URLSearchParams({ limit: String(queueLimit) });
-    if (owner) query.set("owner", owner);
-    state.queue = await api(`/v1/dashboard/queue?${query}`);
+    const query = queueParams();
+    query.set("limit", String(queueLimit));
+    const mine = ++queueRequest;
+    const answer = await api(`/v1/dashboard/queue?${query}`);
+    if (mine !== queueRequest) return; // a later filter or sort was asked meanwhile: it wins
+    state.queue = answer;
     renderQueue();
+  }
+
+  function reloadQueue() {
+    return loadQueue().catch((e) => { if (!(e instanceof AuthNeeded)) setStatus(e.message); });
+  }
+
+  async function exportQueue() {
+    const headers = {};
+    if (state.key) headers["X-API-Key"] = state.key;
+    const response = await fetch(`/v1/dashboard/queue.csv?${queueParams()}`, { headers });
+    if (!response.ok) { setStatus(`export failed: HTTP ${response.status}`); return; }
+    const url = URL.createObjectURL(await response.blob());
+    const a = h("a", { href: url, download: `leads-${queueState.view}.csv` });
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    setStatus(`exported ${int(state.queue && state.queue.total)} leads`);
+  }
+
+  // ---------------------------------------------------------------- lead page
+  let feedbackReasons = { rejected: [], accepted: [] };
+
+  function fillReasons() {
+    const verdict = (document.querySelector('input[name="verdict"]:checked') || {}).value;
+    const reasons = feedbackReasons[verdict] || [];
+    const select = $("feedback-reason");
+    select.replaceChildren(...(verdict === "accepted" ? [h("option", { value: "" }, "(none)")] : []),
+      ...reasons.map((r) => h("option", { value: r }, r)));
+    $("feedback-reason-label").hidden = !reasons.length;
+  }
+
+  function renderLead(page) {
+    const lead = page.lead || {};
+    const row = page.queue || {};
+    const head = $("lead-head");
+    const contact = [];
+    if (lead.email) contact.push(h("a", { href: `mailto:${lead.email}` }, lead.email));
+    if (lead.phone) contact.push(h("a", { href: `tel:${String(lead.phone).replace(/[^+0-9]/g, "")}` }, lead.phone));
+    head.replaceChildren(
+      h("div", {}, h("h2", { id: "lead-name" }, fullName({ ...lead, lead_id: page.lead_id })),
+        h("div", {}, [lead.job_title, lead.company_name].filter(Boolean).join(" · ")),
+        h("div", { class: "small contact" }, contact.map((c, i) => [i ? " · " : "", c])),
+        h("div", { class: "small muted" }, `${page.lead_id}${row.owner_id ? ` · owner ${row.owner_id}` : ""}${row.channel ? ` · ${row.channel}` : ""}${row.campaign_name ? ` · ${row.campaign_name}` : ""}`)),
+      page.queue
+        ? h("div", { class: "lead-score" }, gradeBadge(row.grade), h("div", { class: "kpi-value" }, isNum(row.score) ? String(row.score) : "—"),
+          h("div", { class: "small muted" }, `rank ${row.rank}`), h("div", { class: "small" }, statusCell(row)))
+        : h("div", { class: "muted small" }, "not in the queue (closed, or not scored yet)")
+    );
+    $("lead-up").replaceChildren(reasonList(row.reasons_positive, "up"));
+    $("lead-down").replaceChildren(reasonList(row.reasons_negative, "down"));
+    feedbackReasons = page.feedback_reasons || feedbackReasons;
+    fillReasons();
+    $("feedback-status").textContent = "";
+    const items = (page.timeline || []).map((e) =>
+      h("li", { class: `event event-${e.kind}` },
+        h("time", { datetime: e.at }, e.at ? new Date(e.at).toLocaleString("en-GB") : "—"),
+        h("span", { class: "kind" }, e.kind), h("strong", {}, e.what), e.detail ? h("span", { class: "muted" }, ` — ${e.detail}`) : null));
+    $("lead-timeline").replaceChildren(...(items.length ? items : [h("li", { class: "muted" }, "No events.")]));
+  }
+
+  async function openLead(leadId) {
+    state.lead = leadId;
+    document.querySelector("main").classList.add("on-lead");
+    $("lead").hidden = false;
+    $("lead-head").replaceChildren(h("p", { class: "muted" }, "loading…"));
+    try {
+      renderLead(await api(`/v1/dashboard/leads/${encodeURIComponent(leadId)}`));
+      document.body.dataset.lead = leadId;
+    } catch (error) {
+      if (!(error instanceof AuthNeeded)) $("lead-head").replaceChildren(h("p", { class: "error" }, `Lead ${leadId}: ${error.message}`));
+    }
+    window.scrollTo(0, 0);
+  }
+
+  function closeLead() {
+    state.lead = null;
+    delete document.body.dataset.lead;
+    document.querySelector("main").classList.remove("on-lead");
+    $("lead").hidden = true;
+  }
+
+  async function sendFeedback(event) {
+    event.preventDefault();
+    const verdict = (document.querySelector('input[name="verdict"]:checked') || {}).value;
+    const body = { verdict };
+    const reason = $("feedback-reason").value;
+    if (reason && !$("feedback-reason-label").hidden) body.reason = reason;
+    const note = $("feedback-note").value.trim();
+    if (note) body.note = note;
+    const actor = $("feedback-actor").value.trim();
+    if (actor) body.actor = actor;
+    const headers = { "Content-Type": "application/json", Accept: "application/json" };
+    if (state.key) headers["X-API-Key"] = state.key;
+    const status = $("feedback-status");
+    status.textContent = "saving…";
+    const response = await fetch(`/v1/leads/${encodeURIComponent(state.lead)}/feedback`, { method: "POST", headers, body: JSON.stringify(body) });
+    const answer = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const detail = Array.isArray(answer.detail) ? answer.detail.map((d) => d.msg).join("; ") : answer.detail;
+      status.textContent = `not saved: ${detail || `HTTP ${response.status}`}`;
+      status.className = "small error";
+      return;
+    }
+    status.className = "small ok";
+    $("feedback-note").value = "";
+    await openLead(state.lead);
+    status.textContent = `saved: ${answer.verdict}${answer.reason ? ` (${answer.reason})` : ""}`;
+    status.className = "small ok";
+    document.body.dataset.feedback = answer.verdict;
+    reloadQueue();
+  }
+
+  function route() {
+    const match = /^#lead\/(.+)$/.exec(location.hash);
+    if (match) openLead(decodeURIComponent(match[1]));
+    else if (state.lead) closeLead();
   }
 
   // -------------------------------------------------------------------- model
@@ -525,6 +705,7 @@
       await loadQueue();
       setStatus(`updated ${new Date().toLocaleTimeString("en-GB")}`);
       document.body.dataset.ready = "true";
+      route();
     } catch (error) {
       if (error instanceof AuthNeeded) {
         setStatus("waiting for an API key");
@@ -540,9 +721,25 @@
     $("kpi-group").addEventListener("change", () => { kpiSort = { column: null, descending: true }; fillMeasures(); renderKpiChart(); renderKpiTable(); });
     $("kpi-metric").addEventListener("change", renderKpiChart);
     $("metric-target").addEventListener("change", renderMetrics);
-    const reloadQueue = () => loadQueue().catch((e) => { if (!(e instanceof AuthNeeded)) setStatus(e.message); });
-    $("owner-filter").addEventListener("change", () => { queueLimit = QUEUE_PAGE; reloadQueue(); });
+    const refilter = () => { queueLimit = QUEUE_PAGE; reloadQueue(); };
+    let typing = null;
+    for (const control of $("queue-filters").elements) {
+      if (control.id !== "queue-search" && control.type !== "button") control.addEventListener("change", refilter);
+    }
+    $("queue-filters").addEventListener("submit", (e) => { e.preventDefault(); refilter(); });
+    $("queue-search").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(refilter, 250); });
+    for (const button of document.querySelectorAll("button.view")) {
+      button.addEventListener("click", () => {
+        queueState.view = button.dataset.view;
+        for (const b of document.querySelectorAll("button.view")) b.setAttribute("aria-selected", String(b === button));
+        refilter();
+      });
+    }
+    $("queue-export").addEventListener("click", () => exportQueue().catch((e) => setStatus(e.message)));
     $("queue-more").addEventListener("click", () => { queueLimit += QUEUE_PAGE * 4; reloadQueue(); });
+    $("feedback-form").addEventListener("change", (e) => { if (e.target.name === "verdict") fillReasons(); });
+    $("feedback-form").addEventListener("submit", (e) => sendFeedback(e).catch((err) => { $("feedback-status").textContent = err.message; }));
+    window.addEventListener("hashchange", route);
     try {
       const config = await fetch("/dashboard/config").then((r) => r.json());
       state.auth = config.auth;

@@ -64,6 +64,8 @@ def server_env(world: World, cwd: Path, **extra: str) -> dict[str, str]:
         "LEADSCORE_MAX_BATCH": str(MAX_BATCH),
         "LEADSCORE_RELOAD_PATHS": str(world.train),  # the reload-under-load test swaps to it
         "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}",
+        "LEADSCORE_VALIDATED": str(world.raw),
+        "LEADSCORE_STORE_URL": f"sqlite:///{cwd / 'scores.db'}",
         "OMP_NUM_THREADS": "1",
     }
     env.pop("LEADSCORE_AUTH", None)

@@ -242,7 +242,13 @@ def test_dashboard_in_chromium(server: Server, browser: Browser, world: World) -
     assert widths
     assert all(w.endswith("%") for w in widths)
 
-    # filter by owner: only that owner's leads, still sorted
+    # filter by owner (among all open leads): only that owner's leads, still sorted
+    browser.evaluate("document.querySelector('button.view[data-view=all]').click(), true")
+    browser.wait_for(
+        "document.querySelector('button.view[data-view=all]').getAttribute('aria-selected')"
+        " === 'true' && document.getElementById('queue-count').textContent.includes('in this view')"
+    )
+    time.sleep(0.5)
     owner = browser.evaluate(
         "[...document.getElementById('owner-filter').options].map(o => o.value)"
         ".find(v => v && v !== '(none)')"
@@ -282,6 +288,197 @@ def test_dashboard_in_chromium(server: Server, browser: Browser, world: World) -
     )
     SCREENSHOT.write_bytes(base64.b64decode(shot["data"]))
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+def _rows(browser: Browser, expression: str = "r.dataset.lead") -> list[Any]:
+    value = browser.evaluate(
+        f"[...document.querySelectorAll('#queue-table tbody tr[data-lead]')].map(r => {expression})"
+    )
+    return list(value)
+
+
+def _click(browser: Browser, selector: str) -> None:
+    browser.evaluate(f"document.querySelector({json.dumps(selector)}).click(), true")
+
+
+def _screenshot(browser: Browser, name: str, width: int) -> Path:
+    height = browser.evaluate("document.documentElement.scrollHeight")
+    shot = browser.send(
+        "Page.captureScreenshot",
+        format="png",
+        captureBeyondViewport=True,
+        clip={"x": 0, "y": 0, "width": width, "height": min(int(height), 8000), "scale": 1},
+    )
+    path = SCREENSHOT.parent / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
+    assert path.stat().st_size > 10_000
+    return path
+
+
+def test_queue_and_lead_page_in_chromium(server: Server, browser: Browser) -> None:
+    """Sales' day in the browser: views, search, grade filter, sort, CSV export, the lead page
+    with its timeline, a rejection with a reason that takes the lead out of the queue, and
+    the queue on a 390 px phone with score and grade in sight. Saves screenshots."""
+    browser.send("Page.navigate", url=server.base + "/")
+    browser.wait_for(
+        "document.body && document.getElementById('auth') && "
+        "(document.body.dataset.ready === 'true' || !document.getElementById('auth').hidden)"
+    )
+    if browser.evaluate("!document.getElementById('auth').hidden"):
+        browser.evaluate(
+            f"""(() => {{ document.getElementById('api-key').value = {json.dumps(KEYS["score"])};
+              document.getElementById('auth-form').requestSubmit(); return true; }})()"""
+        )
+        browser.wait_for("document.body.dataset.ready === 'true'")
+    new_leads = _rows(browser)
+    assert new_leads
+    statuses = set(_rows(browser, "r.querySelector('td[data-label=Status]').textContent"))
+    assert statuses <= {"new", "assigned", "contacted"}, statuses
+    # the open pipeline: accepted and opportunity only
+    _click(browser, "button.view[data-view=pipeline]")
+    browser.wait_for(
+        "document.querySelector('button.view[data-view=pipeline]')"
+        ".getAttribute('aria-selected') === 'true' && "
+        "document.getElementById('queue-count').textContent.length > 0"
+    )
+    browser.wait_for(
+        "[...document.querySelectorAll('#queue-table tbody tr[data-lead]')].every(r => "
+        "['accepted', 'opportunity']"
+        ".includes(r.querySelector('td[data-label=Status]').textContent))"
+    )
+    _click(browser, "button.view[data-view=all]")
+    browser.wait_for(
+        f"document.querySelectorAll('#queue-table tbody tr[data-lead]').length >= {len(new_leads)}"
+    )
+    # search by e-mail: the lead is found, and only leads matching it
+    target = _rows(browser)[3]
+    page = json.loads(
+        browser.evaluate(
+            f"""fetch('/v1/dashboard/leads/{target}', {{headers: {{'X-API-Key':
+               sessionStorage.getItem('leadscore.apiKey')}}}}).then(r => r.text())"""
+        )
+    )
+    email = page["lead"]["email"]
+    browser.evaluate(
+        f"""(() => {{ const s = document.getElementById('queue-search');
+           s.value = {json.dumps(email.upper())}; s.dispatchEvent(new Event('input'));
+           return true; }})()"""
+    )
+    browser.wait_for(f"""(() => {{ const rows = [...document.querySelectorAll(
+        '#queue-table tbody tr[data-lead]')].map(r => r.dataset.lead);
+        return rows.includes({json.dumps(target)}) && rows.length < 5; }})()""")
+    browser.evaluate(
+        """(() => { const s = document.getElementById('queue-search'); s.value = '';
+           s.dispatchEvent(new Event('input')); return true; })()"""
+    )
+    browser.wait_for("document.querySelectorAll('#queue-table tbody tr[data-lead]').length > 10")
+    # grade filter
+    browser.evaluate(
+        """(() => { const box = document.querySelector('input[name=grade][value=D]');
+           box.checked = true; box.dispatchEvent(new Event('change', {bubbles: true}));
+           return true; })()"""
+    )
+    browser.wait_for(
+        "[...document.querySelectorAll('#queue-table tbody tr[data-lead] .grade')]"
+        ".every(g => g.textContent === 'D') && "
+        "document.querySelectorAll('#queue-table tbody tr[data-lead]').length > 0"
+    )
+    browser.evaluate(
+        """(() => { const box = document.querySelector('input[name=grade][value=D]');
+           box.checked = false; box.dispatchEvent(new Event('change', {bubbles: true}));
+           return true; })()"""
+    )
+    # sort by the lead's name, then export exactly that view
+    _click(browser, "th[data-sort=last_name]")
+    browser.wait_for(
+        "document.querySelector('th[data-sort=last_name]')"
+        ".getAttribute('aria-sort') === 'ascending'"
+    )
+    names = _rows(browser, "r.querySelector('.lead-link').textContent.split(' ').slice(-1)[0]")
+    assert names == sorted(names)
+    browser.evaluate(
+        """(() => { const make = URL.createObjectURL; window.__csv = null;
+           URL.createObjectURL = (blob) => { blob.text().then(t => { window.__csv = t; });
+             return make(blob); }; return true; })()"""
+    )
+    _click(browser, "#queue-export")
+    text = browser.wait_for("window.__csv")
+    lines = text.strip().split("\n")
+    header = lines[0].split(",")
+    assert {"lead_id", "email", "reason_1", "grade"} <= set(header)
+    total = browser.evaluate(
+        "Number(document.getElementById('queue-count').textContent.split(' ')[0].replace(/,/g, ''))"
+    )
+    assert len(lines) - 1 == total
+    first_id = lines[1].split(",")[header.index("lead_id")]
+    assert first_id == _rows(browser)[0]
+
+    # the lead page: who, why, timeline; then a rejection with a reason
+    _click(browser, "button.view[data-view=new]")
+    browser.wait_for(
+        "document.querySelector('button.view[data-view=new]')"
+        ".getAttribute('aria-selected') === 'true'"
+    )
+    time.sleep(0.5)
+    lead = _rows(browser)[0]
+    _click(browser, f"tr[data-lead='{lead}'] a.lead-link")
+    browser.wait_for(f"document.body.dataset.lead === {json.dumps(lead)}")
+    assert browser.evaluate("document.getElementById('queue').offsetParent === null")
+    assert browser.evaluate("document.getElementById('lead-name').textContent").strip()
+    assert browser.evaluate("document.querySelectorAll('#lead-timeline li.event').length") > 0
+    assert browser.evaluate("document.querySelectorAll('#lead-up li').length") > 0
+    _screenshot(browser, "lead-page.png", 1400)
+    browser.evaluate(
+        """(() => { const r = document.querySelector('input[name=verdict][value=rejected]');
+           r.checked = true; r.dispatchEvent(new Event('change', {bubbles: true}));
+           document.getElementById('feedback-reason').value = 'no budget';
+           document.getElementById('feedback-note').value = 'budget frozen until Q3';
+           document.getElementById('feedback-form').requestSubmit(); return true; })()"""
+    )
+    browser.wait_for("document.body.dataset.feedback === 'rejected'")
+    status = browser.evaluate("document.getElementById('feedback-status').textContent")
+    assert status == "saved: rejected (no budget)"
+    feedback = browser.evaluate(
+        "[...document.querySelectorAll('#lead-timeline li.event-feedback')].map(l => l.textContent)"
+    )
+    assert any("rejected" in f and "no budget" in f for f in feedback), feedback
+    _click(browser, "#lead-back")
+    browser.wait_for("document.getElementById('lead').hidden")
+    browser.wait_for(
+        "![...document.querySelectorAll('#queue-table tbody tr[data-lead]')]"
+        f".map(r => r.dataset.lead).includes({json.dumps(lead)})"
+    )
+    assert lead not in _rows(browser)
+
+    # a phone: every row is a card with its score and grade inside the screen
+    browser.send(
+        "Emulation.setDeviceMetricsOverride",
+        width=390,
+        height=844,
+        deviceScaleFactor=1,
+        mobile=True,
+    )
+    try:
+        time.sleep(0.3)
+        overflow = browser.evaluate(
+            """[...document.querySelectorAll('#queue-table tbody tr[data-lead]')].slice(0, 10)
+               .map(r => [r.querySelector('.grade'), r.querySelector('.pcell')])
+               .filter(([g, p]) => g.getBoundingClientRect().right > 390
+                 || p.getBoundingClientRect().right > 390 || g.offsetParent === null).length"""
+        )
+        assert overflow == 0
+        browser.evaluate("document.getElementById('queue').scrollIntoView(), true")
+        _screenshot(browser, "queue-phone.png", 390)
+    finally:
+        browser.send(
+            "Emulation.setDeviceMetricsOverride",
+            width=1400,
+            height=1000,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+    assert browser.errors() == []
 
 
 def test_api_docs_render_offline(server: Server, browser: Browser) -> None:

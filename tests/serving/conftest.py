@@ -27,6 +27,8 @@ def settings_for(world: World, tmp: Path, **overrides: Any) -> Settings:
         "model_uri": str(world.bundle),
         "api_keys": KEY_SETTING,
         "artifacts": world.artifacts,
+        "validated": world.raw,  # canonical tables, as the validate stage writes them
+        "store_url": f"sqlite:///{tmp / 'scores.db'}",
         "params": world.params_path,
         "tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}",
         "auth": "on",

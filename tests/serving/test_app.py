@@ -192,7 +192,7 @@ def test_dashboard_data(client: TestClient) -> None:
     card = client.get("/v1/dashboard/model", headers=auth("score")).json()
     assert set(card["plots"]["calibration"]) == {"model", "rules", "logistic"}
     assert card["model"]["definition"]["text"]
-    queue = client.get("/v1/dashboard/queue?limit=5", headers=auth("score")).json()
+    queue = client.get("/v1/dashboard/queue?view=all&limit=5", headers=auth("score")).json()
     assert len(queue["rows"]) == 5
     assert queue["total"] > 5
     p = [row["p_converted"] for row in queue["rows"]]
@@ -200,7 +200,7 @@ def test_dashboard_data(client: TestClient) -> None:
     assert [row["rank"] for row in queue["rows"]] == [1, 2, 3, 4, 5]  # the file's own order
     assert queue["ranked_by"] == [{"name": "lead-scoring", "version": "1"}]
     owner = queue["owners"][0]
-    mine = client.get(f"/v1/dashboard/queue?owner={owner}", headers=auth("score")).json()
+    mine = client.get(f"/v1/dashboard/queue?view=all&owner={owner}", headers=auth("score")).json()
     assert mine["rows"]
     assert {row["owner_id"] for row in mine["rows"]} == {owner}
     unassigned = client.get("/v1/dashboard/queue?owner=(none)", headers=auth("score")).json()

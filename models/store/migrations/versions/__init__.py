@@ -1,0 +1,1 @@
+"""The score store's revisions, oldest first (Alembic ignores this file)."""
