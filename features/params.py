@@ -25,6 +25,9 @@ class SourceParams(Section):
     kind: Literal["synthetic", "tables", "flat"] = "synthetic"
     path: str | None = None
     mapping: str | None = None
+    feedback: str | None = "data/feedback"
+    """Directory whose ``sales_events.parquet`` (``leadscore feedback export``: sales' verdicts
+    from the score store) the ingest stage adds to the CRM's sales events; null: never."""
 
     @model_validator(mode="after")
     def _path_for_real_sources(self) -> SourceParams:
@@ -32,6 +35,29 @@ class SourceParams(Section):
             raise ValueError(f"source.path is required when source.kind is {self.kind!r}")
         if self.kind == "flat" and not self.mapping:
             raise ValueError("source.mapping is required when source.kind is 'flat'")
+        return self
+
+
+class DriftParams(Section):
+    """A simulated world that changes after ``after`` (null: never, the default), so that
+    monitoring can be shown and tested to catch it: one channel's lead quality falls by
+    ``quality_factor``, another's volume grows by ``volume_factor``, and a new campaign
+    appears."""
+
+    after: dt.date | None = None
+    quality_channel: str = "paid_social"
+    quality_factor: Annotated[float, Field(gt=0.0, le=10.0)] = 0.5
+    volume_channel: str = "webinar"
+    volume_factor: Annotated[float, Field(gt=0.0, le=20.0)] = 3.0
+    new_campaign: bool = True
+
+    @model_validator(mode="after")
+    def _known_channels(self) -> DriftParams:
+        from features.contract import CHANNELS
+
+        for name in (self.quality_channel, self.volume_channel):
+            if name not in CHANNELS:
+                raise ValueError(f"generate.drift: unknown channel {name!r}; one of {CHANNELS}")
         return self
 
 
@@ -47,6 +73,7 @@ class GenerateParams(Section):
     simulate_days: Annotated[int, Field(ge=7, le=730)] = 120
     touches_per_lead: Annotated[float, Field(gt=0.0)] = 20.0
     dirty: bool = False
+    drift: DriftParams = DriftParams()
 
 
 class ValidateParams(Section):
@@ -283,6 +310,29 @@ class StoreParams(Section):
     trend: TrendParams = TrendParams()
 
 
+class MonitorParams(Section):
+    """``leadscore monitor``: what counts as recent, the drift bands and the retrain rule."""
+
+    recent_days: Annotated[int, Field(ge=1)] = 30
+    """The recently scored population: scores of the last this many days (before the horizon)."""
+    psi_moderate: Annotated[float, Field(gt=0.0)] = 0.10
+    psi_major: Annotated[float, Field(gt=0.0)] = 0.25
+    bins: Annotated[int, Field(ge=2, le=100)] = 10
+    """Quantile bins of a numeric feature (and of the score) in the training reference."""
+    retrain_score_psi: Annotated[float, Field(gt=0.0)] = 0.25
+    """Retraining is recommended when the score's PSI reaches this ..."""
+    retrain_auc_drop: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
+    """... or when the ROC AUC on matured scores is this far below the model's own test AUC."""
+    min_matured: Annotated[int, Field(ge=1)] = 200
+    """Matured scores needed before their AUC may recommend retraining."""
+
+    @model_validator(mode="after")
+    def _bands(self) -> MonitorParams:
+        if not self.psi_moderate < self.psi_major:
+            raise ValueError("monitor.psi_moderate must be below monitor.psi_major")
+        return self
+
+
 class GradeFloors(Section):
     A: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.40
     B: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.20
@@ -324,6 +374,7 @@ class Params(Section):
     handoff: HandoffParams = HandoffParams()
     feedback: FeedbackParams = FeedbackParams()
     store: StoreParams = StoreParams()
+    monitor: MonitorParams = MonitorParams()
 
     @model_validator(mode="after")
     def _target_defined(self) -> Params:
