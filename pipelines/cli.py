@@ -208,6 +208,23 @@ def evaluate(
 
 
 @app.command()
+def feedback(
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="directory to write sales_events.parquet into (default: source.feedback)"
+        ),
+    ] = None,
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Sales' verdicts (accepted, rejected) from the score store as sales events for the next
+    training (the ingest stage adds them); LEADSCORE_STORE_URL names the store."""
+    from pipelines import feedback as stage
+
+    _run(lambda: stage.run(out=out, params_path=params, project_dir=Path.cwd()))
+
+
+@app.command()
 def queue(
     validated: Annotated[Path, typer.Option(help="validated tables")] = Path("data/validated"),
     out: Annotated[Path, typer.Option(help="output Parquet file", dir_okay=False)] = Path(

@@ -24,7 +24,9 @@ def generate(
     leads: int | None = None,
     seed: int | None = None,
     dirty: bool | None = None,
+    feedback: Path | None = None,
 ) -> None:
+    from features.ingest.feedback import merge_feedback
     from features.ingest.simulate import simulate
 
     params = load_params(params_path)
@@ -37,6 +39,7 @@ def generate(
     settings = settings.model_copy(update=overrides)
     with atomic_directory(out) as staging:
         summary = simulate(settings, staging, window_days=params.quality_lead.window_days)
+        merge_feedback(staging, feedback)
     logger.info("generated %s into %s", summary, out)
 
 
@@ -49,9 +52,14 @@ def import_export(mapping: Path, source: Path, out: Path) -> None:
 
 
 def run(out: Path, params_path: Path = Path("params.yaml")) -> None:
+    """The source per params, then sales' exported verdicts (``source.feedback``) added to its
+    sales events; a flat export has no sales events and takes none."""
+    from features.ingest.feedback import merge_feedback
+
     source = load_params(params_path).source
+    feedback = Path(source.feedback) if source.feedback else None
     if source.kind == "synthetic":
-        generate(out=out, params_path=params_path)
+        generate(out=out, params_path=params_path, feedback=feedback)
     elif source.kind == "flat":
         assert source.path is not None
         assert source.mapping is not None
@@ -66,3 +74,4 @@ def run(out: Path, params_path: Path = Path("params.yaml")) -> None:
                 out=staging,
                 mapping_path=(Path(source.mapping) if source.mapping else None),
             )
+            merge_feedback(staging, feedback)
