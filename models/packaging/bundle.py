@@ -25,18 +25,36 @@ Output: one row per lead: ``lead_id``, ``as_of`` (ISO), ``p_<target>`` per targe
 objects ``{field, text, contribution}``, contribution in log-odds of the primary target, signed).
 The parameter ``with_reasons`` (default true) turns the reasons off for speed.
 
-The bundle needs the ``leadscore`` package importable (the scorer is a pickle of its classes):
-serve it with ``--env-manager local`` from the project's environment.
+**A model that travels.** The scorer is a pickle of leadscore's classes, so the bundle carries
+the code that unpickles and runs it: ``code/`` holds exactly the modules of ``features/`` and
+``models/`` that the bundle's model code imports (module level or inside functions, transitively)
+and that the pickle refers to (:func:`code_files`), nothing else of the project; MLflow puts
+``code/`` on ``sys.path`` when it loads the model. ``requirements.txt`` pins, to the training
+environment's versions, the distributions that code and the pickle import (:data:`REQUIREMENTS`;
+saving fails if the carried code imports a package it does not list). So ``mlflow models serve
+-m … --env-manager virtualenv`` (or ``uv``) builds a fresh environment from ``python_env.yaml`` and
+serves the model without leadscore installed; ``--env-manager local`` serves it from the
+project's environment, where the installed leadscore is the code.
+
+Code is preferred to a leadscore wheel listed in the requirements: the wheel would bring every
+dependency of the whole project (DVC, Great Expectations, FastAPI, PostgreSQL drivers…) into the
+serving environment, and the pickle needs the same module names either way.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import logging
 import pickle
+import pickletools
+import re
+import shutil
+import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -84,20 +102,38 @@ REQUIREMENTS = (
     "pyarrow",
     "scikit-learn",
     "scipy",
-    "pydantic",
-    "pyyaml",
 )
-"""Distributions the bundle needs besides the ``leadscore`` package itself (pinned on save)."""
+"""The distributions the loaded model imports, pinned on save to the training environment's
+versions: those of the carried code and of the pickle's classes (:func:`check_requirements`
+fails a save whose code imports anything else), and SciPy, which LightGBM and scikit-learn import
+when they load (scikit-learn's compiled code calls SciPy's BLAS), so that the serving
+environment has the training one's build. Not pydantic nor PyYAML: only ``features.params``
+imports them, and the bundle does not carry it (MLflow brings its own)."""
+CODE_PACKAGES = ("features", "models")
+"""The project's packages whose modules the bundle may carry (``code/<package>/…``)."""
+CODE_ENTRY = "models.packaging.bundle"
+"""The module the model code imports (:data:`MODEL_CODE_TEXT`): the root of the carried code."""
+CODE_DIR = "code"
 MODEL_CODE = "leadscore_bundle.py"
 MODEL_CODE_TEXT = (
-    '"""leadscore model bundle (MLflow models-from-code): the class lives in the installed '
-    'leadscore package."""\n\n'
+    '"""leadscore model bundle (MLflow models-from-code): the class lives in leadscore\'s '
+    "models.packaging.bundle, the copy in this model's code/ directory where leadscore is not "
+    'installed."""\n\n'
+    "import sys\n\n"
     "import mlflow\n\n"
-    "from models.packaging.bundle import LeadBundle\n\n"
+    "# no __pycache__ written into the model directory (read-only, or a DVC output)\n"
+    "_WRITE_BYTECODE, sys.dont_write_bytecode = sys.dont_write_bytecode, True\n"
+    "try:\n"
+    "    from models.packaging.bundle import LeadBundle\n"
+    "finally:\n"
+    "    sys.dont_write_bytecode = _WRITE_BYTECODE\n\n"
     "mlflow.models.set_model(LeadBundle())\n"
 )
 """The bundle's model code (MLflow "models from code"): no pickled Python object, just a
-reference to the installed class; the fitted scorer is the ``scorer`` artifact."""
+reference to the class (from ``code/``, or the installed package where it is imported already);
+the fitted scorer is the ``scorer`` artifact. Importing the carried code writes no bytecode
+beside it: a model served from ``artifacts/model`` (DVC's output) or from a read-only mount is
+left as it was."""
 
 
 # ------------------------------------------------------------------ schema
@@ -435,6 +471,178 @@ def example_input(
     )
 
 
+# ------------------------------------------------------------ carried code
+def source_root() -> Path:
+    """The directory holding the imported ``features`` and ``models`` packages: the checkout
+    (editable install), ``site-packages`` (a wheel), or a bundle's ``code/`` (a serving
+    environment without leadscore)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def _module_file(root: Path, module: str) -> Path | None:
+    """The source file of project module ``module`` under ``root`` (None: not a project
+    module, or a name inside one, such as ``models.scorer.LeadScorer``)."""
+    parts = module.split(".")
+    if parts[0] not in CODE_PACKAGES:
+        return None
+    base = root.joinpath(*parts)
+    for candidate in (base / "__init__.py", base.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """Every module name ``path`` (the module ``module``) imports, at module level or inside
+    functions (a lazy import is needed as soon as its function runs): for ``from a import b``
+    both ``a`` and ``a.b``, since ``b`` may be a submodule or a name in ``a``."""
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the package of this module
+                anchor = package[: len(package) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            if base:
+                names.add(base)
+            names.update(f"{base}.{alias.name}" if base else alias.name for alias in node.names)
+    return names
+
+
+def pickled_modules(path: Path) -> set[str]:
+    """The modules of the classes and functions a pickle refers to, read from its opcodes:
+    nothing is unpickled. ``GLOBAL`` names its module; ``STACK_GLOBAL`` takes the two strings
+    pushed before it (each pushed as such or fetched from the memo)."""
+    memo: dict[int, Any] = {}
+    pushed: list[Any] = [None, None]  # the two latest values pushed (non-strings as None)
+    modules: set[str] = set()
+    with Path(path).open("rb") as handle:
+        for opcode, arg, _ in pickletools.genops(handle):
+            name = opcode.name
+            if name in ("PROTO", "FRAME", "STOP"):
+                continue
+            if name == "MEMOIZE":
+                memo[len(memo)] = pushed[-1]
+                continue
+            index = arg if isinstance(arg, int) else -1  # PUT/GET's memo key
+            if name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                memo[index] = pushed[-1]
+                continue
+            value: Any = None
+            if name in ("GLOBAL", "INST"):
+                modules.add(str(arg).split(" ", 1)[0])
+            elif name == "STACK_GLOBAL" and isinstance(pushed[-2], str):
+                modules.add(pushed[-2])
+            elif name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"):
+                value = arg
+            elif name in ("GET", "BINGET", "LONG_BINGET"):
+                value = memo.get(index)
+            pushed = [pushed[-1], value]
+    return modules
+
+
+def _top(module: str) -> str:
+    return module.split(".", 1)[0]
+
+
+def _third_party(module: str) -> bool:
+    top = _top(module)
+    return top not in CODE_PACKAGES and top not in sys.stdlib_module_names and top != "__future__"
+
+
+@dataclass(frozen=True)
+class CarriedCode:
+    """What a bundle carries: project source files (relative to :func:`source_root`) and the
+    top-level names of the third-party modules they and the pickle import."""
+
+    files: tuple[Path, ...]
+    third_party: frozenset[str]
+
+
+def code_files(scorer_pickle: Path, root: Path | None = None) -> CarriedCode:
+    """The project modules a bundle needs: :data:`CODE_ENTRY` and the modules of the pickle's
+    classes, their imports transitively (see :func:`_imports`), and each one's parent packages'
+    ``__init__.py``; no other module of the project (no tests, no data, no stage modules)."""
+    root = source_root() if root is None else Path(root)
+    referenced = pickled_modules(scorer_pickle)
+    third_party = {_top(m) for m in referenced if _third_party(m)}
+    pending = [CODE_ENTRY, *sorted(m for m in referenced if _top(m) in CODE_PACKAGES)]
+    found: dict[str, Path] = {}
+    while pending:
+        module = pending.pop()
+        if module in found:
+            continue
+        path = _module_file(root, module)
+        if path is None:
+            if _third_party(module):
+                third_party.add(_top(module))
+            continue
+        found[module] = path
+        parts = module.split(".")
+        pending.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+        pending.extend(_imports(path, module))
+    return CarriedCode(
+        files=tuple(sorted(path.relative_to(root) for path in found.values())),
+        third_party=frozenset(third_party),
+    )
+
+
+def _normal(distribution: str) -> str:
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
+def check_requirements(modules: Iterable[str]) -> None:
+    """:class:`BundleError` unless each third-party module is provided by a distribution of
+    :data:`REQUIREMENTS`: a bundle whose code imports a package its environment would not
+    install must not leave the train stage."""
+    providers = metadata.packages_distributions()
+    listed = {_normal(name) for name in REQUIREMENTS}
+    missing = []
+    for module in sorted(modules):
+        names = {_normal(name) for name in providers.get(module, ())}
+        if not names & listed:
+            missing.append(f"{module} (from {', '.join(sorted(names)) or 'no distribution'})")
+    if missing:
+        raise BundleError(
+            "the bundle's code imports modules its requirements do not install: "
+            + "; ".join(missing)
+            + " (add the distribution to models.packaging.bundle.REQUIREMENTS)"
+        )
+
+
+def carry_code(scorer_pickle: Path, scratch: Path) -> list[str]:
+    """Copy the modules the bundle needs (:func:`code_files`) under ``scratch/code`` and return
+    the package directories to pass to MLflow as ``code_paths`` (MLflow copies each into the
+    model's ``code/``)."""
+    root = source_root()
+    carried = code_files(scorer_pickle, root)
+    check_requirements(carried.third_party)
+    stage = Path(scratch) / CODE_DIR
+    for relative in carried.files:
+        target = stage / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / relative, target)
+    return [str(stage / package) for package in CODE_PACKAGES if (stage / package).is_dir()]
+
+
+def _saved_code(model_dir: Path, scratch: Path) -> list[str] | None:
+    """The code of a saved bundle, copied clean (no ``__pycache__``) for logging it again; None
+    for a bundle saved before bundles carried their code."""
+    carried = Path(model_dir) / CODE_DIR
+    if not carried.is_dir():
+        logger.warning("%s: no code/; it loads only where leadscore is installed", model_dir)
+        return None
+    paths = []
+    for package in sorted(p for p in carried.iterdir() if p.is_dir()):
+        target = Path(scratch) / CODE_DIR / package.name
+        shutil.copytree(package, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        paths.append(str(target))
+    return paths
+
+
 # ------------------------------------------------------------- save / load
 def requirements() -> list[str]:
     pins = []
@@ -474,6 +682,7 @@ def _save(
         write(
             python_model=str(code),
             artifacts={SCORER_ARTIFACT: str(pickled)},
+            code_paths=carry_code(pickled, Path(scratch)),
             signature=signature(scorer),
             input_example=input_example,
             pip_requirements=requirements(),
@@ -497,7 +706,7 @@ def verify_bundle(path: Path) -> LeadScorer:
     """Load the bundle directory (once) and score its input example through pyfunc; returns
     the scorer it holds, :class:`BundleError` if it cannot serve."""
     try:
-        model = mlflow.pyfunc.load_model(str(path))
+        model = _load_pyfunc(str(path))
         example = pd.DataFrame(Model.load(str(path)).load_input_example(str(path)))
         answer = pd.DataFrame(model.predict(example))
         python_model = model.unwrap_python_model()
@@ -547,6 +756,7 @@ def log_bundle(model_dir: Path, name: str = "model") -> Any:
             name=name,
             python_model=str(code),
             artifacts={SCORER_ARTIFACT: str(pickled)},
+            code_paths=_saved_code(model_dir, Path(scratch)),
             signature=saved.signature,
             input_example=pd.DataFrame(saved.load_input_example(str(model_dir))),
             pip_requirements=str(model_dir / "requirements.txt"),
@@ -580,8 +790,21 @@ def load_bundle(uri_or_path: str, tracking_uri: str | None = None) -> PyFuncMode
     """The pyfunc model from a directory, a ``runs:/…`` or a ``models:/name@alias`` URI (looked
     up in ``tracking_uri``, default ``MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``)."""
     if urlparse(str(uri_or_path)).scheme in ("models", "runs"):
-        return mlflow.pyfunc.load_model(local_model_path(str(uri_or_path), tracking_uri))
-    return mlflow.pyfunc.load_model(str(uri_or_path))
+        return _load_pyfunc(local_model_path(str(uri_or_path), tracking_uri))
+    return _load_pyfunc(str(uri_or_path))
+
+
+def _load_pyfunc(path: str) -> PyFuncModel:
+    """``mlflow.pyfunc.load_model``, without leaving the bundle's ``code/`` on ``sys.path``.
+    In this process leadscore is imported already, so its own modules unpickle and run the
+    scorer (a submodule is looked up in its package's path, not ``sys.path``); the carried copy
+    is for environments without leadscore, and a process that loads many models (the API's
+    reloads, the promotion gate, tests) would otherwise gain one entry per load."""
+    before = set(sys.path)
+    try:
+        return mlflow.pyfunc.load_model(path)
+    finally:
+        sys.path[:] = [entry for entry in sys.path if entry in before]
 
 
 def load_scorer(uri_or_path: str, tracking_uri: str | None = None) -> LeadScorer:

@@ -5,7 +5,10 @@ Where the store is (tracking URI, artifact location) is :mod:`models.packaging.t
 A run holds every parameter (flattened, logged in batches), the evaluation's numeric results
 (flattened), the plots, model card, KPI and metrics reports as artifacts, the DVC data hashes
 and the git commit as tags, and the model bundle as its logged model, registered under
-``params.mlflow.model_name``.
+``params.mlflow.model_name``. Like ``mlflow.evaluate``'s, the run also shows the new model's
+evaluation as images: ``evaluation/*.png`` (:mod:`models.reports.plots`: reliability curve,
+ROC, precision-recall, cumulative gain and lift by decile) for the primary target on the
+labelled rows of the new test slice, the very rows and probabilities the promotion gate judges.
 
 **Promotion gate.** The new version takes the alias ``champion`` only if, on the new test
 slice (the ``test`` split of the new snapshots, primary target, labelled rows), its
@@ -62,9 +65,10 @@ import logging
 import math
 import re
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +94,7 @@ from models.packaging.bundle import (
 from models.packaging.loading import load
 from models.packaging.tracking import CHALLENGER, CHAMPION, client, experiment_id, tracking_uri
 from models.reports.evaluation import HIGHER_IS_BETTER, score_metric
+from models.reports.plots import write_plots
 from models.scorer import LeadScorer
 
 logger = logging.getLogger(__name__)
@@ -350,6 +355,9 @@ class Comparison:
     # the model already is this registered version (the same bundle, registered before)
     version: str | None = None
     bootstrap: Bootstrap | None = None
+    # the labelled test rows' outcomes and the new model's probabilities (the run's plots)
+    labels: np.ndarray | None = field(default=None, repr=False)
+    probabilities: np.ndarray | None = field(default=None, repr=False)
 
 
 def compare(
@@ -376,6 +384,7 @@ def compare(
     new = metric_value(metric, y, p_new)
     result = Comparison(metric, target, params.promotion.tolerance, len(rows), new)
     result.version = version
+    result.labels, result.probabilities = y, p_new
     try:
         current = registry.get_model_version_by_alias(model_name, CHAMPION)
     except MlflowException:
@@ -587,6 +596,7 @@ def register(
                 registry.log_artifacts(run_id, str(path), artifact_path)
             elif path.is_file():
                 registry.log_artifact(run_id, str(path), artifact_path or None)
+        log_evaluation_plots(registry, run_id, comparison)
         if log_only:
             # the run keeps the bundle, so the experiment's model can be registered later from
             # its run, but the registry (versions, aliases) is not touched
@@ -653,6 +663,24 @@ def register(
         "bootstrap_leads": bootstrap.leads if bootstrap else None,
         "reason": comparison.reason,
     }
+
+
+EVALUATION_DIR = "evaluation"
+"""The run's artifact folder of the evaluation images."""
+
+
+def log_evaluation_plots(registry: MlflowClient, run_id: str, comparison: Comparison) -> list[str]:
+    """Log the PNG images of :mod:`models.reports.plots` for the new model on the labelled
+    test rows of the primary target (those :func:`compare` judged) under
+    :data:`EVALUATION_DIR`; returns their artifact paths (none without labelled rows)."""
+    if comparison.labels is None or comparison.probabilities is None:
+        return []
+    title = f"{comparison.target}, test slice ({comparison.test_rows:,} rows)"
+    with tempfile.TemporaryDirectory(prefix="leadscore-plots-") as scratch:
+        written = write_plots(comparison.labels, comparison.probabilities, Path(scratch), title)
+        if written:
+            registry.log_artifacts(run_id, scratch, EVALUATION_DIR)
+    return [f"{EVALUATION_DIR}/{path.name}" for path in written]
 
 
 def _register_version(

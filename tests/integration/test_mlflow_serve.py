@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -64,10 +65,8 @@ Registered = tuple[LeadScorer, dict[str, pd.DataFrame], pd.DataFrame, str]
 """The trained scorer, its tables and snapshots, and the tracking URI of its registry."""
 
 
-@pytest.fixture(scope="module")
-def registered(tmp_path_factory: pytest.TempPathFactory, world: World) -> Registered:
-    """The session's trained model registered as champion in a fresh sqlite store."""
-    root = tmp_path_factory.mktemp("serve")
+def register_champion(root: Path, world: World) -> Registered:
+    """The session's trained model registered as champion in a fresh sqlite store in ``root``."""
     tables = world.tables
     params = fast(load_params(world.params_path))
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -77,30 +76,40 @@ def registered(tmp_path_factory: pytest.TempPathFactory, world: World) -> Regist
 
 
 @pytest.fixture(scope="module")
-def server(registered: Registered) -> Iterator[str]:
-    uri = registered[3]
-    port = _free_port()
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # it execs uvicorn
-        "MLFLOW_TRACKING_URI": uri,
-    }
-    command = [
-        str(BIN / "mlflow"),
+def registered(tmp_path_factory: pytest.TempPathFactory, world: World) -> Registered:
+    return register_champion(tmp_path_factory.mktemp("serve"), world)
+
+
+def serve_command(port: int, env_manager: str, mlflow_cli: Path = BIN / "mlflow") -> list[str]:
+    return [
+        str(mlflow_cli),
         "models",
         "serve",
         "-m",
         "models:/lead-scoring@champion",
         "--env-manager",
-        "local",
+        env_manager,
         "-p",
         str(port),
         "-h",
         "127.0.0.1",
     ]
+
+
+@contextlib.contextmanager
+def running(
+    command: list[str],
+    env: dict[str, str],
+    ready_seconds: float = READY_SECONDS,
+    cwd: Path | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``mlflow models serve`` started (its port is the ``-p`` of ``command``), until
+    ``/ping`` answers: (base URL, process); stopped with its whole process group."""
+    port = command[command.index("-p") + 1]
     process = subprocess.Popen(
         command,
         env=env,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -108,14 +117,14 @@ def server(registered: Registered) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + READY_SECONDS
+        deadline = time.monotonic() + ready_seconds
         while _get(f"{base}/ping") != 200:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
                 output = process.communicate(timeout=10)[0]
                 pytest.fail(f"mlflow models serve did not become ready:\n{output[-3000:]}")
             time.sleep(0.25)
-        yield base
+        yield base, process
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -126,6 +135,17 @@ def server(registered: Registered) -> Iterator[str]:
                 process.wait(timeout=10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def server(registered: Registered) -> Iterator[str]:
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # it execs uvicorn
+        "MLFLOW_TRACKING_URI": registered[3],
+    }
+    with running(serve_command(_free_port(), "local"), env) as (base, _):
+        yield base
 
 
 @pytest.fixture(scope="module")
