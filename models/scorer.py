@@ -14,6 +14,7 @@ batch work."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -116,6 +117,21 @@ class LeadScorer:
     @property
     def targets(self) -> tuple[str, ...]:
         return tuple(self.models)
+
+    def fingerprint(self) -> str:
+        """A short digest of what decides the scores (every target's trees at its best
+        iteration, its calibration and the feature names): equal for the same trained model
+        however it was pickled or registered, so reports can say which model they describe."""
+        digest = hashlib.sha256()
+        digest.update("\x1f".join(self.engine.feature_names_).encode())
+        for target, model in sorted(self.models.items()):
+            digest.update(target.encode())
+            digest.update(
+                model.booster.model_to_string(num_iteration=model.best_iteration).encode()
+            )
+            for name, value in sorted(vars(model.calibrator).items()):
+                digest.update(f"{name}={np.asarray(value).tolist()!r}".encode())
+        return digest.hexdigest()[:16]
 
     @property
     def primary(self) -> str:

@@ -125,10 +125,12 @@ def run(features_dir: Path, validated: Path, train: Path, out: Path, params_path
 
     # Every output is staged first and all are swapped in together at the end: until then the
     # previous reports stay in place, complete and consistent with each other.
+    # which model these reports describe: the dashboard shows them only beside that model
+    fingerprint = {"model_fingerprint": scorer.fingerprint()}
     documents = {
-        "metrics.json": evaluation.metrics,
+        "metrics.json": {**evaluation.metrics, **fingerprint},
         "metrics_by_group.json": evaluation.by_group,
-        "kpis.json": kpis,
+        "kpis.json": {**kpis, **fingerprint},
     }
     with ExitStack() as swaps:
         for name, document in documents.items():

@@ -36,6 +36,8 @@ class ModelInfo:
     loaded_at: dt.datetime
     metrics: Mapping[str, Any] | None = None
     """The evaluation metrics logged with the model's MLflow run, when there is one."""
+    fingerprint: str | None = None
+    """:meth:`~models.scorer.LeadScorer.fingerprint`: which reports on disk describe it."""
 
     @property
     def name(self) -> str:
@@ -70,6 +72,7 @@ class ModelInfo:
             "source": self.source,
             "run_id": self.run_id,
             "loaded_at": self.loaded_at.isoformat(),
+            "fingerprint": self.fingerprint,
         }
 
 
@@ -116,7 +119,12 @@ def read_scorer(uri: str, tracking_uri: str | None = None) -> tuple[LeadScorer, 
     """Load the scorer named by ``uri`` (:func:`models.packaging.loading.load`) and describe it,
     with its run's metrics when it has a run."""
     scorer, source = load(uri, tracking_uri)
-    info = ModelInfo(source, dt.datetime.now(dt.UTC), _run_metrics(source.run_id, tracking_uri))
+    info = ModelInfo(
+        source,
+        dt.datetime.now(dt.UTC),
+        _run_metrics(source.run_id, tracking_uri),
+        scorer.fingerprint(),
+    )
     return scorer, info
 
 

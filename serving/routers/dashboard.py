@@ -79,11 +79,47 @@ async def config(settings: SettingsDep) -> JSONResponse:
     "`available: false` with the reason.",
     responses=AUTH_ERRORS,
 )
-def kpis(caller: ScoreCaller, artifacts: ArtifactsDep) -> JSONResponse:
+def kpis(caller: ScoreCaller, artifacts: ArtifactsDep, model: OptionalModelDep) -> JSONResponse:
     read = artifacts.kpis()
+    value, note = read.value, None
+    if value is not None and other_model(model, value):
+        value, note = without_predictions(value), OTHER_MODEL_KPIS
     return JSONResponse(
-        {"available": read.value is not None, "reason": read.reason, "kpis": read.value}
+        {"available": value is not None, "reason": read.reason, "kpis": value, "note": note}
     )
+
+
+OTHER_MODEL = (
+    "The evaluation reports on disk describe another model than the one serving (the latest "
+    "pipeline run's, which the promotion gate did not promote, or an older one): they are not "
+    "shown beside it. Its metrics come from its own MLflow run."
+)
+OTHER_MODEL_KPIS = (
+    "Predicted conversion is left out: the KPI report's predictions are another model's than "
+    "the one serving."
+)
+PREDICTED = ("predicted_conversion", "actual_conversion")
+
+
+def other_model(model: Any, report: Any) -> bool:
+    """Whether a report names a model (its fingerprint) and it is not the serving one."""
+    if model is None or not isinstance(report, dict):
+        return False
+    written = report.get("model_fingerprint")
+    serving = model.info.fingerprint
+    return isinstance(written, str) and serving is not None and written != serving
+
+
+def without_predictions(kpis: dict[str, Any]) -> dict[str, Any]:
+    def strip(row: Any) -> Any:
+        return (
+            {k: v for k, v in row.items() if k not in PREDICTED} if isinstance(row, dict) else row
+        )
+
+    return {
+        key: [strip(r) for r in value] if isinstance(value, list) else strip(value)
+        for key, value in kpis.items()
+    }
 
 
 def leakage_card(model: Any, metrics: Any) -> dict[str, Any]:
@@ -115,11 +151,13 @@ def model_card(
     caller: ScoreCaller, model: OptionalModelDep, artifacts: ArtifactsDep
 ) -> JSONResponse:
     card = artifacts.text("model_card.md")
+    mismatch = other_model(model, artifacts.metrics().value)
     out: dict[str, Any] = {
         "model": model_document(model, artifacts) if model is not None else None,
         "model_reason": None if model is not None else "no model loaded",
-        "plots": artifacts.plots(),
-        "card": card.value,
+        "plots": {"calibration": {}, "grades": None} if mismatch else artifacts.plots(),
+        "card": None if mismatch else card.value,
+        "reports_note": OTHER_MODEL if mismatch else None,
     }
     metrics = artifacts.metrics().value if model is None else None
     if model is None:

@@ -49,6 +49,9 @@ def metrics_for(model: LoadedModel, artifacts: ArtifactStore) -> tuple[Any, str 
         return logged, f"MLflow run {info.run_id}"
     read = artifacts.metrics()
     if read.value is not None:
+        written = read.value.get("model_fingerprint")
+        if isinstance(written, str) and info.fingerprint and written != info.fingerprint:
+            return None, f"{read.path} describes another model than the one serving"
         return read.value, f"{read.path} (evaluate stage of the latest pipeline run)"
     return None, read.reason
 

@@ -169,7 +169,7 @@
     $("kpi-group-name").textContent = GROUP_KEYS[group] === "campaign_id" ? "campaign" : GROUP_KEYS[group];
     let { rows } = groupRows(group);
     const note = $("kpi-note");
-    note.textContent = "";
+    note.textContent = state.kpiNote || "";
     if (!measure || !rows.length) {
       C.empty(chart, state.kpis ? "This KPI is not available for this data." : "No KPI report yet.");
       return;
@@ -185,12 +185,12 @@
             ]
           : [{ name: measure.label, points: rows.map((r, i) => ({ x: i, y: r[measure.key] })) }];
       C.lineChart(chart, series, { xLabels: months, yFormat: measure.format, label: `${measure.label} by month` });
-      note.textContent = "Recent months look worse partly because their leads have had less time to be accepted or won.";
+      note.textContent = [state.kpiNote, "Recent months look worse partly because their leads have had less time to be accepted or won."].filter(Boolean).join(" ");
       return;
     }
     if (group === "by_campaign") {
       rows = [...rows].sort((a, b) => (b.leads || 0) - (a.leads || 0)).slice(0, 20);
-      note.textContent = "The 20 campaigns with the most leads.";
+      note.textContent = [state.kpiNote, "The 20 campaigns with the most leads."].filter(Boolean).join(" ");
     }
     if (measure.key === "predicted_vs_actual") {
       C.columnChart(
@@ -641,7 +641,14 @@
     const exclusions = (doc && doc.post_outcome_exclusions) || [];
     $("exclusions").replaceChildren(...(exclusions.length ? exclusions.map((e) => h("li", {}, h("code", {}, e))) : [h("li", { class: "muted" }, "none")]));
     renderLeakage(data.leakage || {}, metricsDoc());
-    $("model-card-text").textContent = data.card || "No model card yet (artifacts/model_card.md).";
+    $("model-card-text").textContent = data.card || data.reports_note || "No model card yet (artifacts/model_card.md).";
+    let note = $("reports-note");
+    if (!note) {
+      note = h("p", { id: "reports-note", class: "warn small" });
+      $("model").querySelector(".section-title").after(note);
+    }
+    note.textContent = data.reports_note || "";
+    note.hidden = !data.reports_note;
   }
 
   // The leakage guard: which columns were flagged and why, and the top columns' figures. Its
@@ -698,7 +705,7 @@
     try {
       const [kpis, model] = await Promise.all([api("/v1/dashboard/kpis"), api("/v1/dashboard/model")]);
       state.kpis = kpis.available ? kpis.kpis : null;
-      if (!kpis.available) $("kpi-note").textContent = kpis.reason || "";
+      state.kpiNote = kpis.available ? kpis.note : kpis.reason;
       state.model = model;
       renderKpis();
       renderModel();

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -90,6 +91,11 @@ def test_metrics_json_shape(crm: Path) -> None:
     metrics = json.loads((crm / "art" / "metrics.json").read_text())
     assert metrics["primary_target"] == "converted"
     assert metrics["leakage_suspected"] is False
+    with (crm / "train" / "scorer.pkl").open("rb") as handle:
+        fingerprint = pickle.load(handle).fingerprint()
+    assert metrics["model_fingerprint"] == fingerprint  # which model these reports describe
+    kpis = json.loads((crm / "art" / "kpis.json").read_text())
+    assert kpis["model_fingerprint"] == fingerprint
     for target in ("accepted", "converted"):
         entry = metrics[target]
         assert set(entry) == {
@@ -212,6 +218,8 @@ def test_queue_holds_every_open_lead_best_first(crm: Path) -> None:
     assert queue["model_version"].nunique() == 1
     assert len(queue["model_version"].iloc[0]) == 32
     assert set(queue["grade"]) <= {"A", "B", "C", "D"}
+    identity = queue[["first_name", "last_name", "email", "phone", "company_name", "job_title"]]
+    assert identity.notna().all().all()  # who each lead is, for sales (simulated names)
 
 
 def test_missing_train_output_is_one_clear_line(crm: Path, tmp_path: Path) -> None:
@@ -280,7 +288,12 @@ def test_flat_export_end_to_end(tmp_path: Path) -> None:
         model=str(tmp_path / "model"),
     )
     metrics = json.loads((tmp_path / "art" / "metrics.json").read_text())
-    assert set(metrics) == {"converted", "leakage_suspected", "primary_target"}
+    assert set(metrics) == {
+        "converted",
+        "leakage_suspected",
+        "primary_target",
+        "model_fingerprint",
+    }
     assert "truth" not in metrics["converted"]
     assert metrics["converted"]["model"]["roc_auc"] > 0.6
     card = (tmp_path / "art" / "model_card.md").read_text()
