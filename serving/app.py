@@ -31,15 +31,15 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from models.packaging.loading import ModelLoadError
-from models.store import NullStore
 from serving import admission
 from serving.artifacts import ArtifactStore
 from serving.coordination import Follower, ReloadBoard
 from serving.dependencies import Authenticator
 from serving.holder import ModelHolder
-from serving.lifecycle import follow_loader, open_score_store, reload_everywhere, start_serving
+from serving.lifecycle import follow_loader, open_score_keeper, reload_everywhere, start_serving
 from serving.metrics import ApiMetrics, MetricsMiddleware
 from serving.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from serving.recording import ScoreKeeper
 from serving.routers import admin, dashboard, health, leads, model, queue, score
 from serving.schemas import REF, build_models
 from serving.settings import Limits, Settings
@@ -145,14 +145,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         else None
     )
     sighup = _install_sighup(app)
-    state.store = await anyio.to_thread.run_sync(open_score_store, settings)
+    state.keeper = await anyio.to_thread.run_sync(open_score_keeper, settings, state.metrics)
     try:
         yield
     finally:
         app.state.admission.close()  # queued scoring jobs cancelled, their threads end
-        store, state.store = state.store, NullStore()
-        with suppress(Exception):
-            store.close()
+        keeper, state.keeper = state.keeper, ScoreKeeper()
+        # after the scoring threads: every answer given is in the recorder, now written
+        await anyio.to_thread.run_sync(keeper.close)
         if sighup:
             with suppress(Exception):
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
@@ -186,7 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     state.metrics = ApiMetrics(state.metrics_registry)
     state.artifacts = ArtifactStore(settings.artifacts)
     state.reload_task = None
-    state.store = NullStore()  # opened by the lifespan, in the worker that serves
+    state.keeper = ScoreKeeper()  # the store is opened by the lifespan, in the worker
     board = ReloadBoard.from_env()  # several workers: reloads reach all of them
     state.follower = Follower(board) if board is not None else None
 

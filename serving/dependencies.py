@@ -37,6 +37,7 @@ from serving.artifacts import ArtifactStore
 from serving.coordination import Follower
 from serving.holder import LoadedModel, ModelHolder
 from serving.metrics import ApiMetrics
+from serving.recording import ScoreKeeper
 from serving.schemas import ApiModels, BatchRequestBase, QueueRequestBase, ScoreRequestBase
 from serving.settings import ROLES, Limits, Settings
 
@@ -69,9 +70,13 @@ async def get_api_models(request: Request) -> ApiModels:
     return models
 
 
-async def get_store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
+async def get_keeper(request: Request) -> ScoreKeeper:
+    keeper: ScoreKeeper = request.app.state.keeper
+    return keeper
+
+
+async def get_store(keeper: Annotated[ScoreKeeper, Depends(get_keeper)]) -> Store:
+    return keeper.store
 
 
 async def get_follower(request: Request) -> Follower | None:
@@ -85,6 +90,7 @@ HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 ArtifactsDep = Annotated[ArtifactStore, Depends(get_artifacts)]
 StoreDep = Annotated[Store, Depends(get_store)]
+KeeperDep = Annotated[ScoreKeeper, Depends(get_keeper)]
 ApiModelsDep = Annotated[ApiModels, Depends(get_api_models)]
 
 

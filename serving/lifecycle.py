@@ -10,10 +10,11 @@ from typing import Any
 import anyio.to_thread
 
 from models.packaging.loading import ModelLoadError
-from models.store import NullStore, Store, StoreError, open_store
+from models.store import NullStore, Recorder, StoreError, open_store
 from serving.coordination import Follower, Progress, pinned_uri
 from serving.holder import LoadedModel, ModelHolder, load_model
 from serving.metrics import ApiMetrics
+from serving.recording import ScoreKeeper
 from serving.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -100,14 +101,16 @@ def follow_loader(holder: ModelHolder, metrics: ApiMetrics, settings: Settings) 
     return load
 
 
-def open_score_store(settings: Settings) -> Store:
-    """The score store of ``LEADSCORE_STORE_URL``, opened in this worker (after any fork). One
-    that cannot be opened is one log line and a store that records nothing: scoring goes on."""
+def open_score_keeper(settings: Settings, metrics: ApiMetrics) -> ScoreKeeper:
+    """The score store of ``LEADSCORE_STORE_URL`` and its recorder, opened in this worker
+    (after any fork). A store that cannot be opened is one log line and a keeper that records
+    nothing: scoring goes on."""
     params = settings.params_or_defaults().store
     try:
         store = open_store(Path.cwd(), params, settings.store_environ())
     except StoreError as error:
         logger.error("score store unavailable, scores are not recorded: %s", error)
-        return NullStore(params)
+        return ScoreKeeper(NullStore(params), None, params.trend, metrics)
     logger.info("score store: %s", store.description)
-    return store
+    recorder = Recorder(store, params) if store.enabled else None
+    return ScoreKeeper(store, recorder, params.trend, metrics)

@@ -202,6 +202,15 @@ class ApiMetrics:
                 registry=registry,
             )
         )
+        self.scores_stored = Counter(
+            prom.Counter(
+                "leadscore_scores_stored_total",
+                "Scores given, by what became of them in the score store: recorded, or "
+                "not_recorded (store off, down or overloaded; the answers were given anyway).",
+                ("outcome",),
+                registry=registry,
+            )
+        )
         self.reloads = Counter(
             prom.Counter(
                 "leadscore_model_reloads_total",

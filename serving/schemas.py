@@ -276,6 +276,9 @@ class QueueRequestBase(BatchRequestBase):
 
 
 # ---------------------------------------------------------------- responses
+Trend = Literal["improving", "steady", "declining", "not enough history"]
+
+
 class Reason(BaseModel):
     field: str = Field(description="business field the reason is about")
     text: str = Field(description="the reason in words")
@@ -391,6 +394,9 @@ def _example_response(targets: tuple[str, ...]) -> dict[str, Any]:
         ],
         "unseen": [{"field": "country", "value": "Narnia"}],
         "model": {"name": "lead-scoring", "version": "3"},
+        "trend": "improving",
+        "previous_score": 9,
+        "previous_scored_at": "2025-08-17T09:02:11+00:00",
     }
 
 
@@ -573,6 +579,19 @@ def build_models(
             ),
         ),
         model=(ModelRef, ...),
+        trend=(
+            Trend | None,
+            Field(
+                description="the lead's score trend from its stored history and this score: "
+                "the change of the primary probability over params.yaml's store.trend window; "
+                "null when the score store is off or unreachable"
+            ),
+        ),
+        previous_score=(
+            int | None,
+            Field(description="the lead's latest stored score before this one (null: none)"),
+        ),
+        previous_scored_at=(dt.datetime | None, Field(description="when that score was given")),
     )
     batch_response = create_model(
         "BatchScores",

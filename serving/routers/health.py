@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from serving.dependencies import HolderDep, MetricsDep
+from serving.dependencies import HolderDep, KeeperDep, MetricsDep
 from serving.metrics import CONTENT_TYPE
 from serving.schemas import Health
 
@@ -37,5 +37,6 @@ async def readyz(holder: HolderDep) -> JSONResponse:
     response_class=PlainTextResponse,
     responses={200: {"content": {CONTENT_TYPE: {}}}},
 )
-async def metrics(registry: MetricsDep) -> PlainTextResponse:
+async def metrics(registry: MetricsDep, keeper: KeeperDep) -> PlainTextResponse:
+    keeper.sync_metrics()  # the recorder's counts of scores written since the last answer
     return PlainTextResponse(registry.render(), media_type=CONTENT_TYPE)

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from serving.dependencies import (
+    KeeperDep,
     LimitsDep,
     MetricsDep,
     ModelDep,
@@ -18,6 +19,7 @@ from serving.dependencies import (
 from serving.holder import LoadedModel
 from serving.metrics import ApiMetrics
 from serving.model_input import answers, unseen_fields
+from serving.recording import ScoreKeeper
 from serving.routers.common import (
     AUTH_ERRORS,
     BODY_ERRORS,
@@ -33,7 +35,9 @@ from serving.schemas import QueueRequestBase
 router = APIRouter(prefix="/v1", tags=["queue"])
 
 
-def rank_leads(model: LoadedModel, body: QueueRequestBase, metrics: ApiMetrics) -> dict[str, Any]:
+def rank_leads(
+    model: LoadedModel, body: QueueRequestBase, metrics: ApiMetrics, keeper: ScoreKeeper
+) -> dict[str, Any]:
     """All leads scored; sorted by the primary target's probability (ties by lead_id); the
     first ``capacity`` kept, each with its reasons (computed only for the kept ones)."""
     prepared = [prepare(model, item, ("leads", i)) for i, item in enumerate(body.leads)]
@@ -41,6 +45,7 @@ def rank_leads(model: LoadedModel, body: QueueRequestBase, metrics: ApiMetrics) 
     ranked = answers(
         model.scorer, prepared, model.ref, model.reasons, capacity=body.capacity, ranked=True
     )
+    keeper.keep(ranked, model.scorer.primary, "queue")
     for rank, entry in enumerate(ranked, start=1):
         entry["rank"] = rank
     return {
@@ -69,8 +74,9 @@ async def queue(
     body: QueueBody,
     limits: LimitsDep,
     metrics: MetricsDep,
+    keeper: KeeperDep,
 ) -> JSONResponse:
     check_event_budget(body.leads, limits.max_events_per_request, ("body", "leads"))
-    result = await ticket.run(rank_leads, model, body, metrics)
+    result = await ticket.run(rank_leads, model, body, metrics, keeper)
     metrics.leads_scored.inc("queue", amount=len(body.leads))
     return JSONResponse(result)

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from serving.dependencies import (
     BatchBody,
+    KeeperDep,
     LimitsDep,
     MetricsDep,
     ModelDep,
@@ -23,6 +24,7 @@ from serving.dependencies import (
 from serving.holder import LoadedModel
 from serving.metrics import ApiMetrics
 from serving.model_input import answers, unseen_fields
+from serving.recording import ScoreKeeper
 from serving.routers.common import (
     AUTH_ERRORS,
     BODY_ERRORS,
@@ -38,19 +40,22 @@ from serving.schemas import BatchRequestBase, ScoreRequestBase
 router = APIRouter(prefix="/v1", tags=["scoring"])
 
 
-def score_one(model: LoadedModel, body: ScoreRequestBase, metrics: ApiMetrics) -> dict[str, Any]:
+def score_one(
+    model: LoadedModel, body: ScoreRequestBase, metrics: ApiMetrics, keeper: ScoreKeeper
+) -> dict[str, Any]:
     prepared = prepare(model, body)
     metrics.count_unseen(unseen_fields([prepared]))
-    return answers(model.scorer, [prepared], model.ref, model.reasons)[0]
+    given = answers(model.scorer, [prepared], model.ref, model.reasons)
+    return keeper.keep(given, model.scorer.primary, "api")[0]
 
 
-def score_many(model: LoadedModel, body: BatchRequestBase, metrics: ApiMetrics) -> dict[str, Any]:
+def score_many(
+    model: LoadedModel, body: BatchRequestBase, metrics: ApiMetrics, keeper: ScoreKeeper
+) -> dict[str, Any]:
     prepared = [prepare(model, item, ("leads", i)) for i, item in enumerate(body.leads)]
     metrics.count_unseen(unseen_fields(prepared))
-    return {
-        "model": model.ref,
-        "results": answers(model.scorer, prepared, model.ref, model.reasons),
-    }
+    given = answers(model.scorer, prepared, model.ref, model.reasons)
+    return {"model": model.ref, "results": keeper.keep(given, model.scorer.primary, "api")}
 
 
 # The ticket (a scoring slot) is declared before the body: a saturated server answers 503
@@ -71,9 +76,10 @@ async def score(
     body: ScoreBody,
     limits: LimitsDep,
     metrics: MetricsDep,
+    keeper: KeeperDep,
 ) -> JSONResponse:
     check_event_budget([body], limits.max_events_per_request, ("body",))
-    result = await ticket.run(score_one, model, body, metrics)
+    result = await ticket.run(score_one, model, body, metrics, keeper)
     metrics.leads_scored.inc("score")
     return JSONResponse(result)
 
@@ -93,8 +99,9 @@ async def score_batch(
     body: BatchBody,
     limits: LimitsDep,
     metrics: MetricsDep,
+    keeper: KeeperDep,
 ) -> JSONResponse:
     check_event_budget(body.leads, limits.max_events_per_request, ("body", "leads"))
-    result = await ticket.run(score_many, model, body, metrics)
+    result = await ticket.run(score_many, model, body, metrics, keeper)
     metrics.leads_scored.inc("batch", amount=len(body.leads))
     return JSONResponse(result)

@@ -49,6 +49,9 @@ def test_score(client: TestClient, bodies: list[dict[str, Any]]) -> None:
         "reasons_negative",
         "unseen",
         "model",
+        "trend",
+        "previous_score",
+        "previous_scored_at",
     }
     assert result["as_of"] == "2025-03-01T00:00:00+00:00"
     assert 0 <= result["score"] <= 100

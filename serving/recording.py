@@ -1,0 +1,151 @@
+"""The API's side of the score store: every answer it gives is recorded (in the background,
+by :class:`~models.store.Recorder`), and carries the lead's trend and previous score from the
+stored history. The store being off, down or slow never fails or noticeably slows an answer:
+the history reads degrade to no trend (``trend: null``), the writes to "not recorded" (a
+metric, and one log line from the recorder)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from features.params import TrendParams
+from models.store import NullStore, Recorder, ScoreRecord, Source, Store
+from models.store.trend import direction_of
+from serving.metrics import ApiMetrics
+
+logger = logging.getLogger(__name__)
+
+
+def records_of(
+    answers: Sequence[dict[str, Any]], primary: str, source: Source, scored_at: dt.datetime
+) -> list[ScoreRecord]:
+    """The answers as the store keeps them (reason texts, not contributions)."""
+    out = []
+    for answer in answers:
+        model = answer["model"]
+        probabilities = {k[2:]: float(v) for k, v in answer.items() if k.startswith("p_")}
+        out.append(
+            ScoreRecord(
+                lead_id=str(answer["lead_id"]),
+                as_of=dt.datetime.fromisoformat(str(answer["as_of"])),
+                scored_at=scored_at,
+                model_name=str(model["name"]),
+                model_version=str(model["version"]),
+                probabilities=probabilities,
+                probability=probabilities[primary],
+                score=int(answer["score"]),
+                grade=answer["grade"],
+                handoff=bool(answer["handoff"]),
+                source=source,
+                positive_reasons=tuple(r["text"] for r in answer.get("reasons_positive", ())),
+                negative_reasons=tuple(r["text"] for r in answer.get("reasons_negative", ())),
+            )
+        )
+    return out
+
+
+class ScoreKeeper:
+    """The worker's store and recorder (opened after any fork), and the trend rule."""
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        recorder: Recorder | None = None,
+        trend: TrendParams | None = None,
+        metrics: ApiMetrics | None = None,
+    ) -> None:
+        self.store: Store = store if store is not None else NullStore()
+        self.recorder = recorder
+        self.trend = trend or TrendParams()
+        self.metrics = metrics
+        self._lock = threading.Lock()
+        self._counted = (0, 0)
+        self._failing = False
+
+    def keep(
+        self, answers: list[dict[str, Any]], primary: str, source: Source
+    ) -> list[dict[str, Any]]:
+        """The answers with their stored history (trend, previous score), then recorded."""
+        now = dt.datetime.now(dt.UTC)
+        self.history(answers, primary, now)
+        self.record(answers, primary, source, now)
+        return answers
+
+    def history(self, answers: list[dict[str, Any]], primary: str, now: dt.datetime) -> None:
+        """Add ``trend``, ``previous_score`` and ``previous_scored_at`` to each answer: its
+        stored history plus the answer itself as the newest point (two queries per request).
+        """
+        for answer in answers:
+            answer.update(trend=None, previous_score=None, previous_scored_at=None)
+        if not self.store.enabled or not answers:
+            return
+        ids = [str(a["lead_id"]) for a in answers]
+        try:
+            latest = self.store.latest(ids, before=now)
+            trends = self.store.trend(ids, now, self.trend.window_days, self.trend.threshold)
+        except Exception as error:  # no history today: the answer itself still goes out
+            if not self._failing:
+                logger.warning("score store: history not readable (%s)", type(error).__name__)
+            self._failing = True
+            return
+        self._failing = False
+        for answer, lead in zip(answers, ids, strict=True):
+            previous = latest.get(lead)
+            stored = trends.get(lead)
+            if previous is not None:
+                answer["previous_score"] = previous.score
+                answer["previous_scored_at"] = previous.scored_at.isoformat()
+            if previous is None or stored is None or stored.scores == 0:
+                answer["trend"] = "not enough history"
+                continue
+            # the oldest stored score in the window, then this answer as the newest
+            oldest = previous.probability - (stored.change or 0.0)
+            change = float(answer[f"p_{primary}"]) - oldest
+            answer["trend"] = direction_of(change, self.trend.threshold)
+
+    def record(
+        self, answers: Sequence[dict[str, Any]], primary: str, source: Source, now: dt.datetime
+    ) -> int:
+        """Hand the answers to the recorder (never blocks, never raises); returns accepted."""
+        if self.recorder is None:
+            self._count(len(answers))
+            return 0
+        try:
+            accepted = self.recorder.submit(records_of(answers, primary, source, now))
+        except Exception:  # a record the store would refuse is a bug to log, not a 500
+            logger.exception("score store: answers could not be recorded")
+            accepted = 0
+        self._count(0)
+        return accepted
+
+    def sync_metrics(self) -> None:
+        self._count(0)
+
+    def _count(self, unrecordable: int) -> None:
+        """Move the recorder's counts (and answers with no recorder) into the metrics."""
+        if self.metrics is None:
+            return
+        with self._lock:
+            if unrecordable:
+                self.metrics.scores_stored.inc("not_recorded", amount=unrecordable)
+            if self.recorder is None:
+                return
+            counts = self.recorder.counts()
+            recorded, dropped = counts.recorded, counts.not_recorded
+            before_recorded, before_dropped = self._counted
+            self._counted = (recorded, dropped)
+        if recorded > before_recorded:
+            self.metrics.scores_stored.inc("recorded", amount=recorded - before_recorded)
+        if dropped > before_dropped:
+            self.metrics.scores_stored.inc("not_recorded", amount=dropped - before_dropped)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write every acknowledged score, then close the store (a clean shutdown)."""
+        if self.recorder is not None:
+            self.recorder.close(timeout)
+            self._count(0)
+        self.store.close()
