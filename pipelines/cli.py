@@ -208,6 +208,42 @@ def evaluate(
 
 
 @app.command()
+def rescore(
+    validated: Annotated[Path, typer.Option(help="validated tables")] = Path("data/validated"),
+    out: Annotated[Path, typer.Option(help="CRM-ready CSV", dir_okay=False)] = Path(
+        "artifacts/crm_scores.csv"
+    ),
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="score as of this time (default: data horizon)")
+    ] = None,
+    changed_only: Annotated[
+        bool, typer.Option("--changed-only", help="write only leads whose score or grade changed")
+    ] = False,
+    model: Annotated[
+        str | None, typer.Option(help="default: models:/<mlflow.model_name>@champion")
+    ] = None,
+    tracking_uri: TrackingUriOption = None,
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Score every open lead with the champion, store the scores (LEADSCORE_STORE_URL) and
+    write them back for the CRM: lead id, score, grade, handoff, trend, top reasons."""
+    from pipelines import rescore as stage
+
+    _run(
+        lambda: stage.run(
+            validated=validated,
+            out=out,
+            params_path=params,
+            project_dir=Path.cwd(),
+            as_of=as_of,
+            changed_only=changed_only,
+            model=model,
+            tracking_uri=tracking_uri,
+        )
+    )
+
+
+@app.command()
 def feedback(
     out: Annotated[
         Path | None,

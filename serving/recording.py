@@ -14,7 +14,7 @@ from typing import Any
 
 from features.params import TrendParams
 from models.store import NullStore, Recorder, ScoreRecord, Source, Store
-from models.store.trend import direction_of
+from models.store.history import standings
 from serving.metrics import ApiMetrics
 
 logger = logging.getLogger(__name__)
@@ -83,29 +83,21 @@ class ScoreKeeper:
             answer.update(trend=None, previous_score=None, previous_scored_at=None)
         if not self.store.enabled or not answers:
             return
-        ids = [str(a["lead_id"]) for a in answers]
+        current = {str(a["lead_id"]): float(a[f"p_{primary}"]) for a in answers}
         try:
-            latest = self.store.latest(ids, before=now)
-            trends = self.store.trend(ids, now, self.trend.window_days, self.trend.threshold)
+            found = standings(self.store, current, now, self.trend)
         except Exception as error:  # no history today: the answer itself still goes out
             if not self._failing:
                 logger.warning("score store: history not readable (%s)", type(error).__name__)
             self._failing = True
             return
         self._failing = False
-        for answer, lead in zip(answers, ids, strict=True):
-            previous = latest.get(lead)
-            stored = trends.get(lead)
-            if previous is not None:
-                answer["previous_score"] = previous.score
-                answer["previous_scored_at"] = previous.scored_at.isoformat()
-            if previous is None or stored is None or stored.scores == 0:
-                answer["trend"] = "not enough history"
-                continue
-            # the oldest stored score in the window, then this answer as the newest
-            oldest = previous.probability - (stored.change or 0.0)
-            change = float(answer[f"p_{primary}"]) - oldest
-            answer["trend"] = direction_of(change, self.trend.threshold)
+        for answer in answers:
+            standing = found[str(answer["lead_id"])]
+            answer["trend"] = standing.trend
+            if standing.previous is not None:
+                answer["previous_score"] = standing.previous.score
+                answer["previous_scored_at"] = standing.previous.scored_at.isoformat()
 
     def record(
         self, answers: Sequence[dict[str, Any]], primary: str, source: Source, now: dt.datetime
