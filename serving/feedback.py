@@ -4,6 +4,7 @@ when the store is off or down: the queue and the lead page still show what the p
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -94,3 +95,21 @@ def lead_scores(store: Store, lead_id: str, limit: int = SCORES_ON_PAGE) -> list
     except Exception as error:
         logger.warning("score store: history not readable (%s)", type(error).__name__)
         return []
+
+
+def with_trends(rows: list[dict[str, Any]], store: Store) -> list[dict[str, Any]]:
+    """Each queue row with its ``trend`` from the stored history (null when there is none to
+    read): one query for the page."""
+    for row in rows:
+        row["trend"] = None
+    if not store.enabled or not rows:
+        return rows
+    try:
+        trends = store.trend([str(r["lead_id"]) for r in rows], dt.datetime.now(dt.UTC))
+    except Exception as error:
+        logger.warning("score store: trends not readable (%s)", type(error).__name__)
+        return rows
+    for row in rows:
+        found = trends.get(str(row["lead_id"]))
+        row["trend"] = found.direction if found is not None else None
+    return rows

@@ -36,6 +36,7 @@ from serving.feedback import (
     latest_verdicts,
     lead_feedback,
     lead_scores,
+    with_trends,
 )
 from serving.lead_page import read_history, timeline
 from serving.queue_view import (
@@ -280,7 +281,9 @@ async def queue(
         "offset": offset,
         "ranked_by": _ranked_by(frame),
         **choices(frame),
-        "rows": records(selected.iloc[offset : offset + limit]),
+        "rows": await run_in_threadpool(
+            with_trends, records(selected.iloc[offset : offset + limit]), store
+        ),
     }
     return JSONResponse(body)
 
@@ -341,6 +344,8 @@ async def lead_page(
         return JSONResponse({"detail": "no such lead"}, status_code=404)
     feedback = await run_in_threadpool(lead_feedback, store, lead_id)
     scores = await run_in_threadpool(lead_scores, store, lead_id)
+    if row is not None:
+        row = (await run_in_threadpool(with_trends, [row], store))[0]
     lead = dict(history["lead"]) if history else {}
     if row is not None:
         lead.update({k: row.get(k) for k in (*SHOWN_LEAD_COLUMNS, "lead_id") if row.get(k)})
@@ -351,6 +356,7 @@ async def lead_page(
                 "lead": {k: v for k, v in lead.items() if not str(k).startswith("outcome_")},
                 "queue": row,
                 "timeline": timeline(history, feedback, scores),
+                "scores": scores,
                 "feedback_reasons": feedback_choices(settings),
             }
         )

@@ -321,6 +321,14 @@
     return query;
   }
 
+  const TRENDS = { improving: ["▲", "up", "score improving"], declining: ["▼", "down", "score declining"], steady: ["▶", "steady", "score steady"] };
+
+  function trendMark(trend) {
+    const mark = TRENDS[trend];
+    if (!mark) return null;
+    return h("span", { class: `trend trend-${mark[1]}`, title: mark[2], "data-trend": trend }, ` ${mark[0]}`);
+  }
+
   function statusCell(row) {
     const parts = [];
     if (row.verdict) parts.push(h("span", { class: `verdict verdict-${row.verdict}` }, row.verdict));
@@ -384,7 +392,8 @@
           h("td", { "data-label": "Source" }, row.channel || "—", row.campaign_name ? h("div", { class: "small muted" }, row.campaign_name) : null),
           h("td", { class: "pcell", "data-label": `P(${primary})` },
             h("div", { class: "pbar" }, h("span", { style: `width:${isNum(p) ? Math.round(p * 100) : 0}%` })),
-            h("span", { class: "small" }, pct(p)), isNum(row.score) ? h("span", { class: "small muted" }, ` · score ${row.score}`) : null),
+            h("span", { class: "small" }, pct(p)), isNum(row.score) ? h("span", { class: "small muted" }, ` · score ${row.score}`) : null,
+            trendMark(row.trend)),
           h("td", { "data-label": "Grade" }, gradeBadge(row.grade), row.handoff ? h("span", { class: "handoff", title: "hand to sales" }, " ✓") : null),
           h("td", { "data-label": "Status" }, statusCell(row)),
           h("td", { "data-label": "Why higher" }, reasonList(row.reasons_positive, "up")),
@@ -459,6 +468,14 @@
           h("div", { class: "small muted" }, `rank ${row.rank}`), h("div", { class: "small" }, statusCell(row)))
         : h("div", { class: "muted small" }, "not in the queue (closed, or not scored yet)")
     );
+    const history = (page.scores || []).slice().reverse();
+    const box = $("lead-history");
+    if (history.length > 1) {
+      C.lineChart(box, [{ name: "score", points: history.map((s, i) => ({ x: i, y: s.score, label: `${s.score} (${s.grade}) ${s.scored_at}` })) }],
+        { height: 180, xLabels: history.map((s) => String(s.scored_at).slice(0, 10)), yMax: 100, yFormat: (v) => String(Math.round(v)), label: "score history" });
+    } else {
+      box.replaceChildren(h("p", { class: "muted small" }, history.length ? `Scored once: ${history[0].score} (${history[0].grade}).` : "No stored scores yet."));
+    }
     $("lead-up").replaceChildren(reasonList(row.reasons_positive, "up"));
     $("lead-down").replaceChildren(reasonList(row.reasons_negative, "down"));
     feedbackReasons = page.feedback_reasons || feedbackReasons;

@@ -23,11 +23,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
+from features import contract
 from tests.integration.test_api_server import KEYS, Server, start_server
-from tests.serving.world import REPO, World
+from tests.serving.world import REPO, World, request_for
 
 CHROMIUM = os.environ.get("LEADSCORE_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOT = REPO / "test-artifacts" / "dashboard.png"
@@ -316,7 +318,7 @@ def _screenshot(browser: Browser, name: str, width: int) -> Path:
     return path
 
 
-def test_queue_and_lead_page_in_chromium(server: Server, browser: Browser) -> None:
+def test_queue_and_lead_page_in_chromium(server: Server, browser: Browser, world: World) -> None:
     """Sales' day in the browser: views, search, grade filter, sort, CSV export, the lead page
     with its timeline, a rejection with a reason that takes the lead out of the queue, and
     the queue on a 390 px phone with score and grade in sight. Saves screenshots."""
@@ -422,12 +424,27 @@ def test_queue_and_lead_page_in_chromium(server: Server, browser: Browser) -> No
     )
     time.sleep(0.5)
     lead = _rows(browser)[0]
+    # two API scores of this lead: its page draws them, its queue row shows the trend
+    body = request_for(world.tables, lead, contract.data_horizon(world.tables))
+    for _ in range(2):
+        answer = httpx.post(
+            server.base + "/v1/score", json=body, headers={"X-API-Key": KEYS["score"]}, timeout=30
+        )
+        assert answer.status_code == 200
+    time.sleep(1.0)  # the recorder writes within store.flush_seconds
+    _click(browser, "button.view[data-view=all]")
+    _click(browser, "button.view[data-view=new]")
+    browser.wait_for(f"document.querySelector(\"tr[data-lead='{lead}'] .trend\") !== null")
     _click(browser, f"tr[data-lead='{lead}'] a.lead-link")
     browser.wait_for(f"document.body.dataset.lead === {json.dumps(lead)}")
     assert browser.evaluate("document.getElementById('queue').offsetParent === null")
     assert browser.evaluate("document.getElementById('lead-name').textContent").strip()
     assert browser.evaluate("document.querySelectorAll('#lead-timeline li.event').length") > 0
     assert browser.evaluate("document.querySelectorAll('#lead-up li').length") > 0
+    assert browser.evaluate("document.querySelectorAll('#lead-history svg path').length") > 0
+    assert (
+        browser.evaluate("document.querySelectorAll('#lead-timeline li.event-score').length") == 2
+    )
     _screenshot(browser, "lead-page.png", 1400)
     browser.evaluate(
         """(() => { const r = document.querySelector('input[name=verdict][value=rejected]');
