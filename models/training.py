@@ -23,6 +23,7 @@ from features.params import Params, TrainParams
 from models.baselines import PointsScore, logistic_baseline
 from models.calibration import Calibrator
 from models.reports.leakage import Slices, column_report, rank_auc
+from models.reports.monitoring import build_reference
 from models.scorer import Definition, LeadScorer, TargetModel
 
 logger = logging.getLogger(__name__)
@@ -226,4 +227,29 @@ def train_all(
             "leakage_names": [w.as_dict() for w in name_warnings],
         },
     )
+    scorer.metadata["reference"] = training_reference(scorer, snapshots, X, params)
     return scorer, trained
+
+
+def training_reference(
+    scorer: LeadScorer, snapshots: pd.DataFrame, X: np.ndarray, params: Params
+) -> dict[str, Any]:
+    """What ``leadscore monitor`` measures drift against (:mod:`models.reports.monitoring`):
+    the train slice's feature and score distributions, and the primary target's ROC AUC on the
+    test slice (the yardstick of the matured-score AUC; the test slice was not trained on)."""
+    engine, primary = scorer.engine, scorer.primary
+    train = (snapshots["split"] == "train").to_numpy()
+    test = labelled(snapshots, primary, "test")
+    test_auc = None
+    if test.any():
+        y_test = snapshots[f"label_{primary}"].to_numpy()[test] == 1
+        test_auc = rank_auc(y_test, scorer.probabilities(X[test])[primary])
+    return build_reference(
+        X[train],
+        engine.feature_names_,
+        engine.categorical_features_,
+        scorer.probabilities(X[train])[primary] if train.any() else np.zeros(0),
+        params.monitor.bins,
+        {name: engine.vocabulary(name) for name in engine.categorical_features_},
+        test_roc_auc=None if test_auc is None else round(test_auc, 6),
+    )

@@ -244,6 +244,39 @@ def rescore(
 
 
 @app.command()
+def monitor(
+    validated: Annotated[Path, typer.Option(help="validated tables")] = Path("data/validated"),
+    out: Annotated[Path, typer.Option(help="directory of monitoring.json", file_okay=False)] = Path(
+        "artifacts"
+    ),
+    plots: Annotated[
+        Path | None,
+        typer.Option(help="directory of the plots' CSVs (default: OUT/plots)", file_okay=False),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="default: models:/<mlflow.model_name>@champion")
+    ] = None,
+    tracking_uri: TrackingUriOption = None,
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Track record and drift of the champion's stored scores (LEADSCORE_STORE_URL): backtest
+    by grade and month, PSI/KS against training, a retrain recommendation."""
+    from pipelines import monitor as stage
+
+    _run(
+        lambda: stage.run(
+            validated=validated,
+            out=out,
+            params_path=params,
+            model=model,
+            tracking_uri=tracking_uri,
+            project_dir=Path.cwd(),
+            plots=plots,
+        )
+    )
+
+
+@app.command()
 def feedback(
     out: Annotated[
         Path | None,

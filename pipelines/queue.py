@@ -21,16 +21,12 @@ from features.errors import UserError
 from features.params import Params, load_params
 from features.storage import read_manifest, read_validated, write_parquet
 from models.packaging.loading import ModelLoadError, load
-from models.packaging.tracking import CHAMPION
+from models.packaging.tracking import champion_uri
 from models.queue import sales_queue
 from models.rescoring import record_queue
 from models.store import StoreError, open_store
 
 logger = logging.getLogger(__name__)
-
-
-def champion_uri(model_name: str) -> str:
-    return f"models:/{model_name}@{CHAMPION}"
 
 
 def run(

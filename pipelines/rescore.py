@@ -18,11 +18,11 @@ from features.errors import UserError
 from features.params import load_params
 from features.storage import atomic_file, read_manifest, read_validated
 from models.packaging.loading import ModelLoadError, load
+from models.packaging.tracking import champion_uri
 from models.queue import sales_queue
 from models.rescoring import changed, crm_export, record_queue
 from models.store import open_store
 from models.store.history import standings
-from pipelines.queue import champion_uri
 
 logger = logging.getLogger(__name__)
 

@@ -19,6 +19,17 @@ the cycle length, whose distribution function is known.
 
 Leads are simulated in chunks of a fixed size with one random generator, so the output is
 byte-identical for the same seed and size, and memory stays bounded at a million leads.
+
+**Drift** (``generate.drift``, off by default): from ``after`` (00:00 UTC) on, the world
+changes, so that monitoring can be shown to catch it. The ``quality_channel``'s new leads are
+accepted by sales at ``quality_factor`` times their propensity (so they also convert at that
+factor: conversion needs acceptance); the ``volume_channel``'s daily lead volume is multiplied
+by ``volume_factor`` while the other channels keep theirs (the total stays ``leads``: the days
+before the date get fewer); with ``new_campaign``, a campaign of the volume channel that did
+not exist before starts on the date, of poorer quality than any typical campaign, and brings
+half of that channel's new leads. The outcome draws use the changed probabilities, so
+``truth.parquet`` stays exact. Drift-only random draws come from their own stream, and with
+``after: null`` no drift code runs: the output is the drift-free world's, byte for byte.
 """
 
 from __future__ import annotations
@@ -134,10 +145,15 @@ LOSS_REASONS = ("no budget", "chose competitor", "no decision", "timing", "price
 
 
 def _pick(rng: np.random.Generator, weights: np.ndarray | list[float], size: int) -> np.ndarray:
+    return _pick_with(weights, rng.random(size))
+
+
+def _pick_with(weights: np.ndarray | list[float], uniform: np.ndarray) -> np.ndarray:
+    """Categories drawn with ``weights`` from given uniform numbers (``_pick``'s inverse CDF)."""
     weights = np.asarray(weights, dtype=float)
     cumulative = np.cumsum(weights / weights.sum())
     cumulative[-1] = 1.0
-    return np.searchsorted(cumulative, rng.random(size), side="right").astype(np.int64)
+    return np.searchsorted(cumulative, uniform, side="right").astype(np.int64)
 
 
 FIRST_NAMES = (
@@ -208,6 +224,40 @@ def _take_strings(
     return pa.DictionaryArray.from_arrays(indices, dictionary).cast(pa.string())
 
 
+# How the drifted world's new campaign differs (properties of the fictional world).
+NEW_CAMPAIGN_SHARE = 0.5
+"""Share of the volume channel's leads, from the drift date on, that the new campaign brings."""
+NEW_CAMPAIGN_QUALITY = -0.9
+"""Its quality offset: three standard deviations below a typical campaign's (sd 0.3)."""
+DRIFT_STREAM = 0xD21F7
+"""Seeds the drift-only random stream beside the main one, so drift draws shift no other."""
+
+
+@dataclass
+class Drift:
+    """The world's change from ``after_ns`` on (``generate.drift``), channels by index."""
+
+    after_ns: int
+    quality_channel: int
+    quality_factor: float
+    volume_channel: int
+    volume_factor: float
+    new_campaign: int | None  # its index in the campaign table
+    rng: np.random.Generator  # drift-only draws (the new campaign's leads)
+
+    def volume_boost(self) -> float:
+        """How much the total daily volume grows when only the volume channel's grows."""
+        shares = np.array([c.share for c in CHANNEL_PROFILES])
+        share = shares[self.volume_channel] / shares.sum()
+        return float(1.0 + share * (self.volume_factor - 1.0))
+
+    def channel_shares(self) -> np.ndarray:
+        """Channel mix of the new leads from the date on."""
+        shares = np.array([c.share for c in CHANNEL_PROFILES], dtype=float)
+        shares[self.volume_channel] *= self.volume_factor
+        return shares
+
+
 @dataclass
 class World:
     """Everything decided before the leads are simulated."""
@@ -221,6 +271,7 @@ class World:
     account_propensity: np.ndarray
     account_weights: np.ndarray
     rep_leniency: np.ndarray
+    drift: Drift | None = None
 
 
 def _build_campaigns(
@@ -306,6 +357,11 @@ def _build_world(settings: GenerateParams, rng: np.random.Generator) -> World:
         }
     )
     rep_leniency = rng.normal(0.0, 0.55, settings.reps)
+    drift = None
+    if settings.drift.after is not None:
+        campaigns, campaign_quality, drift = _drift(
+            settings, campaigns, campaign_quality, horizon_ns
+        )
     return World(
         start_ns=start_ns,
         horizon_ns=horizon_ns,
@@ -316,7 +372,41 @@ def _build_world(settings: GenerateParams, rng: np.random.Generator) -> World:
         account_propensity=propensity,
         account_weights=popularity,
         rep_leniency=rep_leniency,
+        drift=drift,
     )
+
+
+def _drift(
+    settings: GenerateParams,
+    campaigns: pd.DataFrame,
+    campaign_quality: np.ndarray,
+    horizon_ns: int,
+) -> tuple[pd.DataFrame, np.ndarray, Drift]:
+    """The drifted world's parts: the new campaign appended last to the campaign table (so
+    every older campaign keeps its id), and the change itself."""
+    params = settings.drift
+    assert params.after is not None
+    after_ns = pd.Timestamp(params.after, tz="UTC").value
+    index = {c.name: i for i, c in enumerate(CHANNEL_PROFILES)}
+    volume_channel = index[params.volume_channel]
+    new_campaign = None
+    if params.new_campaign and after_ns < horizon_ns:
+        new_campaign = len(campaigns)
+        row = pd.DataFrame(
+            {"channel_index": [volume_channel], "started_at": [after_ns], "ended_at": [np.nan]}
+        )
+        campaigns = pd.concat([campaigns, row], ignore_index=True)
+        campaign_quality = np.append(campaign_quality, NEW_CAMPAIGN_QUALITY)
+    drift = Drift(
+        after_ns=after_ns,
+        quality_channel=index[params.quality_channel],
+        quality_factor=params.quality_factor,
+        volume_channel=volume_channel,
+        volume_factor=params.volume_factor,
+        new_campaign=new_campaign,
+        rng=np.random.default_rng([settings.seed, DRIFT_STREAM]),
+    )
+    return campaigns, campaign_quality, drift
 
 
 def _creation_times(settings: GenerateParams, world: World, rng: np.random.Generator) -> np.ndarray:
@@ -333,6 +423,11 @@ def _creation_times(settings: GenerateParams, world: World, rng: np.random.Gener
         (days.month == 12) & (days.day > 18), 0.6, 1.0
     )
     weights = (1.0 + settings.growth * progress) * weekday * month
+    if world.drift is not None:
+        # The other channels keep their daily volume; the volume channel's is multiplied.
+        weights = weights * np.where(
+            days.asi8 >= world.drift.after_ns, world.drift.volume_boost(), 1.0
+        )
     day_index = np.sort(_pick(rng, weights, settings.leads))
     seconds = np.clip(rng.normal(14.5 * 3600, 3.2 * 3600, settings.leads), 0, 86_399)
     times = days.asi8[day_index] + (seconds * 1e9).astype(np.int64)
@@ -360,8 +455,16 @@ def _simulate_leads(
     settings: GenerateParams, world: World, created: np.ndarray, rng: np.random.Generator
 ) -> LeadBlock:
     n = len(created)
-    channel = _pick(rng, [c.share for c in CHANNEL_PROFILES], n)
+    if world.drift is None:
+        channel = _pick(rng, [c.share for c in CHANNEL_PROFILES], n)
+    else:
+        channel = _drifted_channels(world.drift, created, rng.random(n))
     campaign = _campaign_at(world, channel, created, rng.integers(0, 2, n))
+    if world.drift is not None and world.drift.new_campaign is not None:
+        drift = world.drift
+        joins = (channel == drift.volume_channel) & (created >= drift.after_ns)
+        joins &= drift.rng.random(n) < NEW_CAMPAIGN_SHARE
+        campaign[joins] = drift.new_campaign
     has_account = rng.random(n) >= settings.share_without_account
     account = np.where(has_account, _pick(rng, world.account_weights, n), -1)
     seniority = _pick(rng, [w for _, w, _, _ in SENIORITIES], n)
@@ -401,6 +504,14 @@ def _simulate_leads(
         interest,
         slope,
     )
+
+
+def _drifted_channels(drift: Drift, created: np.ndarray, uniform: np.ndarray) -> np.ndarray:
+    """Channels from the same uniform draws as the drift-free world: the usual mix before the
+    date, the drifted one from it on."""
+    before = _pick_with([c.share for c in CHANNEL_PROFILES], uniform)
+    after = _pick_with(drift.channel_shares(), uniform)
+    return np.where(created >= drift.after_ns, after, before)
 
 
 TECHNICAL_DEPARTMENTS = ("it", "engineering")
@@ -482,6 +593,12 @@ def _simulate_sales(
     gate = expit(2.0 * block.fit)
     engagement = block.interest + 0.6 * block.slope
     p_accept = expit(-1.2 + 0.9 * block.fit + 0.9 * engagement + world.rep_leniency[owner])
+    if world.drift is not None:
+        # The drifted channel's new leads are worse in a way no attribute shows: sales accepts
+        # them (and so they convert) at quality_factor times their propensity.
+        drift = world.drift
+        hit = (block.channel == drift.quality_channel) & (block.created >= drift.after_ns)
+        p_accept = np.where(hit, np.minimum(p_accept * drift.quality_factor, 1.0), p_accept)
     p_opportunity = expit(-0.3 + 0.7 * block.fit + 1.2 * gate * engagement)
     p_win = expit(-1.75 + 0.65 * block.fit + 0.8 * gate * engagement + 0.08 * log_size)
 

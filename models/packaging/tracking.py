@@ -25,6 +25,14 @@ from mlflow.tracking import MlflowClient
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
 CHAMPION = "champion"
+
+
+def champion_uri(model_name: str) -> str:
+    """The registry URI of ``model_name``'s champion: what the API, the queue, rescoring and
+    monitoring use."""
+    return f"models:/{model_name}@{CHAMPION}"
+
+
 CHALLENGER = "challenger"
 MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))$")
 

@@ -1,0 +1,113 @@
+"""The score store's cost on the API: ``POST /v1/score`` throughput with recording off
+(``LEADSCORE_STORE_URL=off``, the peer) and on (a SQLite file; ``--postgres URL`` adds a
+PostgreSQL server), in interleaved rounds on one running server each, and the rate of
+``leadscore rescore`` (open leads scored, stored and written back per second).
+
+    python bench/bench_recording.py [--seconds 15] [--rounds 3] [--concurrency 8] \\
+        [--leads 20000] [--workdir DIR] [--postgres postgresql+psycopg://…]
+
+Builds (or reuses) the registered model of ``bench/bench_serving.py``. Goal (issue 12):
+recording costs at most 10 % of the throughput. Loopback only: on 2 cores the client shares
+the machine, so both sides are measured the same way in alternating rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_load import hold
+from bench_serving import BIN, KEY, build, free_port, one_lead_request, running
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--leads", type=int, default=20_000)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--postgres", default=None, help="a PostgreSQL URL to measure too")
+    args = parser.parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="leadscore-bench-recording-"))
+    info = build(workdir, args.leads)
+    body = json.dumps(one_lead_request(workdir)[0]).encode()
+    base = {
+        **os.environ,
+        "LEADSCORE_API_KEYS": f"{KEY}:admin",
+        "MLFLOW_TRACKING_URI": info["store"],
+        "LEADSCORE_ARTIFACTS": str(workdir / "artifacts"),
+        "OMP_NUM_THREADS": "1",
+    }
+    stores = {"off (peer)": "off", "sqlite": f"sqlite:///{workdir / 'scores.db'}"}
+    if args.postgres:
+        stores["postgresql"] = args.postgres
+    print(
+        f"bench_recording: POST /v1/score, one lead with 30 touches, c={args.concurrency}, "
+        f"{args.rounds} interleaved rounds of {args.seconds:.0f} s, {os.cpu_count()} cores"
+    )
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in stores}
+    with contextlib.ExitStack() as servers:
+        ports = {}
+        for name, url in stores.items():
+            port = free_port()
+            command = [str(BIN / "leadscore"), "serve", "--port", str(port)]
+            servers.enter_context(
+                running(command, {**base, "LEADSCORE_STORE_URL": url}, port, "/readyz")
+            )
+            ports[name] = port
+        for _ in range(args.rounds):
+            for name, port in ports.items():
+                results[name].append(
+                    hold(port, "POST", "/v1/score", body, args.seconds, args.concurrency)
+                )
+    peer = float(np.median([r["rps"] for r in results["off (peer)"]]))
+    for name, rounds in results.items():
+        rps = float(np.median([r["rps"] for r in rounds]))
+        p50 = float(np.median([r["p50_ms"] for r in rounds]))
+        p99 = float(np.median([r["p99_ms"] for r in rounds]))
+        failed = sum(r["failed"] for r in rounds)
+        print(
+            f"  recording {name:<12} {rps:7.1f} req/s (median of {len(rounds)})  p50 {p50:6.2f} ms"
+            f"  p99 {p99:7.2f} ms  failed {failed:.0f}  {rps / peer:6.3f}× the peer"
+        )
+
+    # rescoring: every open lead at the horizon, stored and written back
+    validated = workdir / "raw"
+    env = {**base, "LEADSCORE_STORE_URL": stores["sqlite"]}
+    start = time.perf_counter()
+    subprocess.run(
+        [
+            str(BIN / "leadscore"),
+            "rescore",
+            "--validated",
+            str(validated),
+            "--out",
+            str(workdir / "crm_scores.csv"),
+            "--tracking-uri",
+            info["store"],
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    seconds = time.perf_counter() - start
+    rows = sum(1 for _ in (workdir / "crm_scores.csv").open()) - 1
+    print(
+        f"  leadscore rescore: {rows:,} open leads scored, stored (SQLite) and written in "
+        f"{seconds:.1f} s: {rows / seconds:,.0f} leads/s, process start included"
+    )
+
+
+if __name__ == "__main__":
+    main()
