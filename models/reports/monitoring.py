@@ -24,8 +24,9 @@ recommendation.
   when ``as_of + window_days`` is not after the data horizon; its outcome is whether the lead
   reached the primary target's stages within the window after ``as_of``, decided by the same
   code that labels training snapshots (:func:`features.engine.snapshots.build_snapshots`).
-  Per grade, per month of scoring (``scored_at``) and per channel: scores, predicted (mean
-  probability) and observed conversion with a 95 % Wilson interval; ROC AUC and ECE overall.
+  Per grade, per month of scoring (the month of ``as_of``: live, when the score was given)
+  and per channel: scores, predicted (mean probability) and observed conversion with a 95 %
+  Wilson interval; ROC AUC and ECE overall.
 - **Expected performance** (:func:`expected_performance`): before outcomes mature, the mean
   calibrated probability of the recently scored leads against the training slice's mean — an
   estimate, labelled as one.
@@ -435,7 +436,10 @@ def backtest(matured: pd.DataFrame, ece_bins: int = 10, min_group_auc: int = 30)
     by_grade = [
         {"grade": g, **_row(count[i], converted[i], total[i])} for i, g in enumerate(GRADES)
     ]
-    scored_at = pd.DatetimeIndex(pd.to_datetime(matured["scored_at"], utc=True))
+    # the month the lead was scored as of: live, that is when it was scored; for a rescoring
+    # of the past (`leadscore rescore --as-of`), the month it stood for
+    when = matured["as_of"] if "as_of" in matured else matured["scored_at"]
+    scored_at = pd.DatetimeIndex(pd.to_datetime(when, utc=True))
     month_number = np.asarray(scored_at.year * 12 + scored_at.month - 1, dtype=np.int64)
     by_month = []
     if len(month_number):
@@ -666,6 +670,7 @@ def monitor(
             "grade": points["grade"].to_numpy()[has_outcome] if len(points) else [],
             "probability": points["probability"].to_numpy()[has_outcome] if len(points) else [],
             "scored_at": points["scored_at"].to_numpy()[has_outcome] if len(points) else [],
+            "as_of": points["as_of"].to_numpy()[has_outcome] if len(points) else [],
             "observed": observed[has_outcome],
         }
     )

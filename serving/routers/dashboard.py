@@ -123,6 +123,21 @@ def without_predictions(kpis: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@router.get(
+    "/v1/dashboard/monitoring",
+    summary="Dashboard: track record and drift",
+    description="`monitoring.json` of `leadscore monitor`: the backtest of matured stored scores "
+    "by grade, month and channel (promised vs observed), drift per feature and on the score, "
+    "and the retrain recommendation; or `available: false` with the reason.",
+    responses=AUTH_ERRORS,
+)
+def monitoring(caller: ScoreCaller, artifacts: ArtifactsDep) -> JSONResponse:
+    read = artifacts.json("monitoring.json")
+    value = read.value if isinstance(read.value, dict) else None
+    reason = read.reason if read.value is None else None if value else "not a JSON object"
+    return JSONResponse({"available": value is not None, "reason": reason, "monitoring": value})
+
+
 def leakage_card(model: Any, metrics: Any) -> dict[str, Any]:
     """Per target, the leakage guard's flagged and top columns with their figures and reasons:
     the serving model's own (computed when it was trained), else the evaluate stage's

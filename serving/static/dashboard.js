@@ -716,16 +716,80 @@
     box.replaceChildren(...parts);
   }
 
+  // ------------------------------------------------------------ track record
+  const BAND_ORDER = { major: 0, moderate: 1, stable: 2 };
+
+  function renderTrack(data) {
+    const report = data && data.available ? data.monitoring : null;
+    const grades = $("track-grades"), months = $("track-months");
+    const gradeTable = $("track-grade-table"), drift = $("drift-table");
+    gradeTable.replaceChildren();
+    drift.replaceChildren();
+    const retrain = $("retrain");
+    if (!report) {
+      const why = (data && data.reason) || "No monitoring report yet (leadscore monitor).";
+      C.empty(grades, why);
+      C.empty(months, why);
+      retrain.hidden = true;
+      $("track-summary").textContent = "";
+      $("track-expected").textContent = "";
+      return;
+    }
+    const backtest = report.backtest || {};
+    const byGrade = (backtest.by_grade || []).filter((g) => g && g.scored > 0);
+    C.columnChart(grades, byGrade.map((g) => ({
+      label: `${g.grade} (${int(g.scored)})`,
+      values: [{ name: "promised", value: g.predicted }, { name: "observed", value: g.observed }],
+    })), { yFormat: (v) => pct(v, 0), label: "backtest by grade", emptyText: backtest.message || "No matured scores yet." });
+    if (byGrade.length) {
+      gradeTable.append(h("thead", {}, h("tr", {}, h("th", {}, "grade"), h("th", { class: "num" }, "scored"),
+        h("th", { class: "num" }, "promised"), h("th", { class: "num" }, "observed"), h("th", { class: "num" }, "95 % interval"))));
+      gradeTable.append(h("tbody", {}, byGrade.map((g) => h("tr", {}, h("td", {}, gradeBadge(g.grade)),
+        h("td", { class: "num" }, int(g.scored)), h("td", { class: "num" }, pct(g.predicted)),
+        h("td", { class: "num" }, pct(g.observed)), h("td", { class: "num" }, `${pct(g.observed_low)} – ${pct(g.observed_high)}`)))));
+    }
+    $("track-summary").textContent = backtest.matured
+      ? `${int(backtest.matured)} matured scores: ROC AUC ${num(backtest.roc_auc)}, calibration error ${num(backtest.ece)}.`
+      : backtest.message || "";
+    const byMonth = (backtest.by_month || []).filter((m) => m && m.scored > 0);
+    C.lineChart(months, [
+      { name: "promised", points: byMonth.map((m, i) => ({ x: i, y: m.predicted })) },
+      { name: "observed", points: byMonth.map((m, i) => ({ x: i, y: m.observed })) },
+    ], { xLabels: byMonth.map((m) => String(m.month)), yFormat: (v) => pct(v, 0), label: "backtest by month", emptyText: "No matured scores yet." });
+    const expected = report.expected || {};
+    $("track-expected").textContent = isNum(expected.expected_conversion)
+      ? `${expected.label || "estimate"}: ${pct(expected.expected_conversion)} expected conversion of the ${int(expected.leads)} recently scored leads (training: ${pct(expected.training_conversion)}).`
+      : "";
+    retrain.hidden = false;
+    retrain.className = report.retrain_recommended ? "card notice warn" : "card notice";
+    retrain.textContent = report.retrain_recommended
+      ? `Retraining recommended: ${(report.retrain_reasons || []).join("; ")}`
+      : "No retraining recommended by the monitoring rules.";
+    const features = Object.entries((report.drift && report.drift.features) || {});
+    const score = report.drift && report.drift.score;
+    const rows = [...(score && isNum(score.psi) ? [["score", score]] : []), ...features]
+      .sort((a, b) => (BAND_ORDER[a[1].band] ?? 3) - (BAND_ORDER[b[1].band] ?? 3) || (b[1].psi || 0) - (a[1].psi || 0));
+    drift.append(h("thead", {}, h("tr", {}, h("th", {}, "feature"), h("th", { class: "num" }, "PSI"), h("th", {}, "band"),
+      h("th", { class: "num" }, "KS"), h("th", { class: "num" }, "unseen"))));
+    drift.append(h("tbody", {}, rows.map(([name, d]) => h("tr", { "data-band": d.band || "" },
+      h("td", {}, h("code", {}, name)), h("td", { class: "num" }, num(d.psi)),
+      h("td", {}, d.band ? h("span", { class: `band band-${d.band}` }, d.band) : "—"),
+      h("td", { class: "num" }, num(d.ks)), h("td", { class: "num" }, isNum(d.unseen) ? pct(d.unseen) : "—")))));
+  }
+
   // --------------------------------------------------------------------- load
   async function loadAll() {
     setStatus("loading…");
     try {
-      const [kpis, model] = await Promise.all([api("/v1/dashboard/kpis"), api("/v1/dashboard/model")]);
+      const [kpis, model, track] = await Promise.all([
+        api("/v1/dashboard/kpis"), api("/v1/dashboard/model"), api("/v1/dashboard/monitoring"),
+      ]);
       state.kpis = kpis.available ? kpis.kpis : null;
       state.kpiNote = kpis.available ? kpis.note : kpis.reason;
       state.model = model;
       renderKpis();
       renderModel();
+      renderTrack(track);
       await loadQueue();
       setStatus(`updated ${new Date().toLocaleTimeString("en-GB")}`);
       document.body.dataset.ready = "true";

@@ -25,9 +25,11 @@ from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 from websockets.sync.client import ClientConnection, connect
 
 from features import contract
+from pipelines.cli import app
 from tests.integration.test_api_server import KEYS, Server, start_server
 from tests.serving.world import REPO, World, request_for
 
@@ -496,6 +498,60 @@ def test_queue_and_lead_page_in_chromium(server: Server, browser: Browser, world
             mobile=False,
         )
     assert browser.errors() == []
+
+
+def test_track_record_in_chromium(
+    server: Server, browser: Browser, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scores stored by two real rescorings months before the horizon, a real ``leadscore
+    monitor`` over them, and the Track record view draws promised vs observed by grade and
+    month, the drift table with its bands and the retrain verdict. Saves track-record.png."""
+    monkeypatch.setenv("LEADSCORE_STORE_URL", f"sqlite:///{server.log.parent / 'scores.db'}")
+    runner = CliRunner()
+    common = ["--validated", str(world.raw), "--model", str(world.bundle)]
+    for as_of in ("2025-02-01T00:00:00Z", "2025-04-01T00:00:00Z"):
+        out = server.log.parent / f"crm-{as_of[:7]}.csv"
+        result = runner.invoke(app, ["rescore", *common, "--as-of", as_of, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    plots = server.log.parent / "monitoring-plots"
+    result = runner.invoke(
+        app, ["monitor", *common, "--out", str(world.artifacts), "--plots", str(plots)]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((world.artifacts / "monitoring.json").read_text())
+    assert report["backtest"]["matured"] > 100
+    browser.send("Page.navigate", url="about:blank")  # a fresh load, not a same-page hash change
+    browser.wait_for("document.readyState === 'complete' && location.href === 'about:blank'")
+    browser.send("Page.navigate", url=server.base + "/#track")
+    browser.wait_for(
+        "document.body && document.getElementById('auth') && "
+        "(document.body.dataset.ready === 'true' || !document.getElementById('auth').hidden)"
+    )
+    if browser.evaluate("!document.getElementById('auth').hidden"):
+        browser.evaluate(
+            f"""(() => {{ document.getElementById('api-key').value = {json.dumps(KEYS["score"])};
+              document.getElementById('auth-form').requestSubmit(); return true; }})()"""
+        )
+        browser.wait_for("document.body.dataset.ready === 'true'")
+    bars = browser.wait_for("document.querySelectorAll('#track-grades svg rect').length")
+    assert bars >= 4
+    assert browser.evaluate("document.querySelectorAll('#track-months svg path').length") > 0
+    graded = browser.evaluate("document.querySelectorAll('#track-grade-table tbody tr').length")
+    assert graded == sum(1 for g in report["backtest"]["by_grade"] if g["scored"] > 0)
+    drift_rows = browser.evaluate("document.querySelectorAll('#drift-table tbody tr').length")
+    assert drift_rows == len(report["drift"]["features"]) + 1  # and the score
+    bands = browser.evaluate(
+        "[...document.querySelectorAll('#drift-table .band')].map(b => b.textContent)"
+    )
+    assert set(bands) <= {"stable", "moderate", "major"}
+    verdict = browser.evaluate("document.getElementById('retrain').textContent")
+    assert ("Retraining recommended" in verdict) == report["retrain_recommended"]
+    assert browser.errors() == []
+    browser.evaluate("document.getElementById('track').scrollIntoView(), true")
+    shot = browser.send("Page.captureScreenshot", format="png")
+    path = SCREENSHOT.parent / "track-record.png"
+    path.write_bytes(base64.b64decode(shot["data"]))
+    assert path.stat().st_size > 10_000
 
 
 def test_api_docs_render_offline(server: Server, browser: Browser) -> None:
