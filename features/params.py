@@ -46,9 +46,9 @@ class DriftParams(Section):
 
     after: dt.date | None = None
     quality_channel: str = "paid_social"
-    quality_factor: Annotated[float, Field(gt=0.0, le=10.0)] = 0.5
+    quality_factor: Annotated[float, Field(gt=0.0, le=10.0)] = 0.3
     volume_channel: str = "webinar"
-    volume_factor: Annotated[float, Field(gt=0.0, le=20.0)] = 3.0
+    volume_factor: Annotated[float, Field(gt=0.0, le=20.0)] = 6.0
     new_campaign: bool = True
 
     @model_validator(mode="after")
@@ -325,6 +325,20 @@ class MonitorParams(Section):
     """... or when the ROC AUC on matured scores is this far below the model's own test AUC."""
     min_matured: Annotated[int, Field(ge=1)] = 200
     """Matured scores needed before their AUC may recommend retraining."""
+    retrain_major_features: Annotated[int, Field(ge=0)] = 1
+    """... or when at least this many features (not ``trending``) drift majorly (0: never)."""
+    trending: tuple[str, ...] = (
+        "*_lift",
+        "account_earlier_leads",
+        "account_opportunities",
+        "account_wins",
+        "campaign_daily_*",
+        "campaign_spend_per_lead",
+    )
+    """Features (shell patterns) that shift with the calendar by construction, in a world that
+    does not change: outcome rates with few matured outcomes early in the training slice, an
+    account's history that only grows, campaign volume and spend that grow with the business.
+    Their PSI is reported (``trending: true``) but never counts as drift."""
 
     @model_validator(mode="after")
     def _bands(self) -> MonitorParams:

@@ -41,6 +41,7 @@ Everything returned is JSON-safe (no NaN: missing figures are ``None``).
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -344,17 +345,23 @@ def drift_report(
             features[name] = categorical_drift(entry, X[:, j], vocabularies.get(name), settings)
         else:
             features[name] = numeric_drift(entry, X[:, j], settings)
+    for name, entry in features.items():
+        entry["trending"] = any(fnmatch.fnmatchcase(name, p) for p in settings.trending)
     p = np.asarray(probabilities, dtype=np.float64)
     score = numeric_drift(reference["score"], p, settings)
     score = {"psi": score["psi"], "band": score["band"], "ks": score.get("ks"), "rows": len(p)}
+    watched = {n: f for n, f in features.items() if not f["trending"]}
     return {
         "population": f"recently scored leads ({len(X)} with features) vs the training "
         f"reference ({reference['rows']} rows)",
         "rows": len(X),
         "features": features,
         "score": score,
-        "major": sorted(n for n, f in features.items() if f["band"] == "major"),
-        "moderate": sorted(n for n, f in features.items() if f["band"] == "moderate"),
+        "major": sorted(n for n, f in watched.items() if f["band"] == "major"),
+        "moderate": sorted(n for n, f in watched.items() if f["band"] == "moderate"),
+        "trending_major": sorted(
+            n for n, f in features.items() if f["trending"] and f["band"] == "major"
+        ),
     }
 
 
@@ -516,11 +523,29 @@ def retrain_recommendation(
     matured: int,
     test_auc: float | None,
     settings: MonitorParams,
+    major_features: Sequence[str] = (),
 ) -> tuple[bool, list[str], dict[str, Any]]:
     """``(retrain_recommended, retrain_reasons, rules)``: the reasons name the figures; the
-    rules say for each rule whether it could be applied and why not."""
+    rules say for each rule whether it could be applied and why not. ``major_features``: the
+    features (not trending) whose drift is major."""
     reasons: list[str] = []
     rules: dict[str, Any] = {}
+    if settings.retrain_major_features == 0:
+        rules["major_features"] = {"applied": False, "note": "monitor.retrain_major_features is 0"}
+    else:
+        hit = len(major_features) >= settings.retrain_major_features
+        rules["major_features"] = {
+            "applied": True,
+            "value": len(major_features),
+            "threshold": settings.retrain_major_features,
+            "triggered": hit,
+        }
+        if hit:
+            listed = ", ".join(major_features[:5]) + (" …" if len(major_features) > 5 else "")
+            reasons.append(
+                f"{len(major_features)} features drift majorly (PSI > {settings.psi_major}: "
+                f"{listed}): the leads are no longer like the ones the model learned from"
+            )
     if score_psi is None:
         rules["score_psi"] = {"applied": False, "note": "no recent scores or no reference"}
     else:
@@ -715,7 +740,12 @@ def monitor(
     drift["recent_without_data"] = int((~with_data).sum())
     test_auc = None if reference is None else reference.get("test_roc_auc")
     recommended, reasons, rules = retrain_recommendation(
-        drift["score"]["psi"], track["roc_auc"], track["matured"], test_auc, settings
+        drift["score"]["psi"],
+        track["roc_auc"],
+        track["matured"],
+        test_auc,
+        settings,
+        drift.get("major", []),
     )
     return json_safe(
         {

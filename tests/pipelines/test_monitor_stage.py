@@ -197,6 +197,10 @@ def test_psi_for_every_feature_and_nothing_major_in_a_world_that_does_not_change
     assert report["drift"]["score"]["band"] == "stable"
     major = {name for name, entry in features.items() if entry["band"] == "major"}
     assert {name for name in major if not _ageing(name)} == set()
+    assert report["drift"]["major"] == []  # the trending ones are reported, never counted
+    assert set(report["drift"]["trending_major"]) == major
+    assert all(features[name]["trending"] for name in major)
+    assert report["retrain_rules"]["major_features"]["triggered"] is False
     for name in DRIFTED_FEATURES[:2]:
         assert features[name]["band"] == "stable"
     assert report["retrain_recommended"] is False
@@ -206,11 +210,17 @@ def test_psi_for_every_feature_and_nothing_major_in_a_world_that_does_not_change
 
 
 def test_the_drifted_features_are_flagged(reports: dict[str, dict[str, Any]]) -> None:
-    features = reports["drifted"]["drift"]["features"]
+    report = reports["drifted"]
+    features = report["drift"]["features"]
     for name in DRIFTED_FEATURES:
         assert features[name]["psi"] > 0.25, (name, features[name])
         assert features[name]["band"] == "major"
-        assert name in reports["drifted"]["drift"]["major"]
+    assert {"channel", "source"} <= set(report["drift"]["major"])
+    assert "campaign_daily_leads" in report["drift"]["trending_major"]  # grows by construction
+    # the channel and source mix changed: retraining is recommended, and the reason says why
+    assert report["retrain_recommended"] is True
+    assert report["retrain_rules"]["major_features"]["triggered"] is True
+    assert any("channel" in reason for reason in report["retrain_reasons"])
 
 
 def test_the_backtest_shows_the_channel_whose_quality_fell(

@@ -90,8 +90,9 @@ def test_quality_channel_is_accepted_and_converts_at_the_factor(
     social = lambda frame: frame[(frame["channel"] == "paid_social") & frame["drifted"]]  # noqa: E731
     ratio_accept = social(drifted)["p_accepted"].mean() / social(plain)["p_accepted"].mean()
     ratio_convert = social(drifted)["p_converted"].mean() / social(plain)["p_converted"].mean()
-    assert ratio_accept == pytest.approx(0.5, abs=0.08)
-    assert ratio_convert == pytest.approx(0.5, abs=0.12)
+    factor = DriftParams().quality_factor
+    assert ratio_accept == pytest.approx(factor, abs=0.08)
+    assert ratio_convert == pytest.approx(factor, abs=0.12)
     # the other channels and the leads before the date keep their quality
     others = drifted[(drifted["channel"] != "paid_social") & drifted["drifted"]]
     others_plain = plain[(plain["channel"] != "paid_social") & plain["drifted"]]
@@ -124,7 +125,7 @@ def test_volume_channel_grows_by_the_factor(worlds: tuple[Path, Path]) -> None:
         return float((after / days_after) / (before / days_before))
 
     growth = per_day_ratio(drifted, "webinar") / per_day_ratio(plain, "webinar")
-    assert growth == pytest.approx(3.0, rel=0.2)
+    assert growth == pytest.approx(DriftParams().volume_factor, rel=0.2)
     # the other channels' daily volume keeps its course (within noise)
     assert per_day_ratio(drifted, "paid_search") == pytest.approx(
         per_day_ratio(plain, "paid_search"), rel=0.15
