@@ -201,6 +201,28 @@ def _grades(text: str | None) -> tuple[str, ...]:
     return grades
 
 
+DATE = r"^\d{4}-\d{2}-\d{2}$"
+
+
+def _date(name: str, text: str | None) -> dt.date | None:
+    """A calendar date, strictly ``YYYY-MM-DD`` (pydantic would take ``0`` as 1970-01-01)."""
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", name),
+                    "input": text,
+                    "msg": "not a calendar date (YYYY-MM-DD)",
+                }
+            ]
+        ) from None
+
+
 def queue_query(
     view: Annotated[
         View,
@@ -217,8 +239,8 @@ def queue_query(
     grade: Annotated[str | None, Query(max_length=16, description="e.g. `A,B`")] = None,
     channel: Annotated[str | None, Query(max_length=256)] = None,
     campaign: Annotated[str | None, Query(max_length=256, description="campaign id")] = None,
-    created_from: Annotated[dt.date | None, Query()] = None,
-    created_to: Annotated[dt.date | None, Query()] = None,
+    created_from: Annotated[str | None, Query(pattern=DATE, description="YYYY-MM-DD")] = None,
+    created_to: Annotated[str | None, Query(pattern=DATE, description="YYYY-MM-DD")] = None,
     sort: Annotated[Literal[SORTABLE], Query()] = "rank",  # type: ignore[valid-type]
     order: Annotated[Literal["asc", "desc"], Query()] = "asc",
     capacity: Annotated[
@@ -232,8 +254,8 @@ def queue_query(
         grades=_grades(grade),
         channel=channel or None,
         campaign=campaign or None,
-        created_from=created_from,
-        created_to=created_to,
+        created_from=_date("created_from", created_from),
+        created_to=_date("created_to", created_to),
         sort=sort,
         descending=order == "desc",
         capacity=capacity,

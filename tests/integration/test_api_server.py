@@ -156,7 +156,14 @@ V1_ROUTES = [
     ("GET", "/v1/dashboard/kpis"),
     ("GET", "/v1/dashboard/model"),
     ("GET", "/v1/dashboard/queue"),
+    ("GET", "/v1/dashboard/queue.csv"),
+    ("GET", "/v1/dashboard/leads/{lead_id}"),
+    ("GET", "/v1/dashboard/monitoring"),
+    ("POST", "/v1/leads/{lead_id}/feedback"),
+    ("GET", "/v1/leads/{lead_id}/scores"),
 ]
+HISTORY = ("trend", "previous_score", "previous_scored_at")
+"""Answer fields from the score store's history: they change as answers are recorded."""
 
 
 def test_every_v1_route_is_documented_and_listed(client: httpx.Client) -> None:
@@ -263,6 +270,8 @@ def test_answers_equal_the_batch_path(
         assert pd.Timestamp(got.pop("as_of")) == as_of
         model = got.pop("model")
         assert isinstance(got.pop("unseen"), list)  # the batch path does not list them
+        for name in HISTORY:  # the store's, not the model's
+            got.pop(name)
         assert got == oracle  # bit for bit through JSON, reasons included
         assert model["version"]
 
@@ -274,7 +283,11 @@ def test_batch_gives_each_lead_its_single_answer(
     assert batch.status_code == 200
     results = batch.json()["results"]
     singles = [client.post("/v1/score", json=b, headers=key("score")).json() for b in requests_]
-    assert results == singles
+
+    def model_part(answer: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in answer.items() if k not in HISTORY}
+
+    assert [model_part(r) for r in results] == [model_part(s) for s in singles]
 
 
 def test_queue_order_and_capacity(
@@ -450,15 +463,22 @@ def test_schemathesis_finds_no_server_error(server: Server, tmp_path: Path) -> N
         "none",
         "--suppress-health-check",
         "all",
+        # one worker: CPython 3.11.7's ast.parse is not thread-safe ("AST constructor
+        # recursion depth mismatch" inside hypothesis, seen in CI with two)
         "--workers",
-        "2",
+        "1",
         "--no-color",
     ]
     result = subprocess.run(
         command, cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False
     )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
-    assert "No issues found" in result.stdout
+    summary = result.stdout.split("SUMMARY")[-1]
+    assert "Failures:" not in summary, summary
+    assert "Errors:" not in summary, summary
+    # the one warning allowed: random lead ids of /v1/leads/{lead_id}/… are unknown (404)
+    warnings = [line for line in summary.splitlines() if "⚠️" in line]
+    assert all("Missing test data" in line for line in warnings), warnings
     generated = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
     assert generated is not None, result.stdout[-2000:]
     assert int(generated[1]) >= 1000  # the issue's bar: at least 1,000 cases, 0 5xx

@@ -98,7 +98,14 @@ def test_search_filters_and_sort(client: TestClient) -> None:
     by_company = _queue(client, view="all", sort="company_name", order="desc", limit=5000)["rows"]
     names = [r["company_name"] for r in by_company]
     assert names == sorted(names, reverse=True)
-    for query in ({"grade": "E"}, {"sort": "email; drop"}, {"view": "closed"}, {"capacity": 0}):
+    for query in (
+        {"grade": "E"},
+        {"sort": "email; drop"},
+        {"view": "closed"},
+        {"capacity": 0},
+        {"created_to": "0"},
+        {"created_from": "2025-13-45"},
+    ):
         answer = client.get("/v1/dashboard/queue", params=query, headers=auth("score"))
         assert answer.status_code == 422, query
 
