@@ -1,6 +1,6 @@
 """Batch scoring benchmark: ``leadscore score`` with and without reasons, beside the floor.
 
-    python bench/bench_batch.py [--leads 100000 1000000] [--model artifacts/model]
+    python bench/bench_batch.py [--leads 100000 300000] [--model artifacts/model]
                                 [--chunk 100000] [--workdir DIR] [--skip-reasons-above N]
 
 For each size: simulated leads with their touches and sales events (``leadscore generate``,
@@ -9,6 +9,12 @@ reused from ``--workdir``), then ``leadscore score`` as a separate process, once
 (``getrusage`` of the child). The peer is the floor no scorer can beat on this model: raw
 ``Booster.predict`` (every target) and ``pred_contrib`` (the primary target's SHAP, what the
 reasons need) rows/s on the feature matrix of 20,000 of the leads, on the same cores.
+
+With two sizes or more (the default), the peak's growth per lead from the smallest to each
+larger size: memory is meant to be bounded by ``--chunk``, not the file, so what grows is the
+duplicate-id check's hashes, 8 bytes a lead, under the run-to-run noise of the peak (about
+±50 MB: allocator heaps and threads; a run of one chunk also peaks a little lower than one of
+several, while the heaps settle). Compare sizes of several chunks each for the slope.
 """
 
 from __future__ import annotations
@@ -86,7 +92,7 @@ def floor(model: str, raw: Path, rows: int = 20_000) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--leads", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--leads", type=int, nargs="+", default=[100_000, 300_000])
     parser.add_argument("--model", default=str(REPO / "artifacts" / "model"))
     parser.add_argument("--chunk", type=int, default=100_000)
     parser.add_argument("--workdir", type=Path, default=None)
@@ -126,7 +132,35 @@ def main() -> None:
                 f"({rate / floor_rate:.2f}x the {'pred_contrib' if reasons else 'predict'} floor)"
             )
             out.unlink(missing_ok=True)
-    print(json.dumps({"floor": peer, "runs": results}))
+    growth = per_lead_growth(results)
+    for line in growth:
+        print(
+            f"peak growth, reasons {line['reasons']}: {line['from_leads']:,} → "
+            f"{line['to_leads']:,} leads: {line['peak_mb_delta']:+,.0f} MB, "
+            f"{line['bytes_per_lead']:+,.0f} bytes/lead (the duplicate check's hashes: 8; "
+            f"the peak varies by about ±50 MB from run to run)"
+        )
+    print(json.dumps({"floor": peer, "runs": results, "growth": growth}))
+
+
+def per_lead_growth(results: list[dict[str, float]]) -> list[dict[str, float]]:
+    """Per ``reasons`` setting: the peak's change from the smallest size to each larger one,
+    in MB and in bytes per lead (MB of 2**20 bytes, as ``ru_maxrss`` / 1024)."""
+    growth = []
+    for reasons in sorted({run["reasons"] for run in results}):
+        runs = sorted((r for r in results if r["reasons"] == reasons), key=lambda r: r["leads"])
+        for run in runs[1:]:
+            delta = run["peak_mb"] - runs[0]["peak_mb"]
+            growth.append(
+                {
+                    "reasons": reasons,
+                    "from_leads": runs[0]["leads"],
+                    "to_leads": run["leads"],
+                    "peak_mb_delta": delta,
+                    "bytes_per_lead": delta * 2**20 / (run["leads"] - runs[0]["leads"]),
+                }
+            )
+    return growth
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ written incrementally as the API's answer per lead (``leadscore score`` runs it;
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from features import contract
 from features.errors import UserError
 from features.ingest.readers import WRITABLE_SUFFIXES, csv_error, file_kind, sniff_csv
+from features.validation.coercion import coerce
 from features.validation.validate import check_table
 from models.reasons import ReasonColumns, ReasonSide
 from models.scorer import LeadScorer
@@ -49,15 +50,29 @@ def _parquet_file(path: Path) -> pq.ParquetFile:
         raise UserError(f"{path}: not a readable Parquet file ({detail})") from None
 
 
+Chunks = Iterator[tuple[pd.DataFrame, pa.Table]]
+
+
 @dataclass
 class LeadFile:
     """The leads table, read in chunks: each chunk as the frame to check and score and, beside
     it, the ``--keep`` columns exactly as read (Arrow, so a Parquet column keeps its type and
-    a CSV cell its text: ``00123`` stays ``00123``). ``rows``: the row count when known."""
+    a CSV cell its text: ``00123`` stays ``00123``). ``rows``: the row count when known.
+    ``reread``: the same chunks again from the first row (a new read of the file)."""
 
-    chunks: Iterator[tuple[pd.DataFrame, pa.Table]]
+    chunks: Chunks
     rows: int | None
     kept: pa.Schema
+    path: Path
+    reread: Callable[[], Chunks]
+
+    def typed_ids(self) -> Iterator[pd.Series]:
+        """The file's lead ids again from the first row, chunk by chunk, typed as
+        :func:`prepare_leads` saw them (the contract's coercion of the same chunk: the same
+        text for the same cell), for :class:`SeenIds` to confirm a repeated id."""
+        for frame, _ in self.reread():
+            typed, _ = coerce(contract.LEADS, frame, self.path)
+            yield lead_ids(typed)
 
 
 def lead_chunks(path: Path, chunk: int, keep: Sequence[str] = ()) -> LeadFile:
@@ -90,7 +105,7 @@ def lead_chunks(path: Path, chunk: int, keep: Sequence[str] = ()) -> LeadFile:
     else:
         kept = pa.schema([(name, pa.string()) for name in keep])  # CSV cells are text
 
-    def rows() -> Iterator[tuple[pd.DataFrame, pa.Table]]:
+    def rows() -> Chunks:
         if kind == "parquet":
             if handle.metadata.num_rows == 0:
                 raise UserError(f"{path}: header only, no rows")
@@ -99,6 +114,7 @@ def lead_chunks(path: Path, chunk: int, keep: Sequence[str] = ()) -> LeadFile:
                     if batch.num_rows:
                         table = pa.Table.from_batches([batch])
                         yield batch.to_pandas(), table.select(list(keep)).replace_schema_metadata()
+                        del batch, table  # not held while the next chunk is read and scored
             except (pa.ArrowException, OSError, ValueError) as error:
                 detail = " ".join(str(error).split())
                 raise UserError(f"{path}: not a readable Parquet file ({detail})") from None
@@ -124,12 +140,15 @@ def lead_chunks(path: Path, chunk: int, keep: Sequence[str] = ()) -> LeadFile:
                         frame[list(keep)], schema=kept, preserve_index=False
                     )
                     yield frame, table.replace_schema_metadata()
+                    del table
+                del frame  # not held while the next chunk is read and scored
         except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as error:
             raise csv_error(path, error) from None
         if not seen_rows:
             raise UserError(f"{path}: header only, no rows")
 
-    return LeadFile(rows(), handle.metadata.num_rows if kind == "parquet" else None, kept)
+    total = handle.metadata.num_rows if kind == "parquet" else None
+    return LeadFile(rows(), total, kept, path, rows)
 
 
 class EventSource:
@@ -217,21 +236,94 @@ def _as_of_times(values: pd.Series) -> tuple[pd.Series, int]:
     return parsed, bad
 
 
+# ------------------------------------------------------------ duplicate ids
+def lead_ids(typed: pd.DataFrame) -> pd.Series:
+    """A checked chunk's lead ids as the text the duplicate check compares."""
+    return typed["lead_id"].astype(str)
+
+
+def id_hashes(ids: pd.Series) -> np.ndarray:
+    """64-bit hashes of lead ids: pandas' SipHash-2-4 of each id's UTF-8 bytes under a fixed
+    key, so an id has the same hash in every chunk and every run. Per value
+    (``categorize=False``): 4x faster than factorizing the mostly unique ids first."""
+    return pd.util.hash_array(np.asarray(ids, dtype=object), categorize=False)
+
+
+def _members(sorted_hashes: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    """Mask of ``hashes`` present in the sorted array ``sorted_hashes``."""
+    if not len(sorted_hashes):
+        return np.zeros(len(hashes), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_hashes, hashes), len(sorted_hashes) - 1)
+    return np.asarray(sorted_hashes[at] == hashes)
+
+
+class SeenIds:
+    """The lead ids of the chunks checked so far, for refusing an id repeated in a later
+    chunk, in 8 bytes a lead: their 64-bit hashes (:func:`id_hashes`) in one sorted array. A
+    Python set of the ids themselves cost about 100 bytes a lead (130 MB for a million) and
+    its ``isin`` rebuilt an array of every earlier id per chunk.
+
+    A hash found again is confirmed against the earlier ids themselves, read again from the
+    file (``earlier``: the typed ids chunk by chunk from the first row, e.g.
+    :meth:`LeadFile.typed_ids`), so two distinct ids that share a hash are never refused.
+    That re-read happens only on the way to a duplicate-id error, or for a real collision
+    (for a million ids, about one chance in 37 million: n² / 2⁶⁵)."""
+
+    def __init__(
+        self,
+        earlier: Callable[[], Iterator[pd.Series]],
+        hasher: Callable[[pd.Series], np.ndarray] | None = None,
+    ) -> None:
+        self._earlier = earlier
+        self._hasher = hasher or id_hashes  # looked up here: tests give colliding hashes
+        self._hashes = np.empty(0, dtype=np.uint64)
+        self.count = 0
+        """Ids added so far (the rows of the earlier chunks)."""
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held: 8 bytes per id added."""
+        return int(self._hashes.nbytes)
+
+    def repeated(self, ids: pd.Series) -> np.ndarray:
+        """Mask of ``ids`` that are among the ids added before (exactly: by their text)."""
+        hashes = self._hasher(ids)
+        hit = _members(self._hashes, hashes)
+        if not hit.any():
+            return hit
+        wanted = np.unique(hashes[hit])
+        earlier: set[str] = set()
+        rows = 0
+        for chunk in self._earlier():
+            chunk = chunk.iloc[: self.count - rows]  # only the rows added, not this chunk's
+            rows += len(chunk)
+            earlier.update(chunk[_members(wanted, self._hasher(chunk))])
+            if rows >= self.count:
+                break
+        return hit & ids.isin(earlier).to_numpy(dtype=bool)
+
+    def add(self, ids: pd.Series) -> None:
+        fresh = np.sort(self._hasher(ids))
+        # One merge per chunk: a copy of the array, not a sort of all of it.
+        self._hashes = np.insert(self._hashes, np.searchsorted(self._hashes, fresh), fresh)
+        self.count += len(ids)
+
+
 def prepare_leads(
     frame: pd.DataFrame,
     path: Path,
     scorer: LeadScorer,
     default_as_of: pd.Timestamp,
     offset: int,
-    seen: set[str] | None = None,
+    seen: SeenIds | None = None,
 ) -> tuple[pd.DataFrame, pd.Series]:
     """Checked leads of one chunk and their as_of (per row, or the run's). ``seen``: the ids
     of the earlier chunks (updated here), so an id repeated across chunks is refused too."""
     frame = check_table(contract.LEADS, frame, path, first_row=offset + 1)
     check_time_range(frame["created_at"], "created_at", path, first_row=offset + 1)
     if seen is not None:
-        ids = frame["lead_id"].astype(str)
-        again = ids.isin(seen).to_numpy()
+        ids = lead_ids(frame)
+        again = seen.repeated(ids)
         if again.any():
             first = int(np.flatnonzero(again)[0])
             raise UserError(
@@ -239,7 +331,7 @@ def prepare_leads(
                 f"{offset + 1:,}–{offset + len(frame):,} appeared in earlier rows "
                 f"(e.g. {ids.iloc[first]!r} in row {offset + first + 1:,}): duplicate id"
             )
-        seen.update(ids)
+        seen.add(ids)
     for name in scorer.engine.numerics_:
         if name in frame:
             numbers = pd.to_numeric(frame[name], errors="coerce")

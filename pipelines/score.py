@@ -27,17 +27,21 @@ a large run.
 
 The leads are read and scored ``--chunk`` rows at a time (the event tables are filtered to each
 chunk's leads while they are read), so memory is bounded by the chunk, not the file: a million
-leads fit. The output is written to a temporary file and renamed at the end.
+leads fit. What grows with the file is 8 bytes a lead, the hashes of the ids seen so far (an id
+repeated in a later chunk is refused: :class:`models.batch.SeenIds`). The output is written to
+a temporary file and renamed at the end.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 from tqdm import tqdm
 
 from features import contract
@@ -47,6 +51,8 @@ from models.batch import (
     EARLIEST,
     END_OF_TIME,
     EventSource,
+    LeadFile,
+    SeenIds,
     Writer,
     beyond_horizon,
     file_format,
@@ -59,6 +65,14 @@ from models.packaging.loading import ModelLoadError, load
 from models.scorer import LeadScorer
 
 logger = logging.getLogger(__name__)
+
+COLLECT_EVERY = 50_000
+"""Leads scored between two full collections of reference cycles. Each chunk's checks (Great
+Expectations' context, batch and validator) leave cycles that hold the chunk's typed leads and
+events; CPython collects its oldest generation only once it has grown by a quarter (some 400k
+objects here), so they piled up: peak memory grew about 1 KB a lead (2.1 GB for a million
+leads at ``--chunk 100000``; 1.38 GB collected). A collection takes 0.1–0.5 s, mostly freeing
+what it finds: after every chunk of the default size, after every few small ones."""
 
 
 # ----------------------------------------------------------------------- run
@@ -119,9 +133,8 @@ def run(
             f"({', '.join(answers)}); rename it in the input or leave it out"
         )
     logger.info("scoring %s with %s version %s (as of %s)", input, info.name, info.version, when)
-    warned = False
-    scored = 0
-    seen: set[str] = set()
+    chunks = Chunks(scorer, leads_file, sources, writer, when, as_of, reasons)
+    collected = 0
     # A read-only directory or a full disk is one line naming the output
     # (features.storage's atomic writer translates it after removing its temporary file).
     with (
@@ -133,27 +146,57 @@ def run(
         writer.path = staging
         try:
             for frame, kept in leads_file.chunks:
-                leads, stamps = prepare_leads(frame, input, scorer, when, scored, seen)
-                if not warned:
-                    warned = _warn_past_horizon(scorer, stamps, frame, input, as_of, scored)
-                events = {
-                    name: source.for_leads(leads["lead_id"]) for name, source in sources.items()
-                }
-                result, explained = score_chunk(
-                    scorer,
-                    leads,
-                    stamps,
-                    events.get("touches"),
-                    events.get("sales_events"),
-                    reasons,
-                )
-                writer.write(result, explained, kept)
-                scored += len(result)
-                bar.update(len(result))
+                bar.update(chunks.score(frame, kept))
+                del frame, kept  # not alive while the next chunk is read
+                if chunks.scored - collected >= COLLECT_EVERY:
+                    gc.collect()
+                    collected = chunks.scored
         finally:
             writer.close()
+    scored = chunks.scored
     logger.info("scored %d leads → %s", scored, output)
     return scored
+
+
+class Chunks:
+    """One run's chunks, scored one at a time: each chunk's frames live only in
+    :meth:`score`, so none outlives its chunk (the previous chunk's events are not held while
+    the next is read and scored)."""
+
+    def __init__(
+        self,
+        scorer: LeadScorer,
+        leads_file: LeadFile,
+        sources: dict[str, EventSource],
+        writer: Writer,
+        when: pd.Timestamp,
+        as_of: str | None,
+        reasons: int,
+    ) -> None:
+        self.scorer = scorer
+        self.input = leads_file.path
+        self.sources = sources
+        self.writer = writer
+        self.when = when
+        self.as_of = as_of
+        self.reasons = reasons
+        self.seen = SeenIds(leads_file.typed_ids)
+        self.warned = False
+        self.scored = 0
+
+    def score(self, frame: pd.DataFrame, kept: pa.Table) -> int:
+        """Check, score and write one chunk; returns its number of leads."""
+        scorer, input = self.scorer, self.input
+        leads, stamps = prepare_leads(frame, input, scorer, self.when, self.scored, self.seen)
+        if not self.warned:
+            self.warned = _warn_past_horizon(scorer, stamps, frame, input, self.as_of, self.scored)
+        events = {name: source.for_leads(leads["lead_id"]) for name, source in self.sources.items()}
+        result, explained = score_chunk(
+            scorer, leads, stamps, events.get("touches"), events.get("sales_events"), self.reasons
+        )
+        self.writer.write(result, explained, kept)
+        self.scored += len(result)
+        return len(result)
 
 
 def _warn_past_horizon(
