@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 import pandas as pd
 
+from features import contract
 from models.store import ScoreRecord, Source, Store
 from models.store.history import Standing
 
@@ -111,3 +112,39 @@ def crm_export(
         },
         columns=list(CRM_COLUMNS),
     )
+
+
+def output_records(
+    rows: pd.DataFrame,
+    targets: tuple[str, ...],
+    primary: str,
+    model: Mapping[str, str],
+    source: Source,
+    scored_at: dt.datetime,
+    reasons: int,
+) -> Iterator[ScoreRecord]:
+    """The rows of a ``leadscore score`` output (``lead_id``, ``as_of``, ``p_<target>``,
+    ``score``, ``grade``, ``handoff``, ``reason_1…``, ``reason_negative_1…``) as records."""
+    positive = [f"reason_{k}" for k in range(1, reasons + 1)]
+    negative = [f"reason_negative_{k}" for k in range(1, reasons + 1)]
+    for row in rows.to_dict("records"):
+        probabilities = {t: float(row[f"p_{t}"]) for t in targets}
+        yield ScoreRecord(
+            lead_id=str(row["lead_id"]),
+            as_of=contract.utc(row["as_of"]).to_pydatetime(),
+            scored_at=scored_at,
+            model_name=str(model["name"]),
+            model_version=str(model["version"]),
+            probabilities=probabilities,
+            probability=probabilities[primary],
+            score=int(row["score"]),
+            grade=row["grade"],
+            handoff=str(row["handoff"]).lower() in ("true", "1"),
+            source=source,
+            positive_reasons=tuple(str(row[c]) for c in positive if c in row and _text(row[c])),
+            negative_reasons=tuple(str(row[c]) for c in negative if c in row and _text(row[c])),
+        )
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str) and bool(value)

@@ -37,11 +37,13 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
 from features import contract
@@ -62,7 +64,9 @@ from models.batch import (
     score_chunk,
 )
 from models.packaging.loading import ModelLoadError, load
+from models.rescoring import output_records
 from models.scorer import LeadScorer
+from models.store import StoreError, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +80,10 @@ what it finds: after every chunk of the default size, after every few small ones
 
 
 # ----------------------------------------------------------------------- run
+RECORD_SLICE = 5000
+"""Scores per write transaction when a finished output is recorded."""
+
+
 def parse_as_of(text: str | None) -> pd.Timestamp:
     if text is None:
         return pd.Timestamp(dt.datetime.now(dt.UTC))
@@ -155,7 +163,52 @@ def run(
             writer.close()
     scored = chunks.scored
     logger.info("scored %d leads → %s", scored, output)
+    record_output(output, out_kind, scorer, info.ref, reasons)
     return scored
+
+
+def record_output(
+    output: Path, kind: str, scorer: LeadScorer, model: dict[str, str], reasons: int
+) -> int:
+    """The finished output's scores into the score store (source ``batch``), read back from the
+    file in slices: only a complete output is recorded. A store that is off or failing is one
+    line: the output stands."""
+    try:
+        store = open_store(Path.cwd())
+    except StoreError as error:
+        logger.warning("score: scores not recorded: %s", error)
+        return 0
+    written = 0
+    try:
+        if not store.enabled:
+            return 0
+        scored_at = dt.datetime.now(dt.UTC)
+        for rows in _output_slices(output, kind):
+            batch = list(
+                output_records(
+                    rows, scorer.targets, scorer.primary, model, "batch", scored_at, reasons
+                )
+            )
+            written += store.record(batch)
+        logger.info("score: %d scores recorded in %s", written, store.description)
+    except SQLAlchemyError as error:
+        logger.warning(
+            "score: %d scores recorded, the rest not (%s: %s)",
+            written,
+            store.description,
+            type(error).__name__,
+        )
+    finally:
+        store.close()
+    return written
+
+
+def _output_slices(output: Path, kind: str, rows: int = RECORD_SLICE) -> Iterator[pd.DataFrame]:
+    if kind == "parquet":
+        for batch in pq.ParquetFile(output).iter_batches(batch_size=rows):
+            yield batch.to_pandas()
+        return
+    yield from pd.read_csv(output, chunksize=rows, dtype={"lead_id": str}, keep_default_na=False)
 
 
 class Chunks:
