@@ -38,6 +38,15 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=20_000)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--postgres", default=None, help="a PostgreSQL URL to measure too")
+    parser.add_argument(
+        "--rescore-tables",
+        type=Path,
+        default=None,
+        help="canonical tables to time `leadscore rescore` on instead (e.g. the 1M leads of "
+        "bench_batch.py's workdir), with --rescore-model",
+    )
+    parser.add_argument("--rescore-model", default=None, help="a bundle directory")
+    parser.add_argument("--skip-api", action="store_true", help="only time the rescoring")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="leadscore-bench-recording-"))
     info = build(workdir, args.leads)
@@ -57,21 +66,23 @@ def main() -> None:
         f"{args.rounds} interleaved rounds of {args.seconds:.0f} s, {os.cpu_count()} cores"
     )
     results: dict[str, list[dict[str, float]]] = {name: [] for name in stores}
+    if args.skip_api:
+        results = {}
     with contextlib.ExitStack() as servers:
         ports = {}
-        for name, url in stores.items():
+        for name, url in stores.items() if results else ():
             port = free_port()
             command = [str(BIN / "leadscore"), "serve", "--port", str(port)]
             servers.enter_context(
                 running(command, {**base, "LEADSCORE_STORE_URL": url}, port, "/readyz")
             )
             ports[name] = port
-        for _ in range(args.rounds):
+        for _ in range(args.rounds if results else 0):
             for name, port in ports.items():
                 results[name].append(
                     hold(port, "POST", "/v1/score", body, args.seconds, args.concurrency)
                 )
-    peer = float(np.median([r["rps"] for r in results["off (peer)"]]))
+    peer = float(np.median([r["rps"] for r in results["off (peer)"]])) if results else 1.0
     for name, rounds in results.items():
         rps = float(np.median([r["rps"] for r in rounds]))
         p50 = float(np.median([r["p50_ms"] for r in rounds]))
@@ -104,8 +115,9 @@ def main() -> None:
     seconds = time.perf_counter() - start
     rows = sum(1 for _ in (workdir / "crm_scores.csv").open()) - 1
     print(
-        f"  leadscore rescore: {rows:,} open leads scored, stored (SQLite) and written in "
-        f"{seconds:.1f} s: {rows / seconds:,.0f} leads/s, process start included"
+        f"  leadscore rescore on {validated}: {rows:,} open leads scored with reasons, stored "
+        f"(SQLite) and written in {seconds:.1f} s: {rows / seconds:,.0f} leads/s, process start "
+        f"included (peer: bench_batch.py's `leadscore score` with 3 reasons, same cores)"
     )
 
 

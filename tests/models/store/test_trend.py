@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from features.params import StoreParams, TrendParams
 from models.store import ScoreStore
+from models.store.store import FEW
 from models.store.trend import direction_of, lead_trend
 from tests.models.store.samples import T0, score
 
@@ -145,3 +146,37 @@ def test_the_defaults_are_the_stores_params(store_url: str) -> None:
         trend = store.trend(["p"], now)["p"]
         assert (trend.direction, trend.scores) == ("steady", 2)
         assert store.trend(["p"], now, window_days=5)["p"].direction == "improving"
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    histories=st.lists(
+        st.lists(st.tuples(st.integers(0, 60), st.floats(0.0, 1.0, allow_nan=False)), max_size=6),
+        min_size=FEW + 1,
+        max_size=FEW + 8,
+    )
+)
+def test_few_leads_and_many_leads_read_the_same_history(
+    store: ScoreStore, histories: list[list[tuple[int, float]]]
+) -> None:
+    """The per-lead index seeks (the API's few leads) and the windowed queries (many leads)
+    give the same latest score and trend, lead by lead."""
+    offset = next(_RUNS) * 1000  # one store for every example: leads of their own
+    ids = [f"M{offset + i}" for i in range(len(histories))]
+    rows = [
+        score(lead, at=T0 - dt.timedelta(days=days, seconds=k), probability=p)
+        for lead, history in zip(ids, histories, strict=True)
+        for k, (days, p) in enumerate(history)
+    ]
+    if rows:
+        store.record(rows)
+    many_latest = store.latest(ids, before=T0 + dt.timedelta(seconds=1))
+    many_trend = store.trend(ids, T0, 30, 0.05)
+    assert len(ids) > FEW  # the windowed path
+    for lead in ids:
+        few_latest = store.latest([lead], before=T0 + dt.timedelta(seconds=1))
+        assert few_latest.get(lead) == many_latest.get(lead)
+        assert store.trend([lead], T0, 30, 0.05)[lead] == many_trend[lead]
+
+
+_RUNS = itertools.count()
