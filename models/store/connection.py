@@ -94,7 +94,8 @@ def create_store_engine(url: str) -> Engine:
     elif backend == "postgresql" and "connect_timeout" not in parsed.query:
         connect_args = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
     try:
-        engine = create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+        # a SQLite file's connections never go stale: no ping per checkout on the hot path
+        engine = create_engine(parsed, connect_args=connect_args, pool_pre_ping=backend != "sqlite")
     except (NoSuchModuleError, ImportError) as error:
         raise StoreError(f"score store {redact(parsed)}: no driver for it ({error})") from None
     except (ArgumentError, TypeError) as error:

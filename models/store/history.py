@@ -5,7 +5,7 @@ any number of leads."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from features.params import TrendParams
@@ -32,15 +32,12 @@ def standings(
     :mod:`models.store.trend` over the stored scores of the window and the new one: the change
     from the oldest of them in the window to the new score."""
     params = params or TrendParams()
-    ids: Sequence[str] = list(probabilities)
-    latest = store.latest(ids, before=now)
-    stored = store.trend(ids, now, params.window_days, params.threshold)
+    ends = store.history_ends(list(probabilities), now, params.window_days)
     out: dict[str, Standing] = {}
-    for lead in ids:
-        previous, window = latest.get(lead), stored.get(lead)
-        if previous is None or window is None or window.scores == 0:
-            out[lead] = Standing(previous, "not enough history")
+    for lead, end in ends.items():
+        if end.previous is None or end.window_oldest is None or end.window_scores == 0:
+            out[lead] = Standing(end.previous, "not enough history")
             continue
-        oldest = previous.probability - (window.change or 0.0)  # one score: itself
-        out[lead] = Standing(previous, direction_of(probabilities[lead] - oldest, params.threshold))
+        change = probabilities[lead] - end.window_oldest
+        out[lead] = Standing(end.previous, direction_of(change, params.threshold))
     return out

@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -66,6 +67,9 @@ class Store(Protocol):
         window_days: int | None = None,
         threshold: float | None = None,
     ) -> dict[str, LeadTrend]: ...
+    def history_ends(
+        self, lead_ids: Iterable[str], now: dt.datetime, window_days: int
+    ) -> dict[str, HistoryEnds]: ...
     def scores_between(self, start: dt.datetime, end: dt.datetime) -> pd.DataFrame: ...
     def add_feedback(self, entry: FeedbackRecord) -> StoredFeedback | None: ...
     def feedback(self, since: dt.datetime | None = None) -> pd.DataFrame: ...
@@ -91,6 +95,16 @@ def _aware(name: str, value: dt.datetime) -> dt.datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEnds:
+    """A lead's latest stored score, and the count and oldest primary probability of its
+    stored scores in the trend window."""
+
+    previous: StoredScore | None
+    window_scores: int
+    window_oldest: float | None
 
 
 FEW = 32
@@ -296,6 +310,57 @@ class ScoreStore:
             for lead, end in ends.items()
         }
 
+    def history_ends(
+        self, lead_ids: Iterable[str], now: dt.datetime, window_days: int
+    ) -> dict[str, HistoryEnds]:
+        """What a new score is read against, per lead: its latest stored score before ``now``,
+        and the count and oldest probability of its scores in the trend window ending at
+        ``now``. Few leads: three index seeks each on one connection (the API's hot path)."""
+        _aware("now", now)
+        ids = list(dict.fromkeys(lead_ids))
+        if len(ids) > FEW:
+            latest = self.latest(ids, before=now)
+            trends = self.trend(ids, now, window_days)
+            out = {}
+            for lead in ids:
+                previous, window = latest.get(lead), trends[lead]
+                oldest = None
+                if previous is not None and window.scores:
+                    oldest = previous.probability - (window.change or 0.0)
+                out[lead] = HistoryEnds(previous, window.scores, oldest)
+            return out
+        start = window_start(now, window_days)
+        found: dict[str, HistoryEnds] = {}
+        columns = [scores.c[name] for name in SCORE_COLUMNS]
+        with self._reading() as connection:
+            for lead in ids:
+                row = connection.execute(
+                    select(*columns)
+                    .where(scores.c.lead_id == lead, scores.c.scored_at < now)
+                    .order_by(scores.c.scored_at.desc(), scores.c.id.desc())
+                    .limit(1)
+                ).first()
+                previous = _stored_score(row) if row is not None else None
+                if previous is None or previous.scored_at < start:
+                    found[lead] = HistoryEnds(previous, 0, None)
+                    continue
+                inside = (
+                    scores.c.lead_id == lead,
+                    scores.c.scored_at >= start,
+                    scores.c.scored_at < now,
+                )
+                count = connection.execute(
+                    select(func.count()).select_from(scores).where(*inside)
+                ).scalar_one()
+                oldest = connection.execute(
+                    select(scores.c.probability)
+                    .where(*inside)
+                    .order_by(scores.c.scored_at, scores.c.id)
+                    .limit(1)
+                ).scalar_one()
+                found[lead] = HistoryEnds(previous, int(count), float(oldest))
+        return found
+
     def scores_between(self, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
         """Scores with ``start <= scored_at < end``, oldest first: one row per score, the
         columns of the ``scores`` table (``probabilities`` and ``reasons`` as dicts), times
@@ -399,6 +464,11 @@ class NullStore:
         threshold: float | None = None,
     ) -> dict[str, LeadTrend]:
         return {lead: LeadTrend("not enough history", None, 0) for lead in lead_ids}
+
+    def history_ends(
+        self, lead_ids: Iterable[str], now: dt.datetime, window_days: int
+    ) -> dict[str, HistoryEnds]:
+        return {lead: HistoryEnds(None, 0, None) for lead in lead_ids}
 
     def scores_between(self, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
         return _frame([], SCORE_COLUMNS, ("as_of", "scored_at"))

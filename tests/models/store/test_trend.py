@@ -173,10 +173,18 @@ def test_few_leads_and_many_leads_read_the_same_history(
     many_latest = store.latest(ids, before=T0 + dt.timedelta(seconds=1))
     many_trend = store.trend(ids, T0, 30, 0.05)
     assert len(ids) > FEW  # the windowed path
+    many_ends = store.history_ends(ids, T0 + dt.timedelta(seconds=1), 30)
     for lead in ids:
         few_latest = store.latest([lead], before=T0 + dt.timedelta(seconds=1))
         assert few_latest.get(lead) == many_latest.get(lead)
         assert store.trend([lead], T0, 30, 0.05)[lead] == many_trend[lead]
+        few_ends = store.history_ends([lead], T0 + dt.timedelta(seconds=1), 30)[lead]
+        assert few_ends.previous == many_ends[lead].previous
+        assert few_ends.window_scores == many_ends[lead].window_scores
+        if few_ends.window_oldest is None:
+            assert many_ends[lead].window_oldest is None
+        else:
+            assert few_ends.window_oldest == pytest.approx(many_ends[lead].window_oldest, abs=1e-12)
 
 
 _RUNS = itertools.count()
