@@ -10,11 +10,14 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from features.params import TrendParams
 from models.store import NullStore, Recorder, ScoreRecord, Source, Store
-from models.store.history import standings
+from models.store.history import standings_from
+from models.store.store import HistoryEnds
 from serving.metrics import ApiMetrics
 
 logger = logging.getLogger(__name__)
@@ -48,6 +51,14 @@ def records_of(
     return out
 
 
+@dataclass(frozen=True)
+class Prefetch:
+    """A request's moment and the read of its leads' history started at it (None: no store)."""
+
+    now: dt.datetime
+    ends: Future[dict[str, HistoryEnds]] | None
+
+
 class ScoreKeeper:
     """The worker's store and recorder (opened after any fork), and the trend rule."""
 
@@ -65,27 +76,48 @@ class ScoreKeeper:
         self._lock = threading.Lock()
         self._counted = (0, 0)
         self._failing = False
+        # reads the history while the scoring thread scores (SQLite and the driver release the
+        # GIL): the answer waits for whichever ends last, not for both in turn
+        self._readers: ThreadPoolExecutor | None = None
+
+    def prefetch(self, lead_ids: Sequence[str]) -> Prefetch:
+        """Start reading these leads' stored history now; :meth:`keep` takes it."""
+        now = dt.datetime.now(dt.UTC)
+        if not self.store.enabled or not lead_ids:
+            return Prefetch(now, None)
+        with self._lock:
+            if self._readers is None:
+                self._readers = ThreadPoolExecutor(2, thread_name_prefix="store-read")
+            readers = self._readers
+        ids = list(dict.fromkeys(str(i) for i in lead_ids))
+        return Prefetch(
+            now, readers.submit(self.store.history_ends, ids, now, self.trend.window_days)
+        )
 
     def keep(
-        self, answers: list[dict[str, Any]], primary: str, source: Source
+        self,
+        answers: list[dict[str, Any]],
+        primary: str,
+        source: Source,
+        prefetched: Prefetch | None = None,
     ) -> list[dict[str, Any]]:
         """The answers with their stored history (trend, previous score), then recorded."""
-        now = dt.datetime.now(dt.UTC)
-        self.history(answers, primary, now)
-        self.record(answers, primary, source, now)
+        if prefetched is None:
+            prefetched = self.prefetch([str(a["lead_id"]) for a in answers])
+        self.history(answers, primary, prefetched)
+        self.record(answers, primary, source, prefetched.now)
         return answers
 
-    def history(self, answers: list[dict[str, Any]], primary: str, now: dt.datetime) -> None:
+    def history(self, answers: list[dict[str, Any]], primary: str, prefetched: Prefetch) -> None:
         """Add ``trend``, ``previous_score`` and ``previous_scored_at`` to each answer: its
-        stored history plus the answer itself as the newest point (two queries per request).
-        """
+        stored history plus the answer itself as the newest point."""
         for answer in answers:
             answer.update(trend=None, previous_score=None, previous_scored_at=None)
-        if not self.store.enabled or not answers:
+        if prefetched.ends is None or not answers:
             return
         current = {str(a["lead_id"]): float(a[f"p_{primary}"]) for a in answers}
         try:
-            found = standings(self.store, current, now, self.trend)
+            found = standings_from(prefetched.ends.result(), current, self.trend)
         except Exception as error:  # no history today: the answer itself still goes out
             if not self._failing:
                 logger.warning("score store: history not readable (%s)", type(error).__name__)
@@ -137,6 +169,8 @@ class ScoreKeeper:
 
     def close(self, timeout: float = 30.0) -> None:
         """Write every acknowledged score, then close the store (a clean shutdown)."""
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
         if self.recorder is not None:
             self.recorder.close(timeout)
             self._count(0)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from features.params import TrendParams
 from models.store.records import Direction, StoredScore
-from models.store.store import Store
+from models.store.store import HistoryEnds, Store
 from models.store.trend import direction_of
 
 
@@ -32,12 +32,20 @@ def standings(
     :mod:`models.store.trend` over the stored scores of the window and the new one: the change
     from the oldest of them in the window to the new score."""
     params = params or TrendParams()
-    ends = store.history_ends(list(probabilities), now, params.window_days)
+    return standings_from(
+        store.history_ends(list(probabilities), now, params.window_days), probabilities, params
+    )
+
+
+def standings_from(
+    ends: Mapping[str, HistoryEnds], probabilities: Mapping[str, float], params: TrendParams
+) -> dict[str, Standing]:
+    """The trend rule on history already read (:meth:`Store.history_ends`) and the new scores."""
     out: dict[str, Standing] = {}
-    for lead, end in ends.items():
+    for lead, p in probabilities.items():
+        end = ends.get(lead, HistoryEnds(None, 0, None))
         if end.previous is None or end.window_oldest is None or end.window_scores == 0:
             out[lead] = Standing(end.previous, "not enough history")
             continue
-        change = probabilities[lead] - end.window_oldest
-        out[lead] = Standing(end.previous, direction_of(change, params.threshold))
+        out[lead] = Standing(end.previous, direction_of(p - end.window_oldest, params.threshold))
     return out

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, Row, func, insert, select
+from sqlalchemy import Connection, Engine, Row, bindparam, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from features.params import StoreParams
@@ -99,8 +99,8 @@ def _aware(name: str, value: dt.datetime) -> dt.datetime:
 
 @dataclass(frozen=True, slots=True)
 class HistoryEnds:
-    """A lead's latest stored score, and the count and oldest primary probability of its
-    stored scores in the trend window."""
+    """A lead's latest stored score, and the count (up to 2) and oldest primary probability of
+    its stored scores in the trend window."""
 
     previous: StoredScore | None
     window_scores: int
@@ -327,38 +327,22 @@ class ScoreStore:
                 oldest = None
                 if previous is not None and window.scores:
                     oldest = previous.probability - (window.change or 0.0)
-                out[lead] = HistoryEnds(previous, window.scores, oldest)
+                out[lead] = HistoryEnds(previous, min(window.scores, 2), oldest)
             return out
         start = window_start(now, window_days)
         found: dict[str, HistoryEnds] = {}
-        columns = [scores.c[name] for name in SCORE_COLUMNS]
         with self._reading() as connection:
             for lead in ids:
                 row = connection.execute(
-                    select(*columns)
-                    .where(scores.c.lead_id == lead, scores.c.scored_at < now)
-                    .order_by(scores.c.scored_at.desc(), scores.c.id.desc())
-                    .limit(1)
+                    _HISTORY_ENDS, {"lead": lead, "start": start, "now": now}
                 ).first()
-                previous = _stored_score(row) if row is not None else None
-                if previous is None or previous.scored_at < start:
-                    found[lead] = HistoryEnds(previous, 0, None)
+                if row is None:
+                    found[lead] = HistoryEnds(None, 0, None)
                     continue
-                inside = (
-                    scores.c.lead_id == lead,
-                    scores.c.scored_at >= start,
-                    scores.c.scored_at < now,
-                )
-                count = connection.execute(
-                    select(func.count()).select_from(scores).where(*inside)
-                ).scalar_one()
-                oldest = connection.execute(
-                    select(scores.c.probability)
-                    .where(*inside)
-                    .order_by(scores.c.scored_at, scores.c.id)
-                    .limit(1)
-                ).scalar_one()
-                found[lead] = HistoryEnds(previous, int(count), float(oldest))
+                previous = _stored_score(row)
+                count = int(row.window_scores or 0)
+                oldest = float(row.window_oldest) if count else None
+                found[lead] = HistoryEnds(previous, count, oldest)
         return found
 
     def scores_between(self, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
@@ -516,3 +500,38 @@ def _frame(rows: Sequence[Row[Any]], columns: list[str], times: tuple[str, ...])
     if "handoff" in frame:
         frame["handoff"] = frame["handoff"].astype(bool)
     return frame
+
+
+def _history_ends_query() -> Any:
+    """One statement per lead, compiled once: its latest score before ``now``, with the count
+    and the oldest probability of its scores in ``[start, now)`` as scalar subqueries (each an
+    index range on ``(lead_id, scored_at)``)."""
+    lead = bindparam("lead", type_=scores.c.lead_id.type)
+    start = bindparam("start", type_=scores.c.scored_at.type)
+    now = bindparam("now", type_=scores.c.scored_at.type)
+    other = scores.alias("window_scores")
+    in_window = (other.c.lead_id == lead, other.c.scored_at >= start, other.c.scored_at < now)
+    # counted up to 2: whether the window holds any score is all a trend needs, and a lead
+    # scored thousands of times in the window must not cost thousands of index entries
+    first_two = select(other.c.id).where(*in_window).limit(2).subquery()
+    count = select(func.count()).select_from(first_two).scalar_subquery()
+    oldest = (
+        select(other.c.probability)
+        .where(*in_window)
+        .order_by(other.c.scored_at, other.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return (
+        select(
+            *[scores.c[name] for name in SCORE_COLUMNS],
+            count.label("window_scores"),
+            oldest.label("window_oldest"),
+        )
+        .where(scores.c.lead_id == lead, scores.c.scored_at < now)
+        .order_by(scores.c.scored_at.desc(), scores.c.id.desc())
+        .limit(1)
+    )
+
+
+_HISTORY_ENDS = _history_ends_query()

@@ -44,18 +44,20 @@ def score_one(
     model: LoadedModel, body: ScoreRequestBase, metrics: ApiMetrics, keeper: ScoreKeeper
 ) -> dict[str, Any]:
     prepared = prepare(model, body)
+    history = keeper.prefetch([prepared.lead_id])
     metrics.count_unseen(unseen_fields([prepared]))
     given = answers(model.scorer, [prepared], model.ref, model.reasons)
-    return keeper.keep(given, model.scorer.primary, "api")[0]
+    return keeper.keep(given, model.scorer.primary, "api", history)[0]
 
 
 def score_many(
     model: LoadedModel, body: BatchRequestBase, metrics: ApiMetrics, keeper: ScoreKeeper
 ) -> dict[str, Any]:
     prepared = [prepare(model, item, ("leads", i)) for i, item in enumerate(body.leads)]
+    history = keeper.prefetch([p.lead_id for p in prepared])
     metrics.count_unseen(unseen_fields(prepared))
     given = answers(model.scorer, prepared, model.ref, model.reasons)
-    return {"model": model.ref, "results": keeper.keep(given, model.scorer.primary, "api")}
+    return {"model": model.ref, "results": keeper.keep(given, model.scorer.primary, "api", history)}
 
 
 # The ticket (a scoring slot) is declared before the body: a saturated server answers 503
