@@ -94,8 +94,11 @@ def main() -> None:
         )
 
     # rescoring: every open lead at the horizon, stored and written back
-    validated = workdir / "raw"
-    env = {**base, "LEADSCORE_STORE_URL": stores["sqlite"]}
+    validated = args.rescore_tables or workdir / "raw"
+    model = ["--model", args.rescore_model] if args.rescore_model else []
+    store = workdir / "rescore-scores.db"
+    store.unlink(missing_ok=True)
+    env = {**base, "LEADSCORE_STORE_URL": f"sqlite:///{store}"}
     start = time.perf_counter()
     subprocess.run(
         [
@@ -103,6 +106,7 @@ def main() -> None:
             "rescore",
             "--validated",
             str(validated),
+            *model,
             "--out",
             str(workdir / "crm_scores.csv"),
             "--tracking-uri",

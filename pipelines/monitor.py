@@ -18,11 +18,9 @@ import logging
 from pathlib import Path
 
 from features import contract
-from features.errors import UserError
 from features.params import load_params
 from features.storage import atomic_file, read_validated, write_json
-from models.packaging.loading import ModelLoadError, load
-from models.packaging.tracking import champion_uri
+from models.packaging.loading import load_champion
 from models.reports.monitoring import monitor, plot_tables
 from models.store import open_store
 
@@ -43,11 +41,7 @@ def run(
 ) -> dict[str, object]:
     """Write ``out/monitoring.json`` and the plots' CSVs; returns the report."""
     params = load_params(params_path)
-    uri = model or champion_uri(params.mlflow.model_name)
-    try:
-        scorer, source = load(uri, tracking_uri)
-    except ModelLoadError as error:
-        raise UserError(f"{error}; run the register stage first") from None
+    scorer, source = load_champion(params.mlflow.model_name, model, tracking_uri)
     tables = read_validated(validated)
     horizon = contract.data_horizon(tables, params.data.horizon)
     store = open_store(project_dir or Path.cwd(), params.store)

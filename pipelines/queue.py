@@ -17,11 +17,9 @@ import pandas as pd
 from sqlalchemy.exc import SQLAlchemyError
 
 from features import contract
-from features.errors import UserError
 from features.params import Params, load_params
 from features.storage import read_manifest, read_validated, write_parquet
-from models.packaging.loading import ModelLoadError, load
-from models.packaging.tracking import champion_uri
+from models.packaging.loading import load_champion
 from models.queue import sales_queue
 from models.rescoring import record_queue
 from models.store import StoreError, open_store
@@ -38,11 +36,7 @@ def run(
     project_dir: Path | None = None,
 ) -> None:
     params = load_params(params_path)
-    uri = model or champion_uri(params.mlflow.model_name)
-    try:
-        scorer, source = load(uri, tracking_uri)
-    except ModelLoadError as error:
-        raise UserError(f"{error}; run the register stage first") from None
+    scorer, source = load_champion(params.mlflow.model_name, model, tracking_uri)
     ref = source.ref
     tables = read_validated(validated)
     flat = read_manifest(validated) is not None

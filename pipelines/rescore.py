@@ -17,8 +17,7 @@ from features import contract
 from features.errors import UserError
 from features.params import load_params
 from features.storage import atomic_file, read_manifest, read_validated
-from models.packaging.loading import ModelLoadError, load
-from models.packaging.tracking import champion_uri
+from models.packaging.loading import load_champion
 from models.queue import sales_queue
 from models.rescoring import changed, crm_export, record_queue
 from models.store import open_store
@@ -38,11 +37,7 @@ def run(
     tracking_uri: str | None = None,
 ) -> int:
     params = load_params(params_path)
-    uri = model or champion_uri(params.mlflow.model_name)
-    try:
-        scorer, source = load(uri, tracking_uri)
-    except ModelLoadError as error:
-        raise UserError(f"{error}; run the register stage first") from None
+    scorer, source = load_champion(params.mlflow.model_name, model, tracking_uri)
     tables = read_validated(validated)
     horizon = contract.data_horizon(tables, params.data.horizon)
     when = horizon if as_of is None else _timestamp(as_of)

@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from features.errors import UserError
 from models.packaging.bundle import SCORER_SHA256, load_scorer, scorer_file, sha256_of
 from models.packaging.tracking import (
     RUNS_URI,
     RegisteredVersion,
     RegistryLookupError,
+    champion_uri,
     resolve,
     version_path,
 )
@@ -118,3 +120,14 @@ def load(uri: str, tracking_uri: str | None = None) -> tuple[LeadScorer, ModelSo
         f"{uri}: not a registry URI, a run URI, a model bundle directory (MLmodel) or a train "
         "output directory (scorer.pkl)"
     )
+
+
+def load_champion(
+    model_name: str, model: str | None = None, tracking_uri: str | None = None
+) -> tuple[LeadScorer, ModelSource]:
+    """``model`` (a URI or directory), else ``model_name``'s champion: what the stages after
+    ``register`` score with. A model that cannot be loaded is one :class:`UserError` line."""
+    try:
+        return load(model or champion_uri(model_name), tracking_uri)
+    except ModelLoadError as error:
+        raise UserError(f"{error}; run the register stage first") from None

@@ -320,11 +320,8 @@ def _screenshot(browser: Browser, name: str, width: int) -> Path:
     return path
 
 
-def test_queue_and_lead_page_in_chromium(server: Server, browser: Browser, world: World) -> None:
-    """Sales' day in the browser: views, search, grade filter, sort, CSV export, the lead page
-    with its timeline, a rejection with a reason that takes the lead out of the queue, and
-    the queue on a 390 px phone with score and grade in sight. Saves screenshots."""
-    browser.send("Page.navigate", url=server.base + "/")
+def _signed_in(browser: Browser) -> None:
+    """Wait for the page; give it the score key when it asks (the tab may still have one)."""
     browser.wait_for(
         "document.body && document.getElementById('auth') && "
         "(document.body.dataset.ready === 'true' || !document.getElementById('auth').hidden)"
@@ -335,6 +332,14 @@ def test_queue_and_lead_page_in_chromium(server: Server, browser: Browser, world
               document.getElementById('auth-form').requestSubmit(); return true; }})()"""
         )
         browser.wait_for("document.body.dataset.ready === 'true'")
+
+
+def test_queue_and_lead_page_in_chromium(server: Server, browser: Browser, world: World) -> None:
+    """Sales' day in the browser: views, search, grade filter, sort, CSV export, the lead page
+    with its timeline, a rejection with a reason that takes the lead out of the queue, and
+    the queue on a 390 px phone with score and grade in sight. Saves screenshots."""
+    browser.send("Page.navigate", url=server.base + "/")
+    _signed_in(browser)
     new_leads = _rows(browser)
     assert new_leads
     statuses = set(_rows(browser, "r.querySelector('td[data-label=Status]').textContent"))
@@ -523,16 +528,7 @@ def test_track_record_in_chromium(
     browser.send("Page.navigate", url="about:blank")  # a fresh load, not a same-page hash change
     browser.wait_for("document.readyState === 'complete' && location.href === 'about:blank'")
     browser.send("Page.navigate", url=server.base + "/#track")
-    browser.wait_for(
-        "document.body && document.getElementById('auth') && "
-        "(document.body.dataset.ready === 'true' || !document.getElementById('auth').hidden)"
-    )
-    if browser.evaluate("!document.getElementById('auth').hidden"):
-        browser.evaluate(
-            f"""(() => {{ document.getElementById('api-key').value = {json.dumps(KEYS["score"])};
-              document.getElementById('auth-form').requestSubmit(); return true; }})()"""
-        )
-        browser.wait_for("document.body.dataset.ready === 'true'")
+    _signed_in(browser)
     bars = browser.wait_for("document.querySelectorAll('#track-grades svg rect').length")
     assert bars >= 4
     assert browser.evaluate("document.querySelectorAll('#track-months svg path').length") > 0
