@@ -8,7 +8,8 @@ column mapped once to a custom field (the README lists the suggested field names
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,28 +39,47 @@ def _texts(value: object) -> tuple[str, ...]:
     return tuple(str(v) for v in list(value))  # type: ignore[call-overload]
 
 
+def score_record(
+    row: Mapping[str, Any],
+    targets: Sequence[str],
+    primary: str,
+    model: Mapping[str, str],
+    source: Source,
+    scored_at: dt.datetime,
+    reasons: tuple[tuple[str, ...], tuple[str, ...]] = ((), ()),
+) -> ScoreRecord:
+    """One score as the store keeps it, from a row in the answers' layout (``lead_id``,
+    ``as_of``, ``p_<target>``, ``score``, ``grade``, ``handoff``): an API answer, a queue row or
+    a row of ``leadscore score``'s output. ``reasons``: the positive and negative texts."""
+    probabilities = {t: float(row[f"p_{t}"]) for t in targets}
+    handoff = row["handoff"]
+    return ScoreRecord(
+        lead_id=str(row["lead_id"]),
+        as_of=contract.utc(row["as_of"]).to_pydatetime(),
+        scored_at=scored_at,
+        model_name=str(model["name"]),
+        model_version=str(model["version"]),
+        probabilities=probabilities,
+        probability=probabilities[primary],
+        score=int(row["score"]),
+        grade=row["grade"],
+        # a CSV output read back holds "True"/"False"
+        handoff=handoff.lower() in ("true", "1") if isinstance(handoff, str) else bool(handoff),
+        source=source,
+        positive_reasons=reasons[0],
+        negative_reasons=reasons[1],
+    )
+
+
 def queue_records(
     queue: pd.DataFrame, primary: str, source: Source, scored_at: dt.datetime
 ) -> Iterator[ScoreRecord]:
     """The rows of a queue table (:func:`models.queue.sales_queue`) as score records."""
     targets = [c[2:] for c in queue.columns if str(c).startswith("p_")]
     for row in queue.to_dict("records"):
-        probabilities = {t: float(row[f"p_{t}"]) for t in targets}
-        yield ScoreRecord(
-            lead_id=str(row["lead_id"]),
-            as_of=pd.Timestamp(row["as_of"]).to_pydatetime(),
-            scored_at=scored_at,
-            model_name=str(row["model_name"]),
-            model_version=str(row["model_version"]),
-            probabilities=probabilities,
-            probability=probabilities[primary],
-            score=int(row["score"]),
-            grade=row["grade"],
-            handoff=bool(row["handoff"]),
-            source=source,
-            positive_reasons=_texts(row.get("reasons_positive")),
-            negative_reasons=_texts(row.get("reasons_negative")),
-        )
+        model = {"name": row["model_name"], "version": row["model_version"]}
+        texts = (_texts(row.get("reasons_positive")), _texts(row.get("reasons_negative")))
+        yield score_record(row, targets, primary, model, source, scored_at, texts)
 
 
 def record_queue(
@@ -123,28 +143,15 @@ def output_records(
     scored_at: dt.datetime,
     reasons: int,
 ) -> Iterator[ScoreRecord]:
-    """The rows of a ``leadscore score`` output (``lead_id``, ``as_of``, ``p_<target>``,
-    ``score``, ``grade``, ``handoff``, ``reason_1…``, ``reason_negative_1…``) as records."""
+    """The rows of a ``leadscore score`` output (``reason_1…``, ``reason_negative_1…`` beside
+    the answers' columns) as records."""
     positive = [f"reason_{k}" for k in range(1, reasons + 1)]
     negative = [f"reason_negative_{k}" for k in range(1, reasons + 1)]
     for row in rows.to_dict("records"):
-        probabilities = {t: float(row[f"p_{t}"]) for t in targets}
-        yield ScoreRecord(
-            lead_id=str(row["lead_id"]),
-            as_of=contract.utc(row["as_of"]).to_pydatetime(),
-            scored_at=scored_at,
-            model_name=str(model["name"]),
-            model_version=str(model["version"]),
-            probabilities=probabilities,
-            probability=probabilities[primary],
-            score=int(row["score"]),
-            grade=row["grade"],
-            handoff=str(row["handoff"]).lower() in ("true", "1"),
-            source=source,
-            positive_reasons=tuple(str(row[c]) for c in positive if c in row and _text(row[c])),
-            negative_reasons=tuple(str(row[c]) for c in negative if c in row and _text(row[c])),
-        )
+        texts = (_filled(row, positive), _filled(row, negative))
+        yield score_record(row, targets, primary, model, source, scored_at, texts)
 
 
-def _text(value: object) -> bool:
-    return isinstance(value, str) and bool(value)
+def _filled(row: Mapping[str, Any], columns: Sequence[str]) -> tuple[str, ...]:
+    """The non-empty texts of ``columns`` (a lead with fewer reasons leaves the rest empty)."""
+    return tuple(str(row[c]) for c in columns if isinstance(row.get(c), str) and row[c])

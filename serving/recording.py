@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from features.params import TrendParams
+from models.rescoring import score_record
 from models.store import NullStore, Recorder, ScoreRecord, Source, Store
 from models.store.history import standings_from
 from models.store.store import HistoryEnds
@@ -29,23 +30,12 @@ def records_of(
     """The answers as the store keeps them (reason texts, not contributions)."""
     out = []
     for answer in answers:
-        model = answer["model"]
-        probabilities = {k[2:]: float(v) for k, v in answer.items() if k.startswith("p_")}
+        targets = [key[2:] for key in answer if key.startswith("p_")]
+        positive = tuple(r["text"] for r in answer.get("reasons_positive", ()))
+        negative = tuple(r["text"] for r in answer.get("reasons_negative", ()))
         out.append(
-            ScoreRecord(
-                lead_id=str(answer["lead_id"]),
-                as_of=dt.datetime.fromisoformat(str(answer["as_of"])),
-                scored_at=scored_at,
-                model_name=str(model["name"]),
-                model_version=str(model["version"]),
-                probabilities=probabilities,
-                probability=probabilities[primary],
-                score=int(answer["score"]),
-                grade=answer["grade"],
-                handoff=bool(answer["handoff"]),
-                source=source,
-                positive_reasons=tuple(r["text"] for r in answer.get("reasons_positive", ())),
-                negative_reasons=tuple(r["text"] for r in answer.get("reasons_negative", ())),
+            score_record(
+                answer, targets, primary, answer["model"], source, scored_at, (positive, negative)
             )
         )
     return out
