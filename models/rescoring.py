@@ -8,15 +8,21 @@ column mapped once to a custom field (the README lists the suggested field names
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy.exc import SQLAlchemyError
 
 from features import contract
-from models.store import ScoreRecord, Source, Store
+from features.params import StoreParams
+from models.store import ScoreRecord, Source, Store, StoreError, open_store
 from models.store.history import Standing
+
+logger = logging.getLogger(__name__)
 
 CHUNK = 5000
 """Scores per write transaction."""
@@ -82,19 +88,47 @@ def queue_records(
         yield score_record(row, targets, primary, model, source, scored_at, texts)
 
 
-def record_queue(
-    store: Store, queue: pd.DataFrame, primary: str, source: Source, scored_at: dt.datetime
-) -> int:
-    """Write every row of ``queue`` into ``store`` (transactions of :data:`CHUNK`)."""
+def write_records(store: Store, records: Iterable[ScoreRecord]) -> int:
+    """Write ``records`` into ``store`` (transactions of :data:`CHUNK`); returns how many."""
     written = 0
     batch: list[ScoreRecord] = []
-    for record in queue_records(queue, primary, source, scored_at):
+    for record in records:
         batch.append(record)
         if len(batch) == CHUNK:
             written += store.record(batch)
             batch = []
     if batch:
         written += store.record(batch)
+    return written
+
+
+def record_or_warn(
+    records: Iterable[ScoreRecord], project_dir: Path, params: StoreParams | None, what: str
+) -> int:
+    """Write ``records`` (built only if the store is on) into the store of
+    ``LEADSCORE_STORE_URL``, for a command whose own output already stands: a store that is
+    off, cannot be opened or fails mid-way is one warning line naming ``what``, never an
+    error. Returns how many were written."""
+    try:
+        store = open_store(project_dir, params)
+    except StoreError as error:
+        logger.warning("%s: scores not recorded: %s", what, error)
+        return 0
+    written = 0
+    try:
+        if store.enabled:
+            written = write_records(store, records)
+            logger.info("%s: %d scores recorded in %s", what, written, store.description)
+    except SQLAlchemyError as error:
+        logger.warning(
+            "%s: %d scores recorded, the rest not (%s: %s)",
+            what,
+            written,
+            store.description,
+            type(error).__name__,
+        )
+    finally:
+        store.close()
     return written
 
 

@@ -13,16 +13,12 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-import pandas as pd
-from sqlalchemy.exc import SQLAlchemyError
-
 from features import contract
-from features.params import Params, load_params
+from features.params import load_params
 from features.storage import read_manifest, read_validated, write_parquet
 from models.packaging.loading import load_champion
 from models.queue import sales_queue
-from models.rescoring import record_queue
-from models.store import StoreError, open_store
+from models.rescoring import queue_records, record_or_warn
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +39,9 @@ def run(
     horizon = contract.data_horizon(tables, params.data.horizon)
     queue = sales_queue(tables, scorer, horizon, ref, flat, params.features.partition_leads)
     write_parquet(out, queue)
-    _record(queue, scorer.primary, params, project_dir or Path.cwd())
+    # the queue stands whatever becomes of its scores: a failing store is one warning line
+    scored = queue_records(queue, scorer.primary, "queue", dt.datetime.now(dt.UTC))
+    record_or_warn(scored, project_dir or Path.cwd(), params.store, "queue")
     logger.info(
         "queue: %d open leads scored at %s by %s version %s (%d for handoff) → %s",
         len(queue),
@@ -53,23 +51,3 @@ def run(
         int(queue["handoff"].sum()) if len(queue) else 0,
         out,
     )
-
-
-def _record(queue: pd.DataFrame, primary: str, params: Params, project_dir: Path) -> None:
-    """The queue's scores into the score store (source ``queue``). The queue is written
-    whatever becomes of them: a store that is off or failing is one line, not a failed stage."""
-    try:
-        store = open_store(project_dir, params.store)
-    except StoreError as error:
-        logger.warning("queue: scores not recorded: %s", error)
-        return
-    try:
-        if store.enabled:
-            written = record_queue(store, queue, primary, "queue", dt.datetime.now(dt.UTC))
-            logger.info("queue: %d scores recorded in %s", written, store.description)
-    except SQLAlchemyError as error:
-        logger.warning(
-            "queue: scores not recorded (%s: %s)", store.description, type(error).__name__
-        )
-    finally:
-        store.close()

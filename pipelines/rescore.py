@@ -19,7 +19,7 @@ from features.params import load_params
 from features.storage import atomic_file, read_manifest, read_validated
 from models.packaging.loading import load_champion
 from models.queue import sales_queue
-from models.rescoring import changed, crm_export, record_queue
+from models.rescoring import changed, crm_export, queue_records, write_records
 from models.store import open_store
 from models.store.history import standings
 
@@ -61,7 +61,7 @@ def run(
             rows = crm_export(queue, found, scored_at)
             if changed_only:
                 rows = rows[changed(queue, found)]
-            stored = record_queue(store, queue, primary, "rescore", scored_at)
+            stored = write_records(store, queue_records(queue, primary, "rescore", scored_at))
         except SQLAlchemyError as error:  # the database failed us mid-way: nothing written
             raise UserError(
                 f"{store.description}: {type(error).__name__}; nothing written"

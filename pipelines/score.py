@@ -43,7 +43,6 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
 from features import contract
@@ -64,9 +63,8 @@ from models.batch import (
     score_chunk,
 )
 from models.packaging.loading import ModelLoadError, load
-from models.rescoring import output_records
+from models.rescoring import output_records, record_or_warn
 from models.scorer import LeadScorer
-from models.store import StoreError, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -171,36 +169,17 @@ def record_output(
     output: Path, kind: str, scorer: LeadScorer, model: dict[str, str], reasons: int
 ) -> int:
     """The finished output's scores into the score store (source ``batch``), read back from the
-    file in slices: only a complete output is recorded. A store that is off or failing is one
-    line: the output stands."""
-    try:
-        store = open_store(Path.cwd())
-    except StoreError as error:
-        logger.warning("score: scores not recorded: %s", error)
-        return 0
-    written = 0
-    try:
-        if not store.enabled:
-            return 0
-        scored_at = dt.datetime.now(dt.UTC)
-        for rows in _output_slices(output, kind):
-            batch = list(
-                output_records(
-                    rows, scorer.targets, scorer.primary, model, "batch", scored_at, reasons
-                )
-            )
-            written += store.record(batch)
-        logger.info("score: %d scores recorded in %s", written, store.description)
-    except SQLAlchemyError as error:
-        logger.warning(
-            "score: %d scores recorded, the rest not (%s: %s)",
-            written,
-            store.description,
-            type(error).__name__,
+    file in slices: only a complete output is recorded, and the output stands whatever becomes
+    of them."""
+    scored_at = dt.datetime.now(dt.UTC)
+    records = (
+        record
+        for rows in _output_slices(output, kind)
+        for record in output_records(
+            rows, scorer.targets, scorer.primary, model, "batch", scored_at, reasons
         )
-    finally:
-        store.close()
-    return written
+    )
+    return record_or_warn(records, Path.cwd(), None, "score")
 
 
 def _output_slices(output: Path, kind: str, rows: int = RECORD_SLICE) -> Iterator[pd.DataFrame]:
