@@ -179,6 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     state = app.state
     state.settings = settings
     state.limits = limits
+    state.feedback = settings.params_or_defaults().feedback
     state.api_models = build_models(limits, settings.targets())
     state.auth = Authenticator(settings.key_roles(), enabled=settings.auth == "on")
     state.holder = ModelHolder()

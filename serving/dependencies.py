@@ -31,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
 
+from features.params import FeedbackParams
 from models.store import Store
 from serving.admission import Admission, RateLimiter, Ticket
 from serving.artifacts import ArtifactStore
@@ -70,6 +71,11 @@ async def get_api_models(request: Request) -> ApiModels:
     return models
 
 
+async def get_feedback_params(request: Request) -> FeedbackParams:
+    params: FeedbackParams = request.app.state.feedback
+    return params
+
+
 async def get_keeper(request: Request) -> ScoreKeeper:
     keeper: ScoreKeeper = request.app.state.keeper
     return keeper
@@ -91,6 +97,8 @@ MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 ArtifactsDep = Annotated[ArtifactStore, Depends(get_artifacts)]
 StoreDep = Annotated[Store, Depends(get_store)]
 KeeperDep = Annotated[ScoreKeeper, Depends(get_keeper)]
+FeedbackDep = Annotated[FeedbackParams, Depends(get_feedback_params)]
+"""params.yaml's ``feedback`` vocabularies, read once when the app is made."""
 ApiModelsDep = Annotated[ApiModels, Depends(get_api_models)]
 
 

@@ -10,29 +10,16 @@ from typing import Any
 
 import pandas as pd
 
-from features.errors import UserError
-from features.params import FeedbackParams, load_params
+from features.params import FeedbackParams
 from models.store import Store, StoredScore
 from serving.artifacts import json_safe
-from serving.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-ScoreStoreLike = Store
 SCORES_ON_PAGE = 50
 
 
-def feedback_params(settings: Settings) -> FeedbackParams:
-    try:
-        return (
-            load_params(settings.params).feedback if settings.params.exists() else FeedbackParams()
-        )
-    except UserError:
-        return FeedbackParams()
-
-
-def feedback_choices(settings: Settings) -> dict[str, list[str]]:
-    params = feedback_params(settings)
+def feedback_choices(params: FeedbackParams) -> dict[str, list[str]]:
     return {"rejected": list(params.reject_reasons), "accepted": list(params.accept_reasons)}
 
 

@@ -22,16 +22,17 @@ from starlette.concurrency import run_in_threadpool
 from models.queue import SHOWN_LEAD_COLUMNS
 from models.reports.leakage import target_guard
 from models.scorer import GRADES
+from models.store import Store
 from serving.artifacts import ArtifactStore, json_safe
 from serving.dependencies import (
     ArtifactsDep,
+    FeedbackDep,
     OptionalModelDep,
     ScoreCaller,
     SettingsDep,
     StoreDep,
 )
 from serving.feedback import (
-    ScoreStoreLike,
     feedback_choices,
     latest_verdicts,
     lead_feedback,
@@ -279,7 +280,7 @@ def _ranked_by(frame: pd.DataFrame) -> list[dict[str, str]] | None:
     return [{"name": str(n), "version": str(v)} for n, v in pairs.itertuples(index=False)]
 
 
-def _working_queue(frame: pd.DataFrame, store: ScoreStoreLike) -> pd.DataFrame:
+def _working_queue(frame: pd.DataFrame, store: Store) -> pd.DataFrame:
     return with_verdicts(frame, latest_verdicts(store))
 
 
@@ -367,6 +368,7 @@ async def lead_page(
     artifacts: ArtifactsDep,
     settings: SettingsDep,
     store: StoreDep,
+    vocabulary: FeedbackDep,
     lead_id: Annotated[str, Path(min_length=1, max_length=256)],
 ) -> JSONResponse:
     read = await run_in_threadpool(artifacts.queue)
@@ -394,7 +396,7 @@ async def lead_page(
                 "queue": row,
                 "timeline": timeline(history, feedback, scores),
                 "scores": scores,
-                "feedback_reasons": feedback_choices(settings),
+                "feedback_reasons": feedback_choices(vocabulary),
             }
         )
     )

@@ -18,8 +18,8 @@ from starlette.concurrency import run_in_threadpool
 
 from models.store import FeedbackRecord, StoreError
 from models.store.schema import ACTOR_MAX_CHARS, NOTE_MAX_CHARS, REASON_MAX_CHARS
-from serving.dependencies import ArtifactsDep, ScoreCaller, SettingsDep, StoreDep
-from serving.feedback import feedback_params, score_entry
+from serving.dependencies import ArtifactsDep, FeedbackDep, ScoreCaller, SettingsDep, StoreDep
+from serving.feedback import score_entry
 from serving.lead_page import read_history
 from serving.routers.common import AUTH_ERRORS
 
@@ -111,11 +111,11 @@ async def add_feedback(
     store: StoreDep,
     artifacts: ArtifactsDep,
     settings: SettingsDep,
+    feedback: FeedbackDep,
     lead_id: LeadId,
     body: FeedbackIn,
 ) -> FeedbackOut:
-    params = feedback_params(settings)
-    _checked(body, params.reject_reasons, params.accept_reasons)
+    _checked(body, feedback.reject_reasons, feedback.accept_reasons)
     now = dt.datetime.now(dt.UTC)
     if body.occurred_at is not None and body.occurred_at > now + FUTURE_TOLERANCE:
         raise _invalid(
