@@ -205,21 +205,8 @@ class ScoreStore:
         if before is not None:
             _aware("before", before)
         found: dict[str, StoredScore] = {}
-        ids = list(dict.fromkeys(lead_ids))
         with self._reading() as connection:
-            if len(ids) <= FEW:  # the API's case: one index seek per lead, whatever its history
-                for lead in ids:
-                    one = select(*[scores.c[name] for name in SCORE_COLUMNS]).where(
-                        scores.c.lead_id == lead
-                    )
-                    if before is not None:
-                        one = one.where(scores.c.scored_at < before)
-                    one = one.order_by(scores.c.scored_at.desc(), scores.c.id.desc()).limit(1)
-                    row = connection.execute(one).first()
-                    if row is not None:
-                        found[row.lead_id] = _stored_score(row)
-                return found
-            for chunk in _chunks(ids):
+            for chunk in _chunks(lead_ids):
                 rank = (
                     func.row_number()
                     .over(
