@@ -33,6 +33,7 @@ from models.store.connection import (
     redact,
     store_url,
 )
+from models.store.driver import DriverConnections, DriverQuery
 from models.store.errors import StoreError
 from models.store.records import FeedbackRecord, LeadTrend, ScoreRecord, StoredFeedback, StoredScore
 from models.store.schema import feedback, scores
@@ -133,6 +134,10 @@ class ScoreStore:
             raise StoreError(
                 f"score store {self.url}: cannot open it: {one_line(error, url)}"
             ) from None
+        self._drivers = DriverConnections(self._engine)
+        self._history_ends = DriverQuery(
+            _HISTORY_ENDS, self._engine.dialect, ("lead", "start", "now")
+        )
 
     @property
     def enabled(self) -> bool:
@@ -195,7 +200,7 @@ class ScoreStore:
             .offset(offset)
         )
         with self._reading() as connection:
-            return [_stored_score(row) for row in connection.execute(query)]
+            return [_stored_score(row._mapping) for row in connection.execute(query)]
 
     def latest(
         self, lead_ids: Iterable[str], before: dt.datetime | None = None
@@ -223,7 +228,7 @@ class ScoreStore:
                     ranked.c.rank == 1
                 )
                 for row in connection.execute(query):
-                    found[row.lead_id] = _stored_score(row)
+                    found[row.lead_id] = _stored_score(row._mapping)
         return found
 
     def trend(
@@ -302,7 +307,8 @@ class ScoreStore:
     ) -> dict[str, HistoryEnds]:
         """What a new score is read against, per lead: its latest stored score before ``now``,
         and the count and oldest probability of its scores in the trend window ending at
-        ``now``. Few leads: three index seeks each on one connection (the API's hot path)."""
+        ``now``. Few leads: one statement each, run on the driver (:mod:`models.store.driver`:
+        the API's hot path)."""
         _aware("now", now)
         ids = list(dict.fromkeys(lead_ids))
         if len(ids) > FEW:
@@ -318,18 +324,14 @@ class ScoreStore:
             return out
         start = window_start(now, window_days)
         found: dict[str, HistoryEnds] = {}
-        with self._reading() as connection:
-            for lead in ids:
-                row = connection.execute(
-                    _HISTORY_ENDS, {"lead": lead, "start": start, "now": now}
-                ).first()
-                if row is None:
-                    found[lead] = HistoryEnds(None, 0, None)
-                    continue
-                previous = _stored_score(row)
-                count = int(row.window_scores or 0)
-                oldest = float(row.window_oldest) if count else None
-                found[lead] = HistoryEnds(previous, count, oldest)
+        for lead in ids:
+            row = self._drivers.first(self._history_ends, lead=lead, start=start, now=now)
+            if row is None:
+                found[lead] = HistoryEnds(None, 0, None)
+                continue
+            count = int(row["window_scores"] or 0)
+            oldest = float(row["window_oldest"]) if count else None
+            found[lead] = HistoryEnds(_stored_score(row), count, oldest)
         return found
 
     def scores_between(self, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
@@ -386,7 +388,8 @@ class ScoreStore:
         return _frame(rows, FEEDBACK_COLUMNS, ("occurred_at", "recorded_at"))
 
     def close(self) -> None:
-        """Close every pooled connection; the store is unusable afterwards."""
+        """Close every connection; the store is unusable afterwards."""
+        self._drivers.close()
         self._engine.dispose()
 
 
@@ -460,21 +463,21 @@ def _chunks(lead_ids: Iterable[str]) -> Iterator[list[str]]:
         yield ids[start : start + IN_CHUNK]
 
 
-def _stored_score(row: Row[Any]) -> StoredScore:
-    reasons = row.reasons or {}
+def _stored_score(row: Mapping[Any, Any]) -> StoredScore:
+    reasons = row["reasons"] or {}
     return StoredScore(
-        id=int(row.id),
-        lead_id=row.lead_id,
-        as_of=row.as_of,
-        scored_at=row.scored_at,
-        model_name=row.model_name,
-        model_version=row.model_version,
-        probabilities=dict(row.probabilities),
-        probability=float(row.probability),
-        score=int(row.score),
-        grade=row.grade,
-        handoff=bool(row.handoff),
-        source=row.source,
+        id=int(row["id"]),
+        lead_id=row["lead_id"],
+        as_of=row["as_of"],
+        scored_at=row["scored_at"],
+        model_name=row["model_name"],
+        model_version=row["model_version"],
+        probabilities=dict(row["probabilities"]),
+        probability=float(row["probability"]),
+        score=int(row["score"]),
+        grade=row["grade"],
+        handoff=bool(row["handoff"]),
+        source=row["source"],
         positive_reasons=tuple(reasons.get("positive", ())),
         negative_reasons=tuple(reasons.get("negative", ())),
     )
