@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,12 @@ def main() -> None:
         "bench_batch.py's workdir), with --rescore-model",
     )
     parser.add_argument("--rescore-model", default=None, help="a bundle directory")
+    parser.add_argument(
+        "--all-open",
+        action="store_true",
+        help="rescore a copy of --rescore-tables whose closing sales events (won, lost, "
+        "rejected) are removed, so that every lead is open at the horizon",
+    )
     parser.add_argument("--skip-api", action="store_true", help="only time the rescoring")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="leadscore-bench-recording-"))
@@ -95,6 +102,8 @@ def main() -> None:
 
     # rescoring: every open lead at the horizon, stored and written back
     validated = args.rescore_tables or workdir / "raw"
+    if args.all_open:
+        validated = all_open_copy(validated, workdir / f"all-open-{validated.name}")
     model = ["--model", args.rescore_model] if args.rescore_model else []
     store = workdir / "rescore-scores.db"
     store.unlink(missing_ok=True)
@@ -117,12 +126,33 @@ def main() -> None:
         capture_output=True,
     )
     seconds = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     rows = sum(1 for _ in (workdir / "crm_scores.csv").open()) - 1
     print(
         f"  leadscore rescore on {validated}: {rows:,} open leads scored with reasons, stored "
         f"(SQLite) and written in {seconds:.1f} s: {rows / seconds:,.0f} leads/s, process start "
-        f"included (peer: bench_batch.py's `leadscore score` with 3 reasons, same cores)"
+        f"included, peak RSS {peak_mb:,.0f} MB (peer: bench_batch.py's `leadscore score` with "
+        f"3 reasons, same cores)"
     )
+
+
+def all_open_copy(tables: Path, out: Path) -> Path:
+    """``tables`` with every closing sales event removed (made once): the same leads, touches
+    and pipeline, but every lead still open at the horizon, as a CRM of only open leads."""
+    import pandas as pd
+
+    from features import contract
+
+    if (out / "sales_events.parquet").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    for source in tables.glob("*.parquet"):
+        if source.name != "sales_events.parquet":
+            (out / source.name).symlink_to(source.resolve())
+    sales = pd.read_parquet(tables / "sales_events.parquet")
+    closing = sales["stage"].astype(str).str.strip().str.lower().isin(contract.CLOSED_STAGES)
+    sales[~closing.to_numpy()].to_parquet(out / "sales_events.parquet", index=False)
+    return out
 
 
 if __name__ == "__main__":
