@@ -7,8 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,3 +59,25 @@ def commit_all(target: Path, env: dict[str, str], message: str) -> None:
     for command in (["git", "init", "-q"], [*GIT, "add", "-A"], [*GIT, "commit", "-qm", message]):
         result = subprocess.run(command, cwd=target, env=env, capture_output=True, text=True)
         assert result.returncode == 0, f"{command}: {result.stdout}\n{result.stderr}"
+
+
+def run_ok(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``args`` in ``cwd``; fails the test with the output's tail unless it exits 0."""
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, f"{args}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def wait_ready(base: str, process: subprocess.Popen[Any], log: Path, seconds: float) -> None:
+    """Until ``base``/readyz answers 200; fails with the server's log if it exits or is not
+    ready within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"server did not become ready:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)

@@ -14,15 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.project import BIN, commit_all, copy_project, pipeline_env
+from tests.project import BIN, commit_all, copy_project, pipeline_env, run_ok
 
 pytestmark = pytest.mark.slow
-
-
-def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, f"{args}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +35,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
 @pytest.fixture(scope="module")
 def reproduced(clone: tuple[Path, dict[str, str]]) -> tuple[Path, dict[str, str]]:
     repo, env = clone
-    _run([str(BIN / "dvc"), "repro"], repo, env)
+    run_ok([str(BIN / "dvc"), "repro"], repo, env)
     return repo, env
 
 
@@ -56,15 +50,15 @@ def test_every_stage_output_exists(reproduced: tuple[Path, dict[str, str]]) -> N
 
 def test_no_change_repro_does_nothing(reproduced: tuple[Path, dict[str, str]]) -> None:
     repo, env = reproduced
-    result = _run([str(BIN / "dvc"), "repro"], repo, env)
+    result = run_ok([str(BIN / "dvc"), "repro"], repo, env)
     assert "Running stage" not in result.stdout
-    status = _run([str(BIN / "dvc"), "status"], repo, env)
+    status = run_ok([str(BIN / "dvc"), "status"], repo, env)
     assert "changed" not in status.stdout
 
 
 def test_metrics_and_registry(reproduced: tuple[Path, dict[str, str]]) -> None:
     repo, env = reproduced
-    shown = _run([str(BIN / "dvc"), "metrics", "show", "--json"], repo, env)
+    shown = run_ok([str(BIN / "dvc"), "metrics", "show", "--json"], repo, env)
     assert "roc_auc" in shown.stdout
     metrics = json.loads((repo / "artifacts" / "metrics.json").read_text())
     primary = metrics["primary_target"]
@@ -78,7 +72,7 @@ def test_param_change_reruns_from_the_right_stage(
     reproduced: tuple[Path, dict[str, str]],
 ) -> None:
     repo, env = reproduced
-    result = _run([str(BIN / "dvc"), "exp", "run", "-S", "train.num_leaves=15"], repo, env)
+    result = run_ok([str(BIN / "dvc"), "exp", "run", "-S", "train.num_leaves=15"], repo, env)
     assert "Running stage 'train'" in result.stdout
     assert "Running stage 'ingest'" not in result.stdout
     assert "Running stage 'features'" not in result.stdout
@@ -114,7 +108,7 @@ def test_queue_is_ranked_by_the_champion(reproduced: tuple[Path, dict[str, str]]
     versions = _versions(repo)
 
     # a model that cannot be as good: one boosting round on two leaves
-    result = _run(
+    result = run_ok(
         [str(BIN / "dvc"), "exp", "run", "-S", "train.max_rounds=1", "-S", "train.num_leaves=2"],
         repo,
         env,
@@ -150,7 +144,7 @@ def _fingerprint(directory: Path) -> dict[str, bytes]:
 
 def test_plots_render(reproduced: tuple[Path, dict[str, str]]) -> None:
     repo, env = reproduced
-    _run([str(BIN / "dvc"), "plots", "show", "--out", "plots-html"], repo, env)
+    run_ok([str(BIN / "dvc"), "plots", "show", "--out", "plots-html"], repo, env)
     page = (repo / "plots-html" / "index.html").read_text()
     for title in ("ROC", "Precision-recall", "Cumulative gains", "Calibration"):
         assert title in page
@@ -178,7 +172,7 @@ def test_bad_data_fails_the_stage_and_keeps_the_last_good_outputs(
             [str(BIN / "dvc"), "repro"], cwd=repo, env=env, capture_output=True, text=True
         )
     finally:
-        _run(["git", "checkout", "--", "params.yaml"], repo, env)
+        run_ok(["git", "checkout", "--", "params.yaml"], repo, env)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "Traceback" not in output
@@ -204,13 +198,13 @@ def test_bank_marketing_end_to_end(reproduced: tuple[Path, dict[str, str]]) -> N
         mlflow={"model_name": "lead-scoring-bank"},
     )
     try:
-        _run([str(BIN / "dvc"), "repro"], repo, env)
+        run_ok([str(BIN / "dvc"), "repro"], repo, env)
         metrics = json.loads((repo / "artifacts" / "metrics.json").read_text())
         spec = json.loads((repo / "data" / "features" / "feature_spec.json").read_text())
         card = (repo / "artifacts" / "model_card.md").read_text()
         registry = json.loads((repo / "artifacts" / "registry.json").read_text())
     finally:
-        _run(["git", "checkout", "--", "params.yaml"], repo, env)
+        run_ok(["git", "checkout", "--", "params.yaml"], repo, env)
 
     converted = metrics["converted"]
     assert converted["n_test"] > 8000

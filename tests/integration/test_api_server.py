@@ -29,6 +29,7 @@ from pydantic import SecretStr
 
 from serving.app import create_app
 from serving.settings import Settings
+from tests.project import wait_ready
 from tests.serving.world import World, batch_answers, open_lead_ids, request_for
 
 BIN = Path(sys.executable).parent
@@ -92,16 +93,7 @@ def start_server(
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + READY_SECONDS
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"server did not become ready:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
+        wait_ready(base, process, log, READY_SECONDS)
         yield Server(base, process, log)
     finally:
         if process.poll() is None:

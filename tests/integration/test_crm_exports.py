@@ -28,8 +28,7 @@ from features.ingest.importers import import_export
 from features.params import load_params
 from features.storage import read_manifest, read_validated
 from features.validation.validate import validate_directory
-from tests.project import BIN, REPO, commit_all, copy_project, pipeline_env
-from tests.test_pipeline_e2e import _run
+from tests.project import BIN, REPO, commit_all, copy_project, pipeline_env, run_ok
 
 MAPPING = """
 format: flat
@@ -140,7 +139,7 @@ def test_dvc_repro_on_an_awkward_export_then_an_invalid_one(tmp_path: Path) -> N
         pytest.fail("this test needs the git checkout")
     repo = tmp_path / "repo"
     env = _project(repo)
-    _run([str(BIN / "dvc"), "repro"], repo, env)  # every stage, exit 0
+    run_ok([str(BIN / "dvc"), "repro"], repo, env)  # every stage, exit 0
 
     spec = json.loads((repo / "data" / "features" / "feature_spec.json").read_text())
     names = {feature["name"] for feature in spec["features"]}

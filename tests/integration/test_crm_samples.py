@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.project import BIN, commit_all, copy_project, pipeline_env
-from tests.test_pipeline_e2e import _run
+from tests.project import BIN, commit_all, copy_project, pipeline_env, run_ok
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +59,7 @@ def _reproduce(repo: Path, env: dict[str, str], mapping: str) -> dict[str, objec
     params["mlflow"]["model_name"] = f"lead-scoring-{mapping}"
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        _run([str(BIN / "dvc"), "repro"], repo, env)
+        run_ok([str(BIN / "dvc"), "repro"], repo, env)
         return {
             "metrics": json.loads((repo / "artifacts" / "metrics.json").read_text()),
             "spec": json.loads((repo / "data" / "features" / "feature_spec.json").read_text()),
@@ -69,7 +68,7 @@ def _reproduce(repo: Path, env: dict[str, str], mapping: str) -> dict[str, objec
             "card": (repo / "artifacts" / "model_card.md").read_text(),
         }
     finally:
-        _run(["git", "checkout", "--", "params.yaml"], repo, env)
+        run_ok(["git", "checkout", "--", "params.yaml"], repo, env)
 
 
 @pytest.mark.parametrize("mapping", list(SAMPLES))

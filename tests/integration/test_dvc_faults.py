@@ -30,8 +30,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.project import BIN, commit_all, copy_project, pipeline_env
-from tests.test_pipeline_e2e import _fingerprint, _run
+from tests.project import BIN, commit_all, copy_project, pipeline_env, run_ok
+from tests.test_pipeline_e2e import _fingerprint
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +56,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     )
     (target / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     commit_all(target, env, "faults")
-    _run([str(BIN / "dvc"), "repro"], target, env)
+    run_ok([str(BIN / "dvc"), "repro"], target, env)
     return target, env
 
 
@@ -326,7 +326,7 @@ def test_a_failing_ingest_keeps_every_output_and_the_registry(
     assert _state(repo, paths) == before
     assert _registry(repo) == registry
     assert _leftovers(repo) == []
-    status = _run([str(BIN / "dvc"), "status"], repo, env)
+    status = run_ok([str(BIN / "dvc"), "status"], repo, env)
     assert "up to date" in status.stdout, status.stdout
 
 
@@ -361,13 +361,13 @@ def test_data_that_fails_validation_keeps_every_output_after_ingest(
     assert _registry(repo) == registry
     assert _leftovers(repo) == []
 
-    _run([str(BIN / "dvc"), "repro"], repo, env)
+    run_ok([str(BIN / "dvc"), "repro"], repo, env)
     restored = _state(repo, paths)
     # the report is rewritten (it records when it ran); the data and what follows are not
     assert [p for p in paths if restored[p] != before[p]] == ["artifacts/validation"]
     summary = json.loads((repo / "artifacts/validation/summary.json").read_text())
     assert summary["tables"] == json.loads(before["artifacts/validation"]["summary.json"])["tables"]
-    status = _run([str(BIN / "dvc"), "status"], repo, env)
+    status = run_ok([str(BIN / "dvc"), "status"], repo, env)
     assert "up to date" in status.stdout, status.stdout
 
 
@@ -417,7 +417,7 @@ def test_kill_9_inside_a_stage_then_repro_completes(
 
     result = _repro(repo, env)
     assert f"Running stage '{stage}'" in result.stdout
-    status = _run([str(BIN / "dvc"), "status"], repo, env)
+    status = run_ok([str(BIN / "dvc"), "status"], repo, env)
     assert "Data and pipelines are up to date." in status.stdout, status.stdout
     assert _leftovers(repo) == []
 

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +22,13 @@ import pytest
 from features.storage import read_validated
 from models.store import ScoreStore
 from tests.postgres import free_port
-from tests.project import BIN, commit_all, copy_project, pipeline_env
+from tests.project import BIN, commit_all, copy_project, pipeline_env, run_ok, wait_ready
 
 pytestmark = pytest.mark.slow
 
 KEY = "weekly-loop-key-of-the-tests"
 PER_REQUEST = 250
 EVER = (pd.Timestamp("2000-01-01", tz="UTC"), pd.Timestamp("2100-01-01", tz="UTC"))
-
-
-def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
-    assert result.returncode == 0, f"{args}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +40,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     env.pop("LEADSCORE_STORE_URL", None)
     copy_project(repo)
     commit_all(repo, env, "weekly loop")
-    _run([str(BIN / "dvc"), "repro"], repo, env)
+    run_ok([str(BIN / "dvc"), "repro"], repo, env)
     return repo, env
 
 
@@ -122,16 +115,7 @@ def scored(project: tuple[Path, dict[str, str]]) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
     answers: list[dict[str, Any]] = []
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
+        wait_ready(base, server, log, 120)
         with httpx.Client(base_url=base, timeout=120, headers={"X-API-Key": KEY}) as client:
             for start in range(0, len(bodies), PER_REQUEST):
                 batch = bodies[start : start + PER_REQUEST]
@@ -180,7 +164,7 @@ def test_the_monitor_stage_gives_the_track_record_of_those_answers(
     scored: dict[str, Any],
 ) -> None:
     repo, env = scored["repo"], scored["env"]
-    _run([str(BIN / "dvc"), "repro", "-f", "-s", "monitor"], repo, env)
+    run_ok([str(BIN / "dvc"), "repro", "-f", "-s", "monitor"], repo, env)
     report = json.loads((repo / "artifacts" / "monitoring.json").read_text())
     backtest = report["backtest"]
     # every labelled point of the test period has matured (the API's answers at it, and the
