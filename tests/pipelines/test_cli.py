@@ -87,3 +87,23 @@ def test_register_can_be_forced_past_an_unreadable_champion() -> None:
     result = _run("register", "--help")
     assert result.returncode == 0
     assert "--force" in result.stdout
+
+
+def test_openmp_threads_spin_briefly_unless_the_user_chose() -> None:
+    from pipelines.cli import quiet_openmp
+
+    environ: dict[str, str] = {}
+    quiet_openmp(environ)
+    assert environ == {"GOMP_SPINCOUNT": "1000"}
+    for chosen in ({"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "300000"}):
+        given = dict(chosen)
+        quiet_openmp(given)
+        assert given == chosen
+
+
+def test_the_wait_policy_is_set_before_lightgbm_loads() -> None:
+    """libgomp reads its settings once, when LightGBM's library loads: the CLI must not import
+    it before its callback has set them."""
+    probe = "import sys, pipelines.cli; print('lightgbm' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
