@@ -91,6 +91,29 @@ class EventArrays:
     campaign: np.ndarray  # touches only: fitted campaign code or -1
 
 
+HASHED_PAIRS = 20_000
+"""From this many touches with a campaign on, each (lead, campaign) pair's first touch is found
+by hashing one combined key (batches: 2.8x less CPU than a 3-key lexsort); below it, by the
+lexsort (one lead: the hash table's set-up would cost it about 250 µs)."""
+
+
+def _first_touches(touches: EventArrays) -> tuple[np.ndarray, np.ndarray]:
+    """The lead and time of each (lead, campaign) pair's earliest touch, in no set order."""
+    has_campaign = touches.campaign >= 0
+    lead = touches.lead[has_campaign].astype(np.int64)
+    campaign = touches.campaign[has_campaign].astype(np.int64)
+    ms = touches.ms[has_campaign]
+    if len(lead) >= HASHED_PAIRS:
+        span = int(campaign.max()) + 1
+        earliest = pd.Series(ms).groupby(lead * span + campaign, sort=False).min()
+        return earliest.index.to_numpy(np.int64) // span, earliest.to_numpy(np.int64)
+    order = np.lexsort((ms, campaign, lead))
+    lead, campaign, ms = lead[order], campaign[order], ms[order]
+    first = np.ones(len(lead), dtype=bool)
+    first[1:] = (lead[1:] != lead[:-1]) | (campaign[1:] != campaign[:-1])
+    return lead[first], ms[first]
+
+
 def lead_column(leads: pd.DataFrame, name: str) -> pd.Series | None:
     """The leads column of the lead feature ``name``: the column of that name, else, for a
     canonical attribute, the column that is it by :func:`contract.canonical_name`'s rule
@@ -643,17 +666,7 @@ class FeatureEngine:
         columns["touches_trend"] = (recent - before).astype(np.float64)
 
         # Distinct campaigns: count each (lead, campaign) pair at its first touch.
-        has_campaign = touches.campaign >= 0
-        lead, campaign, ms = (
-            touches.lead[has_campaign],
-            touches.campaign[has_campaign],
-            touches.ms[has_campaign],
-        )
-        order = np.lexsort((ms, campaign, lead))
-        lead, campaign, ms = lead[order], campaign[order], ms[order]
-        first = np.ones(len(lead), dtype=bool)
-        first[1:] = (lead[1:] != lead[:-1]) | (campaign[1:] != campaign[:-1])
-        firsts = Timeline(self.origin_ms_, lead[first], ms[first])
+        firsts = Timeline(self.origin_ms_, *_first_touches(touches))
         columns["distinct_campaigns"] = firsts.count_before(query_lead, as_of).astype(np.float64)
 
     def _sales_features(

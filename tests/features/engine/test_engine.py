@@ -365,3 +365,51 @@ def test_identity_fields_never_change_features(
     single = engine.transform_one(dropped.iloc[0].to_dict(), [], [], horizon)
     with_identity = engine.transform_one(changed.iloc[0].to_dict(), [], [], horizon)
     assert np.array_equal(single, with_identity, equal_nan=True)
+
+
+def test_distinct_campaigns_equals_its_definition(
+    engine: FeatureEngine,
+    world: dict[str, pd.DataFrame],
+    snapshots: pd.DataFrame,
+    batch: np.ndarray,
+) -> None:
+    """Per snapshot: the number of different known campaigns the lead touched before as_of
+    (millisecond resolution, as every time in the engine), counted here the plain way."""
+    touches = world["touches"]
+    known = touches["campaign_id"].astype("object").isin(set(engine.campaign_ids_))
+    touches = touches[known.to_numpy()]
+    touched_ms = pd.to_datetime(touches["occurred_at"], utc=True).dt.as_unit("ms").astype("int64")
+    by_lead = {
+        str(lead): (ms.to_numpy(), group.to_numpy())
+        for (lead, ms), (_, group) in zip(
+            touched_ms.groupby(touches["lead_id"].astype(str)),
+            touches["campaign_id"].groupby(touches["lead_id"].astype(str)),
+            strict=True,
+        )
+    }
+    as_of_ms = pd.to_datetime(snapshots["as_of"], utc=True).dt.as_unit("ms").astype("int64")
+    expected = []
+    for lead, cut in zip(snapshots["lead_id"].astype(str), as_of_ms, strict=True):
+        ms, campaigns = by_lead.get(lead, (np.array([], np.int64), np.array([], object)))
+        expected.append(len(set(campaigns[ms < cut])))
+    column = engine.feature_names_.index("distinct_campaigns")
+    assert batch[:, column].tolist() == [float(v) for v in expected]
+    assert max(expected) >= 3  # leads with several campaigns are part of the check
+
+
+def test_both_ways_of_finding_first_touches_agree(
+    engine: FeatureEngine,
+    world: dict[str, pd.DataFrame],
+    snapshots: pd.DataFrame,
+    batch: np.ndarray,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The hashed pairs (batches) and the lexsort (few touches, one lead) give the same bits."""
+    from features.engine import engine as module
+
+    assert (world["touches"]["campaign_id"].notna()).sum() >= module.HASHED_PAIRS  # hashed
+    monkeypatch.setattr(module, "HASHED_PAIRS", 10**12)
+    sorted_way = engine.transform(
+        snapshots, world["leads"], world["touches"], world["sales_events"]
+    )
+    assert np.array_equal(sorted_way, batch, equal_nan=True)
