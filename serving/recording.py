@@ -79,7 +79,7 @@ class ScoreKeeper:
             if self._readers is None:
                 self._readers = ThreadPoolExecutor(2, thread_name_prefix="store-read")
             readers = self._readers
-        ids = list(dict.fromkeys(str(i) for i in lead_ids))
+        ids = [str(i) for i in lead_ids]  # history_ends reads each distinct lead once
         return Prefetch(
             now, readers.submit(self.store.history_ends, ids, now, self.trend.window_days)
         )

@@ -15,7 +15,7 @@ from features.engine.engine import FeatureEngine
 from models.scorer import Definition, LeadScorer
 from serving.holder import LoadedModel, load_model, read_scorer, warm_up
 from serving.model_input import LeadInputError, ModelInput, answers, unseen_fields
-from tests.serving.world import World, batch_answers, open_lead_ids, request_for
+from tests.serving.world import World, batch_answers, open_lead_ids, request_for, requests_for
 
 
 @pytest.fixture(scope="module")
@@ -200,3 +200,19 @@ def test_unseen_campaigns_accounts_and_countries_reach_the_answer(
         {"field": "touches.campaign_id", "value": "C-GONE"},  # once, however many touches
     ]
     assert 0 <= answer["score"] <= 100  # still scored
+
+
+def test_many_requests_at_once_equal_one_request_each(world: World) -> None:
+    """The tests' batch builder of API requests (the weekly loop's) is :func:`request_for`
+    point by point, its first snapshots moved to the lead's created_at."""
+    tables = world.tables
+    points = world.snapshots.sample(150, random_state=3)[["lead_id", "as_of"]]
+    created = tables["leads"].set_index(tables["leads"]["lead_id"].astype(str))["created_at"]
+    many = requests_for(tables, points)
+    for body, (lead_id, as_of) in zip(many, points.itertuples(index=False), strict=True):
+        when = max(pd.Timestamp(as_of), pd.Timestamp(created[str(lead_id)]))
+        one = request_for(tables, str(lead_id), when)
+        assert body["lead"] == one["lead"]
+        assert pd.Timestamp(body["as_of"]) == pd.Timestamp(one["as_of"])
+        for name in ("touches", "sales_events"):
+            assert body[name] == one[name], name

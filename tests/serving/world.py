@@ -171,6 +171,52 @@ def request_for(
     return body
 
 
+def _timelines(events: pd.DataFrame) -> dict[str, tuple[np.ndarray, list[dict[str, Any]]]]:
+    """Per lead: its events' times (sorted) and the events as the API takes them."""
+    events = events.sort_values(["lead_id", "occurred_at"], kind="stable")
+    when = pd.to_datetime(events["occurred_at"], utc=True)
+    columns = [c for c in events.columns if c not in ("lead_id", "occurred_at")]
+    rows = events[columns].astype(object).where(events[columns].notna(), None)
+    records = [
+        {"occurred_at": at.isoformat(), **{k: v for k, v in row.items() if v is not None}}
+        for at, row in zip(when, rows.to_dict("records"), strict=True)
+    ]
+    ids = events["lead_id"].astype(str).to_numpy()
+    stamps = when.dt.tz_localize(None).to_numpy()  # UTC, as numpy compares them
+    out = {}
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], int)
+    for start, end in zip(starts, [*starts[1:], len(ids)], strict=True):
+        out[str(ids[start])] = (stamps[start:end], records[start:end])
+    return out
+
+
+def requests_for(tables: dict[str, pd.DataFrame], points: pd.DataFrame) -> list[dict[str, Any]]:
+    """:func:`request_for` of many (lead, as_of) points at once (one pass over the events,
+    not one filter per lead: 14k points in 4 s instead of 60 s), each as of
+    ``max(as_of, created_at)``: the pipeline's snapshots are at millisecond resolution, so
+    the first one of a lead can be up to 1 ms before its created_at, which the API refuses."""
+    leads = tables["leads"].astype(object).where(tables["leads"].notna(), None)
+    created = pd.to_datetime(tables["leads"]["created_at"], utc=True)
+    attributes = {}
+    for row, at in zip(leads.to_dict("records"), created, strict=True):
+        body = {k: v for k, v in row.items() if v is not None}
+        body["created_at"] = at.isoformat()
+        attributes[str(row["lead_id"])] = (at, body)
+    timelines = {name: _timelines(tables[name]) for name in ("touches", "sales_events")}
+    nothing: tuple[np.ndarray, list[dict[str, Any]]] = (np.array([], "datetime64[ns]"), [])
+    out = []
+    for lead_id, as_of in zip(points["lead_id"].astype(str), points["as_of"], strict=True):
+        at, body = attributes[lead_id]
+        when = max(pd.Timestamp(as_of), at)
+        item: dict[str, Any] = {"lead": body, "as_of": when.isoformat()}
+        for name, timeline in timelines.items():
+            stamps, records = timeline.get(lead_id, nothing)
+            upto = np.searchsorted(stamps, when.tz_localize(None).to_datetime64(), side="right")
+            item[name] = records[:upto]
+        out.append(item)
+    return out
+
+
 def open_lead_ids(
     tables: dict[str, pd.DataFrame],
     n: int,
