@@ -1,6 +1,8 @@
 """Probability calibration fitted on the held-out `calibration` slice.
 
 Stored as plain arrays and applied with numpy, so one lead is calibrated in microseconds.
+scikit-learn is imported only to fit: a process that loads and applies a fitted calibrator (the
+API, unpickling a scorer) never imports it, nor SciPy through it.
 """
 
 from __future__ import annotations
@@ -8,8 +10,6 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
 
 EPS = 1e-6
 
@@ -28,6 +28,9 @@ class Calibrator:
     def fit(self, raw: np.ndarray, y: np.ndarray) -> Calibrator:
         raw = np.asarray(raw, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
+        from sklearn.isotonic import IsotonicRegression
+        from sklearn.linear_model import LogisticRegression
+
         if self.method == "isotonic":
             isotonic = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
             self.x_ = np.asarray(isotonic.X_thresholds_, dtype=np.float64)

@@ -12,6 +12,12 @@ a fresh ``PROMETHEUS_MULTIPROC_DIR`` (``/metrics`` sums all workers) and a fresh
 (:mod:`serving.coordination`); the configured model is pinned to one version here, first.
 Connections are guarded the same way in both (:mod:`serving.server`). LightGBM predicts on one
 thread per worker: scale with workers, not threads.
+
+A server process imports neither MLflow (a sqlite registry is read directly, the bundle kept in
+``LEADSCORE_MODEL_CACHE``; see :mod:`models.packaging.cache`) nor scikit-learn: LightGBM is
+imported with scikit-learn hidden (:func:`lightgbm_without_sklearn`), which it would otherwise
+import (with SciPy's statistics) only to offer its scikit-learn estimators, which serving never
+uses.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import contextlib
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +36,30 @@ from typing import Any
 from features.errors import UserError
 
 logger = logging.getLogger(__name__)
+
+
+def lightgbm_without_sklearn() -> None:
+    """Import LightGBM with scikit-learn hidden, so that it does not import it (0.7–1.1 s and
+    about 40 MB: ``lightgbm.compat`` imports scikit-learn, and with it SciPy's statistics, to
+    define its scikit-learn estimators). Boosters load and predict the same; only
+    ``lightgbm.LGBMClassifier`` and its kin are unusable in this process (leadscore trains with
+    ``lightgbm.train``, and never in a server). Nothing happens if either is imported already
+    (tests, or a process that fits models); scikit-learn itself stays importable afterwards."""
+    if "lightgbm" in sys.modules or "sklearn" in sys.modules:
+        return
+    sys.modules["sklearn"] = None  # type: ignore[assignment]  # `import sklearn` → ImportError
+    try:
+        import lightgbm  # noqa: F401
+    finally:
+        del sys.modules["sklearn"]
+
+
+def create_worker_app() -> Any:
+    """uvicorn's app factory in each worker process (``--workers N``)."""
+    lightgbm_without_sklearn()
+    from serving.app import create_app_from_env
+
+    return create_app_from_env()
 
 
 @contextlib.contextmanager
@@ -56,7 +87,9 @@ def preflight(settings: Any) -> tuple[str | None, str | None]:
     from serving.holder import load_model
 
     try:
-        model = load_model(settings.model_uri, settings.tracking_uri, settings.reasons)
+        model = load_model(
+            settings.model_uri, settings.tracking_uri, settings.reasons, settings.model_cache_dir()
+        )
     except ModelLoadError as error:
         return None, str(error)
     source = model.info.model
@@ -88,6 +121,7 @@ def run(
     log_level: str = "info",
     allow_no_model: bool = False,
 ) -> None:
+    lightgbm_without_sklearn()
     import uvicorn
     from pydantic import ValidationError
 
@@ -144,7 +178,7 @@ def run(
                 refuse_or_warn(ModelLoadError(problem or "the model could not be loaded"))
             with multiprocess_directory():
                 config = uvicorn.Config(
-                    "serving.app:create_app_from_env", factory=True, workers=workers, **common
+                    "pipelines.serve:create_worker_app", factory=True, workers=workers, **common
                 )
                 setattr(config, GUARD_ATTRIBUTE, guard)
                 sock = config.bind_socket()

@@ -8,7 +8,9 @@ model, new ones get the new one, none waits and none fails. A model that fails t
 score never replaces the one being served.
 
 Where a model comes from (``LEADSCORE_MODEL_URI``) is :mod:`models.packaging.loading`'s: a registry
-URI (an alias resolved to its version first), a run URI, a bundle or train output directory.
+URI (an alias resolved to its version first, on every load), a run URI, a bundle or train output
+directory. Registered bundles are kept in ``LEADSCORE_MODEL_CACHE``
+(:mod:`models.packaging.cache`) once fetched.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from models.packaging.loading import ModelLoadError, ModelSource, load
@@ -106,19 +109,21 @@ def _run_metrics(run_id: str | None, tracking_uri: str | None) -> dict[str, Any]
     if not run_id:
         return None
     try:
-        from models.packaging.tracking import client
+        from models.packaging.tracking import run_metrics
 
-        metrics = client(tracking_uri).get_run(run_id).data.metrics
+        metrics = run_metrics(run_id, tracking_uri)
     except Exception as error:  # metrics are a nicety: never fail a load for them
         logger.warning("could not read the metrics of run %s: %s", run_id, error)
         return None
     return unflatten(metrics) if metrics else None
 
 
-def read_scorer(uri: str, tracking_uri: str | None = None) -> tuple[LeadScorer, ModelInfo]:
-    """Load the scorer named by ``uri`` (:func:`models.packaging.loading.load`) and describe it,
-    with its run's metrics when it has a run."""
-    scorer, source = load(uri, tracking_uri)
+def read_scorer(
+    uri: str, tracking_uri: str | None = None, cache: Path | None = None
+) -> tuple[LeadScorer, ModelInfo]:
+    """Load the scorer named by ``uri`` (:func:`models.packaging.loading.load`, registered
+    bundles kept in ``cache``) and describe it, with its run's metrics when it has a run."""
+    scorer, source = load(uri, tracking_uri, cache)
     info = ModelInfo(
         source,
         dt.datetime.now(dt.UTC),
@@ -139,8 +144,10 @@ def warm_up(scorer: LeadScorer, inputs: ModelInput) -> None:
     answers(scorer, [prepared], {"name": "warm-up", "version": "0"})
 
 
-def load_model(uri: str, tracking_uri: str | None = None, reasons: int = 3) -> LoadedModel:
-    scorer, info = read_scorer(uri, tracking_uri)
+def load_model(
+    uri: str, tracking_uri: str | None = None, reasons: int = 3, cache: Path | None = None
+) -> LoadedModel:
+    scorer, info = read_scorer(uri, tracking_uri, cache)
     inputs = ModelInput(scorer)
     try:
         warm_up(scorer, inputs)

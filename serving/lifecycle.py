@@ -31,7 +31,9 @@ async def reload_model(
     target = uri or settings.model_uri
 
     def loader() -> LoadedModel:
-        return load_model(target, settings.tracking_uri, settings.reasons)
+        return load_model(
+            target, settings.tracking_uri, settings.reasons, settings.model_cache_dir()
+        )
 
     try:
         model = await anyio.to_thread.run_sync(holder.reload, loader)

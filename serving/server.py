@@ -147,9 +147,9 @@ def pin(uri: str, tracking_uri: str | None) -> str:
     """The configured model as exactly one version (an alias resolved now)."""
     if not uri.startswith("models:/"):
         return uri
-    from models.packaging.tracking import resolve
+    from models.packaging.tracking import locate
 
-    return resolve(uri, tracking_uri).uri
+    return locate(uri, tracking_uri).uri
 
 
 class Supervisor(Multiprocess):

@@ -14,7 +14,9 @@
 - ``LEADSCORE_VALIDATED`` (``data/validated``): the validated tables lead pages read timelines
   from;
 - ``LEADSCORE_STORE_URL`` (default ``sqlite:///scores.db`` in the working directory, beside
-  ``mlflow.db``; ``off``: nothing recorded): the score store (scores given, sales' feedback).
+  ``mlflow.db``; ``off``: nothing recorded): the score store (scores given, sales' feedback);
+- ``LEADSCORE_MODEL_CACHE`` (default ``.leadscore/models`` in the working directory; ``off``:
+  none): where registered bundles are kept once fetched (:mod:`models.packaging.cache`).
 
 The keys are held as a :class:`~pydantic.SecretStr` (never printed, never logged); only their
 SHA-256 digests are kept by the authenticator.
@@ -40,6 +42,7 @@ logger = logging.getLogger(__name__)
 ROLES: tuple[str, ...] = ("score", "admin")
 """Roles in increasing power: ``admin`` may do everything ``score`` may."""
 DEFAULT_MODEL_URI = "models:/lead-scoring@champion"
+DEFAULT_MODEL_CACHE = ".leadscore/models"
 MIN_KEY_LENGTH = 16
 """Shorter API keys are refused: a key is the only thing between a caller and the scores."""
 
@@ -63,6 +66,8 @@ class Settings(BaseSettings):
     artifacts: Path = Path("artifacts")
     validated: Path = Path("data/validated")
     store_url: str = ""
+    model_cache: str = DEFAULT_MODEL_CACHE
+    """Where registered bundles are kept once fetched; ``off``: no cache."""
     params: Path = Path("params.yaml")
     max_batch: Annotated[int | None, Field(ge=1)] = None
     max_body_bytes: Annotated[int | None, Field(ge=1024)] = None
@@ -163,6 +168,11 @@ class Settings(BaseSettings):
         own targets are what the answers carry."""
         params = self._params() if self.params.exists() else Params()
         return tuple(params.targets)
+
+    def model_cache_dir(self) -> Path | None:
+        """``LEADSCORE_MODEL_CACHE`` as a directory; None when ``off`` (or empty)."""
+        text = self.model_cache.strip()
+        return None if text.lower() in ("", "off") else Path(text)
 
     def store_environ(self) -> dict[str, str]:
         """``LEADSCORE_STORE_URL`` as :func:`models.store.open_store` reads it."""

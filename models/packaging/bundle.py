@@ -44,7 +44,6 @@ serving environment, and the pickle needs the same module names either way.
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import logging
 import pickle
@@ -82,6 +81,9 @@ from mlflow.types.schema import Schema as MlflowSchema
 from features import contract
 from features.engine.timelines import timestamp_ms, timestamps_ms
 from features.storage import atomic_directory, read_validated
+from models.packaging.cache import SCORER_SHA256 as SCORER_SHA256
+from models.packaging.cache import scorer_file as scorer_file
+from models.packaging.cache import sha256_of as sha256_of
 from models.packaging.tracking import local_model_path
 from models.reasons import reason_records
 from models.scorer import LeadScorer
@@ -720,24 +722,6 @@ def verify_bundle(path: Path) -> LeadScorer:
     if not isinstance(python_model, LeadBundle):
         raise BundleError(f"{path}: not a leadscore bundle")
     return python_model.scorer
-
-
-SCORER_SHA256 = "leadscore.scorer_sha256"
-"""The model-version tag holding the SHA-256 of the bundle's pickled scorer, recorded at
-registration and checked before the pickle is ever loaded from the registry."""
-
-
-def scorer_file(model_dir: Path) -> Path:
-    """The pickled scorer inside a bundle directory."""
-    return Path(model_dir) / "artifacts" / "scorer.pkl"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def log_bundle(model_dir: Path, name: str = "model") -> Any:

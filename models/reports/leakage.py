@@ -18,6 +18,9 @@ data is weak. So every feature column is measured, per target, three ways:
 A column is flagged when any figure crosses its threshold (params ``train.leakage``); the
 report says which and why. Training writes the figures into the scorer's reports, evaluation
 copies the flagged and the top columns into ``metrics.json`` and the model card.
+
+SciPy and scikit-learn are imported by the functions that measure, not by this module: the API
+imports it only to show a scorer's report (:func:`target_guard`) and starts without them.
 """
 
 from __future__ import annotations
@@ -30,8 +33,6 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
-from scipy.stats import rankdata
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from features.params import LeakageParams
 
@@ -50,6 +51,8 @@ def rank_auc(y: np.ndarray, score: np.ndarray) -> float | None:
     negatives = len(y) - positives
     if not positives or not negatives:
         return None
+    from scipy.stats import rankdata
+
     ranks = rankdata(score)
     return float((ranks[y].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
@@ -105,6 +108,8 @@ def univariate(
     X: np.ndarray, y: np.ndarray, categorical: Sequence[int], folds: int, seed: int
 ) -> tuple[list[float | None], list[float | None]]:
     """Per column of X: direction-free ROC AUC and the PR AUC of the same oriented score."""
+    from sklearn.metrics import average_precision_score
+
     labels = np.asarray(y) == 1
     is_categorical = set(categorical)
     roc: list[float | None] = []
@@ -180,6 +185,8 @@ def _cheap_auc(
     labels = slices.y_valid == 1
     if labels.all() or not labels.any():
         return None
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score(labels, p))
 
 

@@ -31,6 +31,7 @@ def settings_for(world: World, tmp: Path, **overrides: Any) -> Settings:
         "store_url": f"sqlite:///{tmp / 'scores.db'}",
         "params": world.params_path,
         "tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}",
+        "model_cache": str(tmp / "model-cache"),
         "auth": "on",
         "max_batch": 40,
         "max_events_per_lead": 300,
