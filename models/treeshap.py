@@ -49,8 +49,9 @@ class _Tree:
     categories: list[np.ndarray]  # per categorical split: its bitset words (uint32)
 
 
-def _numbers(line: str, kind: type) -> np.ndarray:
-    text = line.split("=", 1)[1].strip()
+def _numbers(value: str, kind: type) -> np.ndarray:
+    """One space-separated array of the model text (the part after ``name=``)."""
+    text = value.strip()
     return np.array(text.split(" ") if text else [], dtype=kind)
 
 
@@ -72,7 +73,7 @@ def _trees(booster: lgb.Booster, num_iteration: int | None) -> list[_Tree]:
                     decision=np.zeros(0, np.int64),
                     left=np.zeros(0, np.int64),
                     right=np.zeros(0, np.int64),
-                    leaf_value=_numbers("=" + fields["leaf_value"], float),
+                    leaf_value=_numbers(fields["leaf_value"], float),
                     leaf_count=np.ones(1),
                     internal_count=np.zeros(0),
                     categories=[],
@@ -81,19 +82,19 @@ def _trees(booster: lgb.Booster, num_iteration: int | None) -> list[_Tree]:
             continue
         categories = []
         if int(fields.get("num_cat", "0")):
-            bounds = _numbers("=" + fields["cat_boundaries"], np.int64)
-            words = _numbers("=" + fields["cat_threshold"], np.uint64).astype(np.uint32)
+            bounds = _numbers(fields["cat_boundaries"], np.int64)
+            words = _numbers(fields["cat_threshold"], np.uint64).astype(np.uint32)
             categories = [words[a:b] for a, b in itertools.pairwise(bounds)]
         trees.append(
             _Tree(
-                feature=_numbers("=" + fields["split_feature"], np.int64),
-                threshold=_numbers("=" + fields["threshold"], np.float64),
-                decision=_numbers("=" + fields["decision_type"], np.int64),
-                left=_numbers("=" + fields["left_child"], np.int64),
-                right=_numbers("=" + fields["right_child"], np.int64),
-                leaf_value=_numbers("=" + fields["leaf_value"], np.float64),
-                leaf_count=_numbers("=" + fields["leaf_count"], np.float64),
-                internal_count=_numbers("=" + fields["internal_count"], np.float64),
+                feature=_numbers(fields["split_feature"], np.int64),
+                threshold=_numbers(fields["threshold"], np.float64),
+                decision=_numbers(fields["decision_type"], np.int64),
+                left=_numbers(fields["left_child"], np.int64),
+                right=_numbers(fields["right_child"], np.int64),
+                leaf_value=_numbers(fields["leaf_value"], np.float64),
+                leaf_count=_numbers(fields["leaf_count"], np.float64),
+                internal_count=_numbers(fields["internal_count"], np.float64),
                 categories=categories,
             )
         )
