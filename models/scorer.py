@@ -217,7 +217,7 @@ class LeadScorer:
         same alone or in a batch), else from LightGBM."""
         table = self.shap_table
         if table is not None:
-            return table.contributions(X)
+            return table.contributions(X, threads=num_threads)
         model = self.models[self.primary]
         return np.asarray(
             model.booster.predict(

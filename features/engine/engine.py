@@ -20,9 +20,9 @@ encoding in :mod:`features.engine.encoding`, what each feature means in
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -48,6 +48,7 @@ from features.engine.timelines import (
     window_hits,
 )
 from features.errors import UserError
+from features.threads import thread_count, thread_map
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,76 @@ def lead_column(leads: pd.DataFrame, name: str) -> pd.Series | None:
 def _empty_events() -> EventArrays:
     empty = np.zeros(0, dtype=np.int64)
     return EventArrays(empty, empty, empty, empty)
+
+
+PARALLEL_SNAPSHOTS = 20_000
+"""From this many snapshots on, a transform runs in lead ranges on several threads (numpy's
+sorts, searches and gathers release the GIL); below it, in the calling thread, where a pool's
+set-up would cost more than a second core gives back."""
+
+Result = TypeVar("Result")
+
+
+def lead_ranges(
+    query_lead: np.ndarray, n_leads: int, parts: int
+) -> list[tuple[int, int, int, int]]:
+    """Queries sorted by lead cut into at most ``parts`` runs of whole leads with about equal
+    numbers of queries: (first lead, end lead, first query, end query) of each run."""
+    n = len(query_lead)
+    cuts = [0]
+    for i in range(1, parts):
+        cut = int(np.searchsorted(query_lead, query_lead[n * i // parts], side="left"))
+        if cut > cuts[-1]:
+            cuts.append(cut)
+    cuts.append(n)
+    bounds = [0, *(int(query_lead[cut]) for cut in cuts[1:-1]), n_leads]
+    return [(bounds[i], bounds[i + 1], cuts[i], cuts[i + 1]) for i in range(len(cuts) - 1)]
+
+
+def _events_in(events: EventArrays, first: int, end: int) -> EventArrays:
+    inside = (events.lead >= first) & (events.lead < end)
+    return EventArrays(
+        events.lead[inside] - first, events.ms[inside], events.kind[inside], events.campaign[inside]
+    )
+
+
+def map_lead_ranges(
+    kernel: Callable[[LeadArrays, EventArrays, EventArrays, np.ndarray, np.ndarray], Result],
+    leads: LeadArrays,
+    touches: EventArrays,
+    sales: EventArrays,
+    query_lead: np.ndarray,
+    as_of: np.ndarray,
+    threads: int = 0,
+) -> list[Result]:
+    """``kernel`` on each range of whole leads, on ``threads`` threads (0: every core this
+    process may use), with lead codes renumbered from 0 in each range; the results in lead
+    order. Queries must be sorted by lead. A lead's features depend only on its own events
+    and the fitted history, so the ranges give the same bits as one call."""
+    workers = thread_count(threads)
+    if workers == 1 or len(query_lead) < PARALLEL_SNAPSHOTS:
+        return [kernel(leads, touches, sales, query_lead, as_of)]
+
+    def run(bounds: tuple[int, int, int, int]) -> Result:
+        first, end, start, stop = bounds
+        part = LeadArrays(
+            created_ms=leads.created_ms[first:end],
+            campaign=leads.campaign[first:end],
+            account=leads.account[first:end],
+            categorical={name: codes[first:end] for name, codes in leads.categorical.items()},
+            numeric={name: values[first:end] for name, values in leads.numeric.items()},
+        )
+        return kernel(
+            part,
+            _events_in(touches, first, end),
+            _events_in(sales, first, end),
+            query_lead[start:stop] - first,
+            as_of[start:stop],
+        )
+
+    return thread_map(
+        run, lead_ranges(query_lead, len(leads.created_ms), workers), workers, "features"
+    )
 
 
 class FeatureEngine:
@@ -464,9 +535,11 @@ class FeatureEngine:
         leads: pd.DataFrame,
         touches: pd.DataFrame | None = None,
         sales_events: pd.DataFrame | None = None,
+        threads: int = 0,
     ) -> np.ndarray:
         """Feature matrix (float64, categorical columns hold vocabulary codes) for snapshots
-        ``(lead_id, as_of)``; the histories given may include the future: it is ignored."""
+        ``(lead_id, as_of)``; the histories given may include the future: it is ignored.
+        Large batches run on ``threads`` threads (0: every core), in ranges of whole leads."""
         lead_ids = pd.Index(leads["lead_id"])
         lead_arrays = self.lead_arrays(leads)
         touch_arrays, sales_arrays = self.event_arrays(lead_ids, touches, sales_events)
@@ -477,9 +550,16 @@ class FeatureEngine:
         # Queries sorted by lead make every searchsorted walk forward (cache-friendly); the
         # rows go back to the caller's order at the end.
         order = np.lexsort((as_of, query_lead))
-        matrix = self._kernel(
-            lead_arrays, touch_arrays, sales_arrays, query_lead[order], as_of[order]
+        parts = map_lead_ranges(
+            self._kernel,
+            lead_arrays,
+            touch_arrays,
+            sales_arrays,
+            query_lead[order],
+            as_of[order],
+            threads,
         )
+        matrix = parts[0] if len(parts) == 1 else np.concatenate(parts)
         result = np.empty_like(matrix)
         result[order] = matrix
         return result

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from models.treeshap import MAX_NODES, path_table
+from models.treeshap import CHUNK_ROWS, MAX_NODES, path_table
 from tests.serving.world import World
 
 TOLERANCE = 1e-9
@@ -161,3 +161,16 @@ def test_scorer_carries_its_table_and_a_lead_alone_equals_its_batch_row(world: W
     np.testing.assert_allclose(
         batch, reference(model.booster, X, model.best_iteration), atol=TOLERANCE, rtol=0
     )
+
+
+def test_threads_give_the_same_bits_as_one(
+    world_model: tuple[lgb.Booster, int, np.ndarray],
+) -> None:
+    booster, best, X = world_model
+    table = path_table(booster, best)
+    assert table is not None
+    rows = np.vstack([X] * 4)  # several chunks, so the threads really share the work
+    assert len(rows) > 3 * CHUNK_ROWS
+    one = table.contributions(rows, threads=1)
+    for threads in (0, 2, 3):
+        assert np.array_equal(table.contributions(rows, threads=threads), one)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features import contract
+from features.engine import engine as engine_module
 from features.engine.catalog import NEVER_DAYS, OTHER
-from features.engine.engine import FeatureEngine
+from features.engine.engine import FeatureEngine, lead_ranges
 from features.engine.snapshots import build_snapshots
 from features.ingest.simulate import simulate
 from features.params import GenerateParams, Params
@@ -413,3 +415,53 @@ def test_both_ways_of_finding_first_touches_agree(
         snapshots, world["leads"], world["touches"], world["sales_events"]
     )
     assert np.array_equal(sorted_way, batch, equal_nan=True)
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(threads=st.integers(2, 7), seed=st.integers(0, 2**32 - 1))
+def test_threads_give_the_same_bits_as_one(
+    engine: FeatureEngine,
+    world: dict[str, pd.DataFrame],
+    snapshots: pd.DataFrame,
+    batch: np.ndarray,
+    threads: int,
+    seed: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Any subset of snapshots in any order, cut into lead ranges on several threads, gives
+    # the rows one thread gives.
+    monkeypatch.setattr(engine_module, "PARALLEL_SNAPSHOTS", 1)
+    rng = np.random.default_rng(seed)
+    rows = rng.permutation(len(snapshots))[: rng.integers(1, len(snapshots) + 1)]
+    matrix = engine.transform(
+        snapshots.iloc[rows],
+        world["leads"],
+        world["touches"],
+        world["sales_events"],
+        threads=threads,
+    )
+    assert np.array_equal(matrix, batch[rows], equal_nan=True)
+
+
+@given(
+    leads=st.lists(st.integers(0, 30), min_size=1, max_size=200),
+    parts=st.integers(1, 9),
+)
+def test_lead_ranges_cover_every_query_once_and_never_split_a_lead(
+    leads: list[int], parts: int
+) -> None:
+    query_lead = np.sort(np.array(leads, dtype=np.int64))
+    ranges = lead_ranges(query_lead, 31, parts)
+    assert 1 <= len(ranges) <= parts
+    assert ranges[0][0] == 0
+    assert ranges[-1][1] == 31
+    assert ranges[0][2] == 0
+    assert ranges[-1][3] == len(query_lead)
+    for (_, end, _, stop), (first, _, start, _) in itertools.pairwise(ranges):
+        assert end == first
+        assert stop == start
+    for first, end, start, stop in ranges:
+        assert stop > start
+        assert ((query_lead[start:stop] >= first) & (query_lead[start:stop] < end)).all()
