@@ -75,7 +75,7 @@ def _touch_family(
 
     start = time.perf_counter()
     lead_ids = pd.Index(leads["lead_id"])
-    touch_arrays, _ = engine.event_arrays(lead_ids, touches, None)
+    touch_arrays, _ = engine.event_arrays(lead_ids, touches, None, threads=0)
     query_lead = np.asarray(lead_ids.get_indexer(snapshots["lead_id"]), dtype=np.int64)
     as_of = timestamps_ms(snapshots["as_of"])
     order = np.lexsort((as_of, query_lead))

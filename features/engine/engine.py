@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 import numpy as np
@@ -162,6 +162,29 @@ def _events_in(events: EventArrays, first: int, end: int) -> EventArrays:
     inside = (events.lead >= first) & (events.lead < end)
     return EventArrays(
         events.lead[inside] - first, events.ms[inside], events.kind[inside], events.campaign[inside]
+    )
+
+
+PARALLEL_EVENTS = 200_000
+"""From this many events on, a table is converted to kernel form in row slices on threads."""
+
+
+def _in_row_slices(
+    convert: Callable[[pd.DataFrame], EventArrays], events: pd.DataFrame, threads: int
+) -> EventArrays:
+    """``convert`` of ``events`` in row slices, one per thread, joined in row order (the
+    conversion is row by row, so the slices give the same arrays as the whole)."""
+    workers = thread_count(threads) if len(events) >= PARALLEL_EVENTS else 1
+    if workers == 1:
+        return convert(events)
+    cuts = [len(events) * i // workers for i in range(workers + 1)]
+    slices = [events.iloc[cuts[i] : cuts[i + 1]] for i in range(workers)]
+    parts = thread_map(convert, slices, workers, "events")
+    return EventArrays(
+        *(
+            np.concatenate([getattr(part, field.name) for part in parts])
+            for field in fields(EventArrays)
+        )
     )
 
 
@@ -506,27 +529,44 @@ class FeatureEngine:
         )
 
     def event_arrays(
-        self, lead_ids: pd.Index, touches: pd.DataFrame | None, sales: pd.DataFrame | None
+        self,
+        lead_ids: pd.Index,
+        touches: pd.DataFrame | None,
+        sales: pd.DataFrame | None,
+        threads: int = 1,
     ) -> tuple[EventArrays, EventArrays]:
+        """Events in kernel form; large tables are converted in row slices on ``threads``
+        threads (0: every core; Arrow's hashing and pandas' time conversion release the GIL)."""
         touch_arrays = _empty_events()
         if touches is not None and self.has_touches_ and len(touches):
-            kinds = vocabulary_codes(touches["touch_type"], self.touch_types_, lowercase=True)
-            touch_arrays = EventArrays(
-                lead=index_codes(lead_ids, touches["lead_id"]),
-                ms=timestamps_ms(touches["occurred_at"]),
-                kind=np.nan_to_num(kinds, nan=len(self.touch_types_)).astype(np.int64),
-                campaign=self._codes(touches.get("campaign_id"), self.campaign_ids_, len(touches)),
+            touch_arrays = _in_row_slices(
+                lambda rows: self._touch_arrays(lead_ids, rows), touches, threads
             )
         sales_arrays = _empty_events()
         if sales is not None and self.has_sales_ and len(sales):
-            stage = vocabulary_codes(sales["stage"], SALES_STAGES, lowercase=True)
-            sales_arrays = EventArrays(
-                lead=index_codes(lead_ids, sales["lead_id"]),
-                ms=timestamps_ms(sales["occurred_at"]),
-                kind=np.nan_to_num(stage, nan=len(SALES_STAGES)).astype(np.int64),
-                campaign=np.zeros(len(sales), dtype=np.int64),
+            sales_arrays = _in_row_slices(
+                lambda rows: self._sales_arrays(lead_ids, rows), sales, threads
             )
         return touch_arrays, sales_arrays
+
+    def _touch_arrays(self, lead_ids: pd.Index, touches: pd.DataFrame) -> EventArrays:
+        kinds = vocabulary_codes(touches["touch_type"], self.touch_types_, lowercase=True)
+        return EventArrays(
+            lead=index_codes(lead_ids, touches["lead_id"]),
+            ms=timestamps_ms(touches["occurred_at"]),
+            kind=np.nan_to_num(kinds, nan=len(self.touch_types_)).astype(np.int64),
+            campaign=self._codes(touches.get("campaign_id"), self.campaign_ids_, len(touches)),
+        )
+
+    @staticmethod
+    def _sales_arrays(lead_ids: pd.Index, sales: pd.DataFrame) -> EventArrays:
+        stage = vocabulary_codes(sales["stage"], SALES_STAGES, lowercase=True)
+        return EventArrays(
+            lead=index_codes(lead_ids, sales["lead_id"]),
+            ms=timestamps_ms(sales["occurred_at"]),
+            kind=np.nan_to_num(stage, nan=len(SALES_STAGES)).astype(np.int64),
+            campaign=np.zeros(len(sales), dtype=np.int64),
+        )
 
     # ---------------------------------------------------------- transform
     def transform(
@@ -542,7 +582,7 @@ class FeatureEngine:
         Large batches run on ``threads`` threads (0: every core), in ranges of whole leads."""
         lead_ids = pd.Index(leads["lead_id"])
         lead_arrays = self.lead_arrays(leads)
-        touch_arrays, sales_arrays = self.event_arrays(lead_ids, touches, sales_events)
+        touch_arrays, sales_arrays = self.event_arrays(lead_ids, touches, sales_events, threads)
         query_lead = np.asarray(lead_ids.get_indexer(snapshots["lead_id"]), dtype=np.int64)
         if (query_lead < 0).any():
             raise ValueError("snapshots refer to leads that are not in `leads`")

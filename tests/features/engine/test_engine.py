@@ -430,9 +430,10 @@ def test_threads_give_the_same_bits_as_one(
     seed: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Any subset of snapshots in any order, cut into lead ranges on several threads, gives
-    # the rows one thread gives.
+    # Any subset of snapshots in any order, cut into lead ranges (and the events into row
+    # slices) on several threads, gives the rows one thread gives.
     monkeypatch.setattr(engine_module, "PARALLEL_SNAPSHOTS", 1)
+    monkeypatch.setattr(engine_module, "PARALLEL_EVENTS", 1)
     rng = np.random.default_rng(seed)
     rows = rng.permutation(len(snapshots))[: rng.integers(1, len(snapshots) + 1)]
     matrix = engine.transform(
