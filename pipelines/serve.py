@@ -27,31 +27,15 @@ import contextlib
 import logging
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from features.errors import UserError
+from models.boosters import lightgbm_without_sklearn
 
 logger = logging.getLogger(__name__)
-
-
-def lightgbm_without_sklearn() -> None:
-    """Import LightGBM with scikit-learn hidden, so that it does not import it (0.7–1.1 s and
-    about 40 MB: ``lightgbm.compat`` imports scikit-learn, and with it SciPy's statistics, to
-    define its scikit-learn estimators). Boosters load and predict the same; only
-    ``lightgbm.LGBMClassifier`` and its kin are unusable in this process (leadscore trains with
-    ``lightgbm.train``, and never in a server). Nothing happens if either is imported already
-    (tests, or a process that fits models); scikit-learn itself stays importable afterwards."""
-    if "lightgbm" in sys.modules or "sklearn" in sys.modules:
-        return
-    sys.modules["sklearn"] = None  # type: ignore[assignment]  # `import sklearn` → ImportError
-    try:
-        import lightgbm  # noqa: F401
-    finally:
-        del sys.modules["sklearn"]
 
 
 def create_worker_app() -> Any:

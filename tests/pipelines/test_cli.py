@@ -107,3 +107,24 @@ def test_the_wait_policy_is_set_before_lightgbm_loads() -> None:
     probe = "import sys, pipelines.cli; print('lightgbm' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("command", "with_sklearn"), [("score", False), ("queue", False), ("train", True)]
+)
+def test_predicting_commands_load_lightgbm_without_scikit_learn(
+    command: str, with_sklearn: bool
+) -> None:
+    """A command that only predicts imports LightGBM with scikit-learn hidden (about 1 s of
+    imports per stage process); one that fits models keeps it."""
+    probe = (
+        "import sys\n"
+        "from pipelines.cli import app\n"
+        f"app([{command!r}, '--help'], standalone_mode=False)\n"
+        "import pipelines." + command + "\n"
+        "print('lightgbm' in sys.modules, 'sklearn' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert out.stdout.split()[-2:] == ["True", str(with_sklearn)]

@@ -121,7 +121,7 @@ def test_second_start_reads_the_cache_without_mlflow_or_sklearn(
         f"""
         import json, sys
         import numpy as np
-        from pipelines.serve import lightgbm_without_sklearn
+        from models.boosters import lightgbm_without_sklearn
         lightgbm_without_sklearn()
         from serving.holder import load_model
         model = load_model({CHAMPION!r}, {store!r}, 3, __import__("pathlib").Path({str(cache)!r}))
