@@ -344,7 +344,12 @@ def bench_servers(workdir: Path, info: dict[str, Any], args: argparse.Namespace)
         one, cold = stack.enter_context(
             running(leadscore_command(one_port, 1), env, one_port, "/readyz", workdir, "ls1")
         )
-        print(f"\nleadscore serve --workers 1: ready in {cold:.2f} s, RSS {tree_rss(one):.0f} MB")
+        rss = tree_rss(one)
+        print(
+            f"\nleadscore serve --workers 1: ready in {cold:.2f} s (goal <= 2 s: "
+            f"{'met' if cold <= 2 else 'missed'}), RSS {rss:.0f} MB (goal <= 300 MB: "
+            f"{'met' if rss <= 300 else 'missed'})"
+        )
         ml_port = 0
         if with_mlflow:
             ml_env = {**env, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -640,7 +645,13 @@ def bench_batch(workdir: Path, target: int, reasons_leads: int, rounds: int) -> 
     )
     # reasons on a slice (SHAP dominates)
     sliced = workdir / f"batch-{target}" / "slice.parquet"
-    pq.write_table(pq.ParquetFile(leads_path).read_row_group(0).slice(0, reasons_leads), sliced)
+    leads_file = pq.ParquetFile(leads_path)
+    groups: list[int] = []
+    rows_so_far = 0
+    while rows_so_far < reasons_leads and len(groups) < leads_file.num_row_groups:
+        groups.append(len(groups))
+        rows_so_far += leads_file.metadata.row_group(groups[-1]).num_rows
+    pq.write_table(leads_file.read_row_groups(groups).slice(0, reasons_leads), sliced)
     seconds_r, _, code_r = peak_rss(
         [
             *base,
@@ -683,7 +694,7 @@ def main() -> None:
         "--batch-leads", type=int, default=1_000_000, help="leads for `leadscore score`"
     )
     parser.add_argument(
-        "--reasons-leads", type=int, default=20_000, help="leads scored with reasons"
+        "--reasons-leads", type=int, default=100_000, help="leads scored with reasons"
     )
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per side")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per server round")
@@ -726,7 +737,10 @@ def main() -> None:
         sliced, seconds = batch["reasons_leads"], batch["reasons_s"]
         print(
             f"  with 3 reasons each way, {sliced:,} leads: {seconds:.1f} s "
-            f"({sliced / seconds:,.0f} rows/s)" + ("" if batch["reasons_ok"] else "  FAILED")
+            f"({sliced / seconds:,.0f} rows/s with the process's start-up, "
+            f"{sliced / max(seconds - batch['startup_s'], 1e-9):,.0f} without; goal >= 5,000 "
+            f"leads/s on 2 cores: {'met' if sliced / seconds >= 5000 else 'missed'})"
+            + ("" if batch["reasons_ok"] else "  FAILED")
         )
         print(
             ratio_line(
@@ -735,7 +749,7 @@ def main() -> None:
                 "raw Booster.predict (every target, features precomputed)",
                 predict_rate,
                 "rows/s",
-                "as close to 1x as possible; no goal set",
+                ">= 0.8x",
             )
         )
         print(f"[end batch] {loadavg()}")
