@@ -187,6 +187,7 @@ class TrainParams(Section):
     path_smooth: Annotated[float, Field(ge=0.0)] = 50.0
     max_rounds: Annotated[int, Field(ge=1)] = 2000
     early_stopping_rounds: Annotated[int, Field(ge=1)] = 50
+    max_rows: Annotated[int | None, Field(ge=100)] = None
     seed: Annotated[int, Field(ge=0)] = 0
     num_threads: Annotated[int, Field(ge=0)] = 2
     calibration: Literal["isotonic", "sigmoid"] = "sigmoid"

@@ -51,8 +51,10 @@ class PointsScore:
             total += lookup[codes]
         return total
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> PointsScore:
-        self.link_ = LogisticRegression().fit(self.points(X)[:, None], y)
+    def fit(
+        self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> PointsScore:
+        self.link_ = LogisticRegression().fit(self.points(X)[:, None], y, sample_weight)
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
