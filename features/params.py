@@ -8,11 +8,19 @@ silently ignored and falling back to a default.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from features.errors import UserError
 
@@ -364,6 +372,38 @@ class HandoffParams(Section):
     min_grade: Literal["A", "B", "C", "D"] = "B"
 
 
+Percent = Annotated[float, Field(gt=0.0, lt=100.0)]
+
+
+class GridParams(Section):
+    """Fit × engagement: score floors (0–100) of the fit letters and engagement digits."""
+
+    fit: dict[str, Percent] = Field(default_factory=lambda: {"A": 75.0, "B": 50.0, "C": 25.0})
+    engagement: dict[str, Percent] = Field(
+        default_factory=lambda: {"1": 75.0, "2": 50.0, "3": 25.0}
+    )
+    reference_rows: Annotated[int, Field(ge=100)] = 20000
+
+    @field_validator("fit", "engagement", mode="before")
+    @classmethod
+    def _text_keys(cls, value: object) -> object:
+        # YAML reads an unquoted digit key (`1: 75`) as a number.
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _descending(self) -> GridParams:
+        for name, floors, order in (
+            ("fit", self.fit, "ABC"),
+            ("engagement", self.engagement, "123"),
+        ):
+            if sorted(floors) != list(order):
+                raise ValueError(f"grid.{name} needs floors for each of {', '.join(order)}")
+            values = [floors[k] for k in order]
+            if not all(a > b for a, b in itertools.pairwise(values)):
+                raise ValueError(f"grid.{name} floors must descend: {' > '.join(order)}")
+        return self
+
+
 class Params(Section):
     source: SourceParams = SourceParams()
     generate: GenerateParams = GenerateParams()
@@ -387,6 +427,7 @@ class Params(Section):
     serving: ServingParams = ServingParams()
     grades: GradeFloors = GradeFloors()
     handoff: HandoffParams = HandoffParams()
+    grid: GridParams = GridParams()
     feedback: FeedbackParams = FeedbackParams()
     store: StoreParams = StoreParams()
     monitor: MonitorParams = MonitorParams()

@@ -452,8 +452,9 @@ def reason_column_names(count: int) -> list[str]:
 class Writer:
     """The output, one chunk at a time. Columns, in both formats: ``lead_id``, the ``--keep``
     columns (``kept``), ``as_of``, ``p_<target>`` per target, ``score``, ``grade``,
-    ``handoff``, then the reasons as plain text (``reason_1 … reason_N``, positive, and
-    ``reason_negative_1 … N``; N = ``reasons``, none when 0), as a CRM import wants them.
+    ``handoff``, ``fit_score``, ``engagement_score``, ``grid``, then the reasons as plain text
+    (``reason_1 … reason_N``, positive, and ``reason_negative_1 … N``; N = ``reasons``, none
+    when 0), as a CRM import wants them.
     Parquet adds the structured lists ``reasons_positive`` / ``reasons_negative``
     (``{field, text, contribution}``, the API's reasons bit for bit)."""
 
@@ -477,6 +478,9 @@ class Writer:
                 ("score", pa.int64()),
                 ("grade", pa.string()),
                 ("handoff", pa.bool_()),
+                ("fit_score", pa.int64()),
+                ("engagement_score", pa.int64()),
+                ("grid", pa.string()),
             ]
         )
         lists = [

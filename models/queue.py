@@ -154,6 +154,7 @@ def sales_queue(
         queue[column] = queue[column].where(queue[column].notna(), None)
     queue["model_name"] = pd.Series([str(model["name"])] * len(queue), dtype="object")
     queue["model_version"] = pd.Series([str(model["version"])] * len(queue), dtype="object")
+    queue["priority"] = scorer.priority(summary.probabilities[scorer.primary])
     order = scorer.rank(ids.to_numpy(), summary.probabilities[scorer.primary])
     queue = queue.iloc[order].reset_index(drop=True)
     queue.insert(0, "rank", np.arange(1, len(queue) + 1))

@@ -31,6 +31,10 @@ CRM_COLUMNS = (
     "score",
     "grade",
     "handoff",
+    "fit_score",
+    "engagement_score",
+    "grid",
+    "priority",
     "trend",
     "reasons",
     "model_version",
@@ -162,8 +166,9 @@ def changed(queue: pd.DataFrame, found: Mapping[str, Standing]) -> np.ndarray:
 def crm_export(
     queue: pd.DataFrame, found: Mapping[str, Standing], scored_at: dt.datetime
 ) -> pd.DataFrame:
-    """One CRM row per lead of ``queue``: score, grade, handoff, trend, the top reasons as one
-    text, the model version and when it was scored."""
+    """One CRM row per lead of ``queue``: score, grade, handoff, fit and engagement scores,
+    grid cell, priority among the open leads, trend, the top reasons as one text, the model
+    version and when it was scored."""
     ids = queue["lead_id"].astype(str)
     reasons = [
         "; ".join(_texts(value)[:REASONS_SHOWN]) for value in queue.get("reasons_positive", [])
@@ -174,6 +179,10 @@ def crm_export(
             "score": queue["score"].astype(int).to_numpy(),
             "grade": queue["grade"].astype(str).to_numpy(),
             "handoff": queue["handoff"].astype(bool).to_numpy(),
+            **{
+                name: _nullable(queue, name, "Int64" if name != "grid" else "object")
+                for name in ("fit_score", "engagement_score", "grid", "priority")
+            },
             "trend": [found[i].trend if i in found else "not enough history" for i in ids],
             "reasons": reasons if reasons else [""] * len(queue),
             "model_version": queue["model_version"].astype(str).to_numpy(),
@@ -181,6 +190,13 @@ def crm_export(
         },
         columns=list(CRM_COLUMNS),
     )
+
+
+def _nullable(queue: pd.DataFrame, column: str, dtype: str) -> pd.Series:
+    """A queue column that queues written before it existed lack (then all null)."""
+    if column in queue:
+        return queue[column].astype(dtype).reset_index(drop=True)
+    return pd.Series([None] * len(queue), dtype=dtype)
 
 
 def output_records(

@@ -5,9 +5,11 @@ target + the quality-lead definition.
 the ``queue`` stage, the MLflow pyfunc bundle, evaluation and the promotion gate) turns its leads
 into feature rows with the scorer's :class:`~features.engine.engine.FeatureEngine` and then calls:
 
-- :meth:`LeadScorer.summarise`: probabilities per target, score 0–100, grade and handoff;
+- :meth:`LeadScorer.summarise`: probabilities per target, score 0–100, grade and handoff, and
+  the fit and engagement scores with their grid cell (:mod:`models.axes`);
 - :meth:`LeadScorer.explain`: the top positive and negative reasons (SHAP per business field);
-- :meth:`LeadScorer.rank`: the queue order.
+- :meth:`LeadScorer.rank`: the queue order, and :meth:`LeadScorer.priority`: each lead's
+  percentile among the leads queued.
 
 ``num_threads`` is LightGBM's: 1 in an API worker (one request, one core), 0 (all cores) in
 batch work."""
@@ -25,11 +27,14 @@ import numpy as np
 import pandas as pd
 
 from features.engine.engine import FeatureEngine
+from models.axes import AxisScale, GridBands, axis_groups
 from models.calibration import Calibrator
 from models.reasons import Reason, ReasonColumns, ReasonTable
 from models.treeshap import PathTable, path_table
 
 GRADES = ("A", "B", "C", "D")
+DEFAULT_GRID = GridBands()
+"""The grid bands of a model trained before they were in ``params.yaml``."""
 
 
 def score_of(probability: np.ndarray) -> np.ndarray:
@@ -48,6 +53,7 @@ class Definition:
     handoff_min_grade: str
     post_outcome: tuple[str, ...] = ()
     source: str = "synthetic"
+    grid: GridBands = DEFAULT_GRID
 
     @property
     def text(self) -> str:
@@ -60,7 +66,13 @@ class Definition:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "text": self.text}
+        out = {**asdict(self), "text": self.text}
+        out["grid"] = {
+            "fit": dict(self.grid.fit),
+            "engagement": dict(self.grid.engagement),
+            "below": {"fit": self.grid.fit_last, "engagement": self.grid.engagement_last},
+        }
+        return out
 
 
 @dataclass
@@ -76,23 +88,40 @@ Reasons = tuple[list[Reason], list[Reason]]
 
 @dataclass(frozen=True)
 class Summary:
-    """Scores of n rows (no reasons), in row order."""
+    """Scores of n rows (no reasons), in row order. ``fit_score`` and ``engagement_score``:
+    0–100 as floats, NaN when unknown (a model without axes); ``grid``: "B2" or None."""
 
     probabilities: dict[str, np.ndarray]
     score: np.ndarray
     grade: np.ndarray
     handoff: np.ndarray
+    fit_score: np.ndarray
+    engagement_score: np.ndarray
+    grid: np.ndarray
 
     def __len__(self) -> int:
         return len(self.score)
 
     def frame(self) -> pd.DataFrame:
-        """``p_<target>`` per target, ``score``, ``grade`` and ``handoff`` columns."""
+        """``p_<target>`` per target, ``score``, ``grade``, ``handoff``, ``fit_score``,
+        ``engagement_score`` (nullable integers) and ``grid`` columns."""
         frame = pd.DataFrame({f"p_{t}": p for t, p in self.probabilities.items()})
         frame["score"] = self.score
         frame["grade"] = self.grade.astype(object)
         frame["handoff"] = self.handoff
+        for name in AXIS_COLUMNS:
+            frame[name] = pd.array(whole_or_none(getattr(self, name)), dtype="Int64")
+        frame["grid"] = self.grid.astype(object)
         return frame
+
+
+AXIS_COLUMNS = ("fit_score", "engagement_score")
+AXIS_COUNT = len(AXIS_COLUMNS)
+
+
+def whole_or_none(values: np.ndarray) -> list[int | None]:
+    """Scores that may be unknown (NaN) as Python ints and Nones, for JSON and nullable columns."""
+    return [None if v != v else int(v) for v in np.asarray(values, dtype=np.float64).tolist()]
 
 
 class LeadScorer:
@@ -173,12 +202,50 @@ class LeadScorer:
                 np.zeros(0, np.int64),
                 np.zeros(0, object),
                 np.zeros(0, bool),
+                empty,
+                empty,
+                np.zeros(0, object),
             )
         probabilities = self.probabilities(X, num_threads)
         primary = probabilities[self.primary]
         score = score_of(primary)
         grades = self.grade(primary)
-        return Summary(probabilities, score, grades, self.handoff(grades))
+        axes = self.axis_scores(X, num_threads)
+        cells = self.definition.grid.cells(axes[:, 0], axes[:, 1])
+        return Summary(
+            probabilities, score, grades, self.handoff(grades), axes[:, 0], axes[:, 1], cells
+        )
+
+    # ------------------------------------------------------------- axes
+    @cached_property
+    def axis_groups(self) -> np.ndarray:
+        """Per feature, its axis (0 fit, 1 engagement): :func:`models.axes.axis_groups`."""
+        return axis_groups(self.engine.feature_names_, self.engine.categorical_features_)
+
+    def axis_effects(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
+        """Per row, the fit and engagement effects in log-odds (:mod:`models.axes`): exact
+        from the TreeSHAP tables; for trees too big to tabulate, each axis's SHAP values
+        summed (then the axes' interactions are split between them)."""
+        table = self.shap_table
+        if table is not None and table.group_values is not None:
+            return table.group_effects(X, threads=num_threads)
+        contributions = self.contributions(X, num_threads)
+        groups = self.axis_groups
+        return np.stack(
+            [contributions[:, groups == g].sum(axis=1) for g in range(AXIS_COUNT)], axis=1
+        ).reshape(len(X), AXIS_COUNT)
+
+    def fit_axes(self, X: np.ndarray, num_threads: int = 0) -> None:
+        """Fit the 0–100 scales of the axes on the training rows ``X`` (``axis_scale_``)."""
+        present = [bool((self.axis_groups == g).any()) for g in range(AXIS_COUNT)]
+        self.axis_scale_ = AxisScale.fit(self.axis_effects(X, num_threads), present)
+
+    def axis_scores(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
+        """Fit and engagement scores 0–100 per row (NaN: a model trained before axes)."""
+        scale: AxisScale | None = getattr(self, "axis_scale_", None)
+        if scale is None:
+            return np.full((len(X), AXIS_COUNT), np.nan)
+        return scale.scores(self.axis_effects(X, num_threads))
 
     # ---------------------------------------------------------- reasons
     @cached_property
@@ -208,7 +275,7 @@ class LeadScorer:
     def shap_table(self) -> PathTable | None:
         """The primary target's TreeSHAP tables (None for trees too big to tabulate)."""
         model = self.models[self.primary]
-        return path_table(model.booster, model.best_iteration)
+        return path_table(model.booster, model.best_iteration, self.axis_groups, AXIS_COUNT)
 
     def contributions(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
         """The primary target's SHAP contributions per row and feature, in log-odds (LightGBM
@@ -233,3 +300,14 @@ class LeadScorer:
             return np.zeros(0, np.int64)
         ids = np.asarray([str(v) for v in lead_ids], dtype=object)
         return np.lexsort((ids, -np.asarray(p, dtype=np.float64)))
+
+    @staticmethod
+    def priority(p: np.ndarray) -> np.ndarray:
+        """Each lead's percentile among the leads given (the open leads being queued): the
+        share of them whose primary probability is at most its own, × 100, rounded; the
+        first of the queue is 100. Relative, beside the absolute grade, never instead."""
+        p = np.asarray(p, dtype=np.float64)
+        if not len(p):
+            return np.zeros(0, np.int64)
+        at_most = np.searchsorted(np.sort(p), p, side="right")
+        return np.rint(100.0 * at_most / len(p)).astype(np.int64)

@@ -20,6 +20,7 @@ from features.engine.snapshots import labelled
 from features.errors import UserError
 from features.ingest.suspicion import warn_suspicious_names
 from features.params import Params, TrainParams
+from models.axes import GridBands
 from models.baselines import PointsScore, logistic_baseline
 from models.calibration import Calibrator
 from models.reports.leakage import Slices, column_report, rank_auc
@@ -247,6 +248,7 @@ def train_all(
         handoff_min_grade=params.handoff.min_grade,
         post_outcome=tuple(post_outcome),
         source=source,
+        grid=GridBands.from_floors(params.grid.fit, params.grid.engagement),
     )
     scorer = LeadScorer(
         engine,
@@ -258,7 +260,20 @@ def train_all(
         },
     )
     scorer.metadata["reference"] = training_reference(scorer, snapshots, X, params)
+    scorer.fit_axes(X[axis_reference_rows(snapshots, params)])
     return scorer, trained
+
+
+def axis_reference_rows(snapshots: pd.DataFrame, params: Params) -> np.ndarray:
+    """The training rows the fit and engagement percentiles are taken among: the train slice,
+    or a seeded sample of ``grid.reference_rows`` of it (all rows when it has none)."""
+    rows = np.flatnonzero((snapshots["split"] == "train").to_numpy())
+    if not len(rows):
+        rows = np.arange(len(snapshots))
+    if len(rows) > params.grid.reference_rows:
+        generator = np.random.default_rng(params.train.seed)
+        rows = np.sort(generator.choice(rows, params.grid.reference_rows, replace=False))
+    return rows
 
 
 def training_reference(

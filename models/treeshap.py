@@ -110,9 +110,11 @@ def _shapley_weights(d: int) -> np.ndarray:
     )
 
 
-def _tree_table(tree: _Tree, width: int) -> tuple[np.ndarray, np.ndarray]:
+def _tree_table(tree: _Tree, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """SHAP values per decision pattern (bit j set: the row goes left at node j) and per
-    distinct feature of the tree, and those features: ``(2**width, d)`` and ``(d,)``."""
+    distinct feature of the tree, those features, and ``v``: the tree's expected output per
+    pattern when only the features of a subset (bit i: the i-th of those features) follow the
+    row: ``(2**width, d)``, ``(d,)`` and ``(2**width, 2**d)``."""
     m = len(tree.feature)
     features = np.unique(tree.feature)
     d = len(features)
@@ -148,7 +150,20 @@ def _tree_table(tree: _Tree, width: int) -> tuple[np.ndarray, np.ndarray]:
     for i in range(d):
         without = np.flatnonzero(~member[:, i])
         phi[:, i] = (value[:, without | (1 << i)] - value[:, without]) @ weights[size[without]]
-    return phi, features
+    return phi, features, value
+
+
+def _group_table(
+    value: np.ndarray, features: np.ndarray, groups: np.ndarray, count: int
+) -> np.ndarray:
+    """Per pattern and group, the tree's expected output when only the group's features follow
+    the row, less its expected output: ``(2**width, count)``. It depends on the row only
+    through the group's own features (the others split by the training counts)."""
+    out = np.zeros((len(value), count))
+    for g in range(count):
+        subset = int(sum(1 << i for i, f in enumerate(features.tolist()) if groups[f] == g))
+        out[:, g] = value[:, subset] - value[:, 0]
+    return out
 
 
 @dataclass(frozen=True)
@@ -167,6 +182,7 @@ class PathTable:
     category_sets: np.ndarray  # (categorical nodes, C) bool: the categories that go left
     phi: np.ndarray  # (T·2**W, D) SHAP values per tree and pattern
     phi_feature: np.ndarray  # (T, D) the feature of each table column (padding: 0, value 0)
+    group_values: np.ndarray | None = None  # (T·2**W, G) each feature group's effect
 
     @property
     def bit_values(self) -> np.ndarray:
@@ -186,7 +202,34 @@ class PathTable:
         thread_map(run, range(0, len(X), CHUNK_ROWS), threads, "treeshap")
         return out
 
-    def _chunk(self, X: np.ndarray) -> np.ndarray:
+    def group_effects(self, X: np.ndarray, threads: int = 1) -> np.ndarray:
+        """Per row and feature group (``groups`` of :func:`path_table`), the model's expected
+        raw output when only the group's features follow the row, less its expected output
+        (bias): in log-odds, summed tree by tree in model order (a lead's bits the same alone
+        or in a batch). A group's effect depends on the row's values of its own features only:
+        change another group's and it stays, bit for bit."""
+        if self.group_values is None:
+            raise ValueError("this table was built without feature groups")
+        values = self.group_values
+        X = np.asarray(X, dtype=np.float64)
+        count = values.shape[1]
+        out = np.empty((len(X), count))
+
+        def run(start: int) -> None:
+            rows = self._rows(X[start : start + CHUNK_ROWS])
+            picked = values[rows]  # (rows, T, G)
+            n = len(rows)
+            slots = np.arange(n)[:, None, None] * count + np.arange(count)
+            total = np.bincount(
+                np.broadcast_to(slots, picked.shape).ravel(), picked.ravel(), minlength=n * count
+            )
+            out[start : start + CHUNK_ROWS] = total.reshape(n, count)
+
+        thread_map(run, range(0, len(X), CHUNK_ROWS), threads, "treeshap")
+        return out
+
+    def _rows(self, X: np.ndarray) -> np.ndarray:
+        """Per row and tree, the table row of the row's decision pattern: ``(rows, T)``."""
         n_rows, n_trees = len(X), len(self.phi_feature)
         value = X[:, self.feature]  # (rows, T·W)
         nan = np.isnan(value)
@@ -208,7 +251,11 @@ class PathTable:
         # 3x faster than packbits for one row; exact for at most 8 bits).
         decisions = left.reshape(n_rows, n_trees, self.width).astype(np.float64)
         pattern = (decisions @ self.bit_values).astype(np.int64)
-        picked = self.phi[np.arange(n_trees) * (1 << self.width) + pattern]  # (rows, T, D)
+        return np.arange(n_trees) * (1 << self.width) + pattern
+
+    def _chunk(self, X: np.ndarray) -> np.ndarray:
+        n_rows = len(X)
+        picked = self.phi[self._rows(X)]  # (rows, T, D)
         slots = np.arange(n_rows)[:, None] * self.n_features + self.phi_feature.ravel()
         total = np.bincount(
             slots.ravel(), picked.reshape(n_rows, -1).ravel(), minlength=n_rows * self.n_features
@@ -216,8 +263,15 @@ class PathTable:
         return total.reshape(n_rows, self.n_features)
 
 
-def path_table(booster: lgb.Booster, num_iteration: int | None = None) -> PathTable | None:
-    """The model's tables, or None when a tree is too big to tabulate (or linear)."""
+def path_table(
+    booster: lgb.Booster,
+    num_iteration: int | None = None,
+    groups: np.ndarray | None = None,
+    group_count: int | None = None,
+) -> PathTable | None:
+    """The model's tables, or None when a tree is too big to tabulate (or linear). ``groups``:
+    per feature its group (0 … G-1; -1 none), for :meth:`PathTable.group_effects`; G is
+    ``group_count`` (default: the largest group + 1)."""
     try:
         trees = _trees(booster, num_iteration)
     except ValueError:
@@ -241,6 +295,10 @@ def path_table(booster: lgb.Booster, num_iteration: int | None = None) -> PathTa
     category_sets = np.zeros((n_trees, width, max_category), bool)
     phi = np.zeros((n_trees, 2**width, depth))
     phi_feature = np.zeros((n_trees, depth), np.int64)
+    group_of = None if groups is None else np.asarray(groups, dtype=np.int64)
+    if group_count is None:
+        group_count = 0 if group_of is None else max(int(group_of.max(initial=-1)) + 1, 1)
+    group_values = np.zeros((n_trees, 2**width, group_count))
     for t, tree in enumerate(trees):
         m = len(tree.feature)
         if m == 0:
@@ -263,9 +321,11 @@ def path_table(booster: lgb.Booster, num_iteration: int | None = None) -> PathTa
                     if missing[t, j] != NUMERIC_MISSING_NONE
                     else tree.threshold[j] >= 0.0
                 )
-        table, features = _tree_table(tree, width)
+        table, features, value = _tree_table(tree, width)
         phi[t, :, : len(features)] = table
         phi_feature[t, : len(features)] = features
+        if group_of is not None:
+            group_values[t] = _group_table(value, features, group_of, group_count)
     flat_categorical = categorical.ravel()
     zero_nodes = np.flatnonzero((missing.ravel() == MISSING_ZERO) & ~flat_categorical)
     category_nodes = np.flatnonzero(flat_categorical)
@@ -281,4 +341,5 @@ def path_table(booster: lgb.Booster, num_iteration: int | None = None) -> PathTa
         category_sets=category_sets.reshape(-1, max_category)[category_nodes],
         phi=phi.reshape(-1, depth),
         phi_feature=phi_feature,
+        group_values=None if group_of is None else group_values.reshape(-1, group_count),
     )

@@ -14,7 +14,8 @@ the previous ones in place):
   or more (kept out of metrics.json: ``dvc metrics show`` prints every number);
 - ``plots/``: DVC plot data for the primary target (ROC, precision-recall, gains,
   calibration per model, grades, score histogram), as CSV;
-- ``kpis.json``: the shared KPIs by channel, campaign and month;
+- ``kpis.json``: the shared KPIs by channel, campaign and month, and ``grid``: the test
+  leads per fit × engagement cell with their observed rate (:mod:`models.reports.grid`);
 - ``model_card.md``;
 - ``summary.json`` (DVC metrics): at most 20 headline numbers of ``metrics.json``
   (:func:`~models.reports.evaluation.summary_metrics`). Git tracks it (``.gitignore`` lets it
@@ -46,6 +47,7 @@ from features.storage import (
     read_validated,
 )
 from models.reports.evaluation import evaluate, summary_metrics
+from models.reports.grid import grid_report
 from models.reports.kpis import compute_kpis, first_snapshot_predictions
 from models.reports.model_card import card_inputs, render
 from models.scorer import LeadScorer
@@ -109,6 +111,7 @@ def run(features_dir: Path, validated: Path, train: Path, out: Path, params_path
         predictions=first_snapshot_predictions(snapshots, X, scorer),
         timed=not random_split,
     )
+    kpis["grid"] = grid_report(snapshots, X, scorer)
     card = render(
         card_inputs(
             snapshots,

@@ -16,7 +16,8 @@ Input (CSV or Parquet, by extension):
 
 Output (CSV or Parquet, by extension), one row per input lead, in input order: ``lead_id``,
 the ``--keep`` input columns unchanged (CSV text as read, Parquet columns with their type),
-``as_of``, ``p_<target>`` per target, ``score``, ``grade``, ``handoff``, then the reasons as
+``as_of``, ``p_<target>`` per target, ``score``, ``grade``, ``handoff``, ``fit_score``,
+``engagement_score``, ``grid`` (:mod:`models.axes`), then the reasons as
 plain text, ``reason_1 … reason_N`` (positive, strongest first) and ``reason_negative_1 … N``
 (N = ``--reasons``; empty when a lead has fewer), the columns a CRM import maps to fields.
 Parquet also has ``reasons_positive`` / ``reasons_negative``: lists of

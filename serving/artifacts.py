@@ -43,7 +43,7 @@ class Read:
 
 
 def json_safe(value: Any) -> Any:
-    """JSON-safe: NaN/inf → None, numpy scalars and arrays → Python, timestamps → ISO."""
+    """JSON-safe: NaN/inf/NA → None, numpy scalars and arrays → Python, timestamps → ISO."""
     if isinstance(value, dict):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -56,7 +56,7 @@ def json_safe(value: Any) -> Any:
         return None
     if isinstance(value, pd.Timestamp):
         return None if pd.isna(value) else value.isoformat()
-    if value is pd.NaT:
+    if value is pd.NaT or value is pd.NA:  # a nullable column's missing value
         return None
     return value
 

@@ -196,17 +196,21 @@ def answers(
 ) -> list[dict[str, Any]]:
     """JSON-ready answers on one thread (an API worker). In the order given; with ``ranked``,
     in :meth:`LeadScorer.rank` order and cut at ``capacity`` (every lead is predicted once,
-    only the kept ones are explained)."""
+    only the kept ones are explained), each with its ``priority`` among all the leads given
+    (null otherwise: one lead alone has no queue to be ranked in)."""
     X = np.vstack([p.row for p in prepared]) if prepared else np.zeros((0, 0))
     summary = scorer.summarise(X, num_threads=1)
+    priority: list[int | None] = [None] * len(prepared)
     if ranked:
-        order = scorer.rank([p.lead_id for p in prepared], summary.probabilities[scorer.primary])
+        primary = summary.probabilities[scorer.primary]
+        order = scorer.rank([p.lead_id for p in prepared], primary)
         rows = order[:capacity] if capacity is not None else order
+        priority = [int(v) for v in scorer.priority(primary).tolist()]
     else:
         rows = np.arange(len(prepared))
     explained = scorer.explain(X[rows], count=reasons, num_threads=1)
     return [
-        answer(prepared[row], row, summary, explained[k], scorer.targets, model)
+        answer(prepared[row], row, summary, explained[k], scorer.targets, model, priority[row])
         for k, row in enumerate(rows.tolist())
     ]
 
@@ -218,6 +222,7 @@ def answer(
     reasons: Reasons,
     targets: Sequence[str],
     model: Mapping[str, str],
+    priority: int | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"lead_id": prepared.lead_id, "as_of": prepared.as_of.isoformat()}
     for target in targets:
@@ -225,6 +230,11 @@ def answer(
     out["score"] = int(summary.score[i])
     out["grade"] = str(summary.grade[i])
     out["handoff"] = bool(summary.handoff[i])
+    fit, engagement = summary.fit_score[i], summary.engagement_score[i]
+    out["fit_score"] = None if np.isnan(fit) else int(fit)
+    out["engagement_score"] = None if np.isnan(engagement) else int(engagement)
+    out["grid"] = summary.grid[i]
+    out["priority"] = priority
     out["reasons_positive"] = reason_records(reasons[0])
     out["reasons_negative"] = reason_records(reasons[1])
     out["unseen"] = [dict(item) for item in prepared.unseen]

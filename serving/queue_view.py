@@ -36,6 +36,10 @@ SORTABLE = (
     "rank",
     "score",
     "grade",
+    "fit_score",
+    "engagement_score",
+    "grid",
+    "priority",
     "created_at",
     "lead_id",
     "last_name",
@@ -207,6 +211,10 @@ CSV_COLUMNS = (
     "score",
     "grade",
     "handoff",
+    "fit_score",
+    "engagement_score",
+    "grid",
+    "priority",
 )
 
 

@@ -386,6 +386,10 @@ def _example_response(targets: tuple[str, ...]) -> dict[str, Any]:
         "score": 16,
         "grade": "C",
         "handoff": False,
+        "fit_score": 72,
+        "engagement_score": 41,
+        "grid": "B3",
+        "priority": None,
         "reasons_positive": [
             {"field": "demo request", "text": "requested a demo 3 days ago", "contribution": 0.82}
         ],
@@ -569,6 +573,43 @@ def build_models(
         score=(int, Field(ge=0, le=100, description="primary target's probability × 100")),
         grade=(Grade, ...),
         handoff=(bool, Field(description="grade at or above the handoff grade")),
+        fit_score=(
+            int | None,
+            Field(
+                ge=0,
+                le=100,
+                description="who the lead is (lead and account attributes, campaign and channel "
+                "track records): the percentile, among the training leads, of the primary "
+                "model's log-odds effect of those features alone (null: no such features)",
+            ),
+        ),
+        engagement_score=(
+            int | None,
+            Field(
+                ge=0,
+                le=100,
+                description="what the lead does (touches, recency, trend, its sales events, "
+                "its age): the same percentile for those features alone",
+            ),
+        ),
+        grid=(
+            str | None,
+            Field(
+                pattern=r"^[A-Z][0-9]$",
+                description="fit letter × engagement digit from params.yaml's grid bands: "
+                "'A1' fits best and is most engaged, 'D4' least (null when a score is null)",
+            ),
+        ),
+        priority=(
+            int | None,
+            Field(
+                ge=0,
+                le=100,
+                description="the lead's percentile among the leads ranked with it (the queue): "
+                "100 = the best of them; beside the grade, never instead of it; null when "
+                "scored alone",
+            ),
+        ),
         reasons_positive=(list[Reason], ...),
         reasons_negative=(list[Reason], ...),
         unseen=(

@@ -36,6 +36,18 @@ OTHER = "__other__"
 """The bucket of touch types (and categories) too rare to have features of their own."""
 NEVER_DAYS = 9999.0
 """The value of a days-since feature when the event never happened (worded "never")."""
+AXES = ("fit", "engagement")
+"""The two sides of a lead marketing reads: is it the right company and person (*fit*), and is
+it in-market now (*engagement*)."""
+FAMILY_AXES = {
+    "lead": "fit",
+    "campaign": "fit",
+    "account": "fit",
+    "rates": "fit",
+    "touches": "engagement",
+    "sales": "engagement",
+}
+"""Each feature family's axis (a declaration may say otherwise: the lead's age is recency)."""
 
 Slots = Mapping[str, str]
 
@@ -297,6 +309,8 @@ class Declaration:
     """How a plain reader takes a value (None: neither a plus nor a minus, whatever it is)."""
     reason: bool = True
     """False: a feature the model uses but sales is never given as a reason."""
+    axis: str | None = None
+    """The feature's side, fit or engagement (:data:`AXES`); None: its family's."""
 
     @functools.cached_property
     def pattern(self) -> re.Pattern[str]:
@@ -354,6 +368,11 @@ class Feature:
     description: str
     declaration: Declaration = field(repr=False)
     slots: Mapping[str, str] = field(repr=False)
+
+    @property
+    def axis(self) -> str:
+        """Fit or engagement (:data:`AXES`): the side of the lead this feature describes."""
+        return self.declaration.axis or FAMILY_AXES[self.family]
 
     @property
     def offered(self) -> bool:
@@ -636,6 +655,7 @@ CATALOG: tuple[Declaration | Block, ...] = (
         _lead_age,
         source="leads.created_at",
         when=_history(),
+        axis="engagement",  # how long ago the lead came in: recency, not who it is
     ),
     Declaration(
         "channel",

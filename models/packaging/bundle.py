@@ -21,8 +21,10 @@ fields and inside the event objects alike. :func:`bundle_input` builds such a fr
 canonical tables.
 
 Output: one row per lead: ``lead_id``, ``as_of`` (ISO), ``p_<target>`` per target, ``score``
-(0–100), ``grade``, ``handoff`` and ``reasons_positive`` / ``reasons_negative`` (up to three
-objects ``{field, text, contribution}``, contribution in log-odds of the primary target, signed).
+(0–100), ``grade``, ``handoff``, ``fit_score`` / ``engagement_score`` (0–100, null when the
+model has no feature on that axis), ``grid`` and ``reasons_positive`` / ``reasons_negative`` (up
+to three objects ``{field, text, contribution}``, contribution in log-odds of the primary
+target, signed).
 The parameter ``with_reasons`` (default true) turns the reasons off for speed.
 
 **A model that travels.** The scorer is a pickle of leadscore's classes, so the bundle carries
@@ -204,6 +206,9 @@ def signature(scorer: LeadScorer) -> ModelSignature:
         ColSpec(DataType.long, "score"),
         ColSpec(DataType.string, "grade"),
         ColSpec(DataType.boolean, "handoff"),
+        ColSpec(DataType.long, "fit_score", required=False),
+        ColSpec(DataType.long, "engagement_score", required=False),
+        ColSpec(DataType.string, "grid", required=False),
         ColSpec(Array(_REASON), "reasons_positive"),
         ColSpec(Array(_REASON), "reasons_negative"),
     ]

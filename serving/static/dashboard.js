@@ -271,6 +271,45 @@
     fillMeasures();
     renderKpiChart();
     renderKpiTable();
+    renderGrid();
+  }
+
+  // A heat map: each cell's shade follows its observed rate against the highest cell's.
+  function renderGrid() {
+    const table = $("grid-map");
+    const note = $("grid-note");
+    table.replaceChildren();
+    const grid = state.kpis && state.kpis.grid;
+    if (!grid || !grid.available) {
+      note.textContent = (grid && grid.reason) || "No grid in the KPI report yet (re-run the evaluate stage).";
+      return;
+    }
+    const cells = new Map((grid.cells || []).map((c) => [c.cell, c]));
+    const rates = (grid.cells || []).filter((c) => isNum(c.rate) && c.leads > 0).map((c) => c.rate);
+    const top = rates.length ? Math.max(...rates) : 0;
+    const head = h("tr", {}, h("th", {}, "fit ↓ · engagement →"));
+    for (const digit of grid.engagement) head.appendChild(h("th", { class: "num" }, digit));
+    table.appendChild(h("thead", {}, head));
+    const body = h("tbody");
+    for (const letter of grid.fit) {
+      const tr = h("tr", {}, h("th", {}, letter));
+      for (const digit of grid.engagement) {
+        const cell = cells.get(`${letter}${digit}`) || { leads: 0, rate: null };
+        const share = top > 0 && isNum(cell.rate) ? cell.rate / top : 0;
+        tr.appendChild(
+          h("td", {
+            class: "num grid-cell", "data-cell": `${letter}${digit}`, "data-leads": String(cell.leads),
+            style: `background: rgba(22, 101, 52, ${(0.08 + 0.72 * share).toFixed(3)}); color: ${share > 0.55 ? "#fff" : "inherit"}`,
+            title: `${letter}${digit}: ${int(cell.leads)} leads, ${pct(cell.rate, 1)} reached ${grid.target}`,
+          },
+          h("div", { class: "grid-rate" }, cell.leads ? pct(cell.rate, 1) : "—"),
+          h("div", { class: "small" }, `${int(cell.leads)} lead${cell.leads === 1 ? "" : "s"}`))
+        );
+      }
+      body.appendChild(tr);
+    }
+    table.appendChild(body);
+    note.textContent = `${int(grid.leads)} test leads, each at its first test snapshot; rate: share that reached '${grid.target}'.`;
   }
 
   // -------------------------------------------------------------------- queue
@@ -290,7 +329,8 @@
   const queueState = { view: "new", sort: "rank", order: "asc" };
   const SORT_COLUMNS = [
     ["rank", "#", "num"], ["last_name", "Lead", ""], ["owner_id", "Owner", ""], ["channel", "Source", ""],
-    ["score", null, ""], ["grade", "Grade", ""], ["last_stage", "Status", ""],
+    ["score", null, ""], ["grade", "Grade", ""], ["grid", "Fit × eng.", ""], ["priority", "Priority", "num"],
+    ["last_stage", "Status", ""],
   ];
 
   function fullName(row) {
@@ -367,7 +407,7 @@
       const th = h("th", { class: `sortable ${cls}`, "data-sort": key, "aria-sort": active ? (queueState.order === "asc" ? "ascending" : "descending") : "none", tabindex: "0" },
         label, active ? (queueState.order === "asc" ? " ▴" : " ▾") : "");
       const sortBy = () => {
-        queueState.order = active ? (queueState.order === "asc" ? "desc" : "asc") : key === "score" ? "desc" : "asc";
+        queueState.order = active ? (queueState.order === "asc" ? "desc" : "asc") : key === "score" || key === "priority" ? "desc" : "asc";
         queueState.sort = key;
         queueLimit = QUEUE_PAGE;
         reloadQueue();
@@ -395,13 +435,16 @@
             h("span", { class: "small" }, pct(p)), isNum(row.score) ? h("span", { class: "small muted" }, ` · score ${row.score}`) : null,
             trendMark(row.trend)),
           h("td", { "data-label": "Grade" }, gradeBadge(row.grade), row.handoff ? h("span", { class: "handoff", title: "hand to sales" }, " ✓") : null),
+          h("td", { "data-label": "Fit × eng.", class: "grid-of-lead" }, row.grid ? h("strong", { title: `fit ${row.fit_score} / 100, engagement ${row.engagement_score} / 100` }, row.grid) : "—",
+            isNum(row.fit_score) ? h("div", { class: "small muted" }, `fit ${row.fit_score} · eng. ${isNum(row.engagement_score) ? row.engagement_score : "—"}`) : null),
+          h("td", { class: "num", "data-label": "Priority", title: "percentile among the open leads queued: 100 = the best of them" }, isNum(row.priority) ? `${row.priority}` : "—"),
           h("td", { "data-label": "Status" }, statusCell(row)),
           h("td", { "data-label": "Why higher" }, reasonList(row.reasons_positive, "up")),
           h("td", { "data-label": "Why lower" }, reasonList(row.reasons_negative, "down"))
         )
       );
     }
-    if (!data.rows.length) body.appendChild(h("tr", {}, h("td", { class: "muted", colspan: "9" }, "No lead matches.")));
+    if (!data.rows.length) body.appendChild(h("tr", {}, h("td", { class: "muted", colspan: "11" }, "No lead matches.")));
     table.appendChild(body);
     $("queue-more").hidden = !(data.total > data.rows.length);
   }

@@ -229,6 +229,18 @@ def test_dashboard_in_chromium(server: Server, browser: Browser, world: World) -
            m.value = m.options[0].value; m.dispatchEvent(new Event('change')); return true; })()"""
     )
 
+    # the fit × engagement heat map: every cell, the test leads in them, shaded by rate
+    kpi_grid = json.loads((world.artifacts / "kpis.json").read_text())["grid"]
+    cells = browser.evaluate(
+        "[...document.querySelectorAll('#grid-map td.grid-cell')]"
+        ".map(c => [c.dataset.cell, Number(c.dataset.leads), c.style.background])"
+    )
+    assert len(cells) == 16
+    assert [c[0] for c in cells] == [f"{f}{e}" for f in "ABCD" for e in "1234"]
+    assert sum(c[1] for c in cells) == kpi_grid["leads"] > 0
+    assert {c["cell"]: c["leads"] for c in kpi_grid["cells"]} == {c[0]: c[1] for c in cells}
+    assert len({c[2] for c in cells if c[1]}) > 1  # the shades differ with the rates
+
     # queue: sorted by predicted conversion, best first
     probabilities = browser.evaluate(
         "[...document.querySelectorAll('#queue-table tbody tr')].map(r => Number(r.dataset.p))"
@@ -236,6 +248,19 @@ def test_dashboard_in_chromium(server: Server, browser: Browser, world: World) -
     assert len(probabilities) > 10
     assert probabilities == sorted(probabilities, reverse=True)
     assert browser.evaluate("document.querySelectorAll('#queue-table .reasons li').length") > 0
+    grids = browser.evaluate(
+        "[...document.querySelectorAll('#queue-table td.grid-of-lead strong')]"
+        ".map(s => s.textContent)"
+    )
+    assert grids
+    assert all(len(g) == 2 and g[0] in "ABCD" and g[1] in "1234" for g in grids)
+    priorities = browser.evaluate(
+        "[...document.querySelectorAll('#queue-table tbody tr')].map(r =>"
+        " Number(r.querySelector('td[data-label=Priority]').textContent))"
+    )
+    # percentiles among every open lead queued (this view shows the new ones among them)
+    assert all(1 <= p <= 100 for p in priorities)
+    assert priorities == sorted(priorities, reverse=True)
     assert browser.evaluate("document.getElementById('queue-model').textContent") == (
         "Ranked by lead-scoring version 1"
     )

@@ -49,7 +49,16 @@ def test_summary_follows_the_definition(scorer: LeadScorer, rows: np.ndarray) ->
     assert summary.handoff.tolist() == [GRADES.index(g) <= cutoff for g in summary.grade]
     assert len(set(summary.grade)) > 1  # the test sees more than one grade
     frame = summary.frame()
-    assert list(frame.columns) == ["p_accepted", "p_converted", "score", "grade", "handoff"]
+    assert list(frame.columns) == [
+        "p_accepted",
+        "p_converted",
+        "score",
+        "grade",
+        "handoff",
+        "fit_score",
+        "engagement_score",
+        "grid",
+    ]
     assert len(frame) == len(rows)
 
 

@@ -45,6 +45,10 @@ def test_score(client: TestClient, bodies: list[dict[str, Any]]) -> None:
         "score",
         "grade",
         "handoff",
+        "fit_score",
+        "engagement_score",
+        "grid",
+        "priority",
         "reasons_positive",
         "reasons_negative",
         "unseen",
@@ -55,6 +59,11 @@ def test_score(client: TestClient, bodies: list[dict[str, Any]]) -> None:
     }
     assert result["as_of"] == "2025-03-01T00:00:00+00:00"
     assert 0 <= result["score"] <= 100
+    assert 0 <= result["fit_score"] <= 100
+    assert 0 <= result["engagement_score"] <= 100
+    assert result["grid"][0] in "ABCD"
+    assert result["grid"][1] in "1234"
+    assert result["priority"] is None  # one lead alone: no queue to rank it in
     reasons = result["reasons_positive"] + result["reasons_negative"]
     assert reasons
     assert all({"field", "text", "contribution"} == set(r) for r in reasons)
@@ -83,6 +92,21 @@ def test_batch_and_queue(client: TestClient, bodies: list[dict[str, Any]]) -> No
     best = sorted(batch["results"], key=lambda r: (-r["p_converted"], r["lead_id"]))[:3]
     assert [q["lead_id"] for q in queue["queue"]] == [r["lead_id"] for r in best]
     assert queue["left_out"] == len(bodies) - 3
+    # priority: each kept lead's percentile among all the leads sent, cut or not
+    everyone = [r["p_converted"] for r in batch["results"]]
+    for entry in queue["queue"]:
+        at_most = sum(p <= entry["p_converted"] for p in everyone)
+        assert entry["priority"] == round(100 * at_most / len(everyone))
+    assert queue["queue"][0]["priority"] == 100
+    assert all(r["priority"] is None for r in batch["results"])  # no queue: not known
+    # fit and engagement are the lead's own, whichever route scored it
+    fit = {
+        r["lead_id"]: (r["fit_score"], r["engagement_score"], r["grid"]) for r in batch["results"]
+    }
+    assert all(
+        fit[q["lead_id"]] == (q["fit_score"], q["engagement_score"], q["grid"])
+        for q in queue["queue"]
+    )
 
 
 def test_auth(client: TestClient, bodies: list[dict[str, Any]]) -> None:

@@ -78,6 +78,7 @@ def fast(params: Params) -> Params:
 def _build(root: Path) -> None:
     from models.queue import sales_queue
     from models.reports.evaluation import evaluate
+    from models.reports.grid import grid_report
     from models.reports.kpis import compute_kpis, first_snapshot_predictions
 
     params = fast(load_params(REPO / "params.yaml"))
@@ -109,6 +110,7 @@ def _build(root: Path) -> None:
         currency=params.data.currency,
         predictions=first_snapshot_predictions(snapshots, X, scorer),
     )
+    kpis["grid"] = grid_report(snapshots, X, scorer)
     (artifacts / "metrics.json").write_text(json.dumps(evaluation.metrics, default=_plain))
     (artifacts / "kpis.json").write_text(json.dumps(kpis, default=_plain))
     for name, frame in evaluation.plots.items():
@@ -262,6 +264,10 @@ def batch_answers(
         answer["score"] = int(summary.score[i])
         answer["grade"] = str(summary.grade[i])
         answer["handoff"] = bool(summary.handoff[i])
+        answer["fit_score"] = int(summary.fit_score[i])
+        answer["engagement_score"] = int(summary.engagement_score[i])
+        answer["grid"] = str(summary.grid[i])
+        answer["priority"] = None  # scored alone, not in a queue
         answer["reasons_positive"] = reason_records(explained[i][0])
         answer["reasons_negative"] = reason_records(explained[i][1])
         out.append(answer)
