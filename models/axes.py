@@ -72,13 +72,20 @@ class GridBands:
         )
 
 
-def axis_groups(feature_names: Sequence[str], categorical: Sequence[str]) -> np.ndarray:
+def axis_groups(
+    feature_names: Sequence[str], categorical: Sequence[str], engagement: Sequence[str] = ()
+) -> np.ndarray:
     """Per feature, its axis's index in :data:`~features.engine.catalog.AXES` (from the
-    catalog, by name: models trained before axes existed are read the same way)."""
+    catalog, by name: models trained before axes existed are read the same way); the flat
+    export columns in ``engagement`` (its mapping's) are on the engagement axis."""
     kinds = set(categorical)
     axes = catalog.AXES
+    declared = set(engagement)
     return np.array(
-        [axes.index(catalog.lookup(name, name in kinds).axis) for name in feature_names],
+        [
+            axes.index(ENGAGEMENT if name in declared else catalog.lookup(name, name in kinds).axis)
+            for name in feature_names
+        ],
         dtype=np.int64,
     )
 

@@ -133,11 +133,13 @@ class LeadScorer:
         models: Mapping[str, TargetModel],
         definition: Definition,
         metadata: Mapping[str, Any] | None = None,
+        engagement_columns: Sequence[str] = (),
     ) -> None:
         self.engine = engine
         self.models = dict(models)
         self.definition = definition
         self.metadata = dict(metadata or {})
+        self.engagement_columns = tuple(engagement_columns)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -220,7 +222,11 @@ class LeadScorer:
     @cached_property
     def axis_groups(self) -> np.ndarray:
         """Per feature, its axis (0 fit, 1 engagement): :func:`models.axes.axis_groups`."""
-        return axis_groups(self.engine.feature_names_, self.engine.categorical_features_)
+        return axis_groups(
+            self.engine.feature_names_,
+            self.engine.categorical_features_,
+            getattr(self, "engagement_columns", ()),  # scorers pickled before it: none
+        )
 
     def axis_effects(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
         """Per row, the fit and engagement effects in log-odds (:mod:`models.axes`): exact

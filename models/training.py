@@ -221,10 +221,12 @@ def train_all(
     post_outcome: Sequence[str] = (),
     source: str = "synthetic",
     X: np.ndarray | None = None,
+    engagement: Sequence[str] = (),
 ) -> tuple[LeadScorer, dict[str, TrainedTarget]]:
     """Every target in params with labels in ``snapshots``. ``X`` is the feature matrix of
     ``snapshots`` when the caller already has it (then ``snapshots`` needs only ``split`` and
-    the labels)."""
+    the labels). ``engagement``: a flat export's columns on the engagement axis (its mapping's
+    ``engagement``)."""
     if X is None:
         X = engine.matrix_from_frame(snapshots)
     # The lead attribute columns as the data named them (not the engine's derived history
@@ -258,6 +260,7 @@ def train_all(
             "reports": {t: r.report for t, r in trained.items()},
             "leakage_names": [w.as_dict() for w in name_warnings],
         },
+        engagement_columns=engagement,
     )
     scorer.metadata["reference"] = training_reference(scorer, snapshots, X, params)
     scorer.fit_axes(X[axis_reference_rows(snapshots, params)])

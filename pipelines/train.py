@@ -42,6 +42,7 @@ def run(
         engine,
         params,
         post_outcome=tuple(manifest.get("post_outcome", ())) if manifest else (),
+        engagement=tuple(manifest.get("engagement", ())) if manifest else (),
         source="flat" if manifest else params.source.kind,
         X=X,
     )

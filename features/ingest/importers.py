@@ -196,6 +196,7 @@ def import_flat(
         "post_outcome": list(mapping.post_outcome),
         "identity": sorted(mapping.identity),
         "labels": mapping.written_labels(),
+        "engagement": mapping.written_engagement(),
         "outcomes": outcomes,
         "rows": n,
     }

@@ -163,8 +163,13 @@ class FlatMapping(_Model):
     labels: dict[str, Annotated[str, Field(pattern=r"\S")]] = Field(default_factory=dict)
     """Categorical or numeric column → the words reasons use for it (``nr.employed``:
     ``employed in the economy (thousands)``); without one, the column's name is de-jargoned."""
+    engagement: tuple[str, ...] = ()
+    """Declared columns that say what the lead *did* (contacts, calls, last outcome): they count
+    on the engagement axis; every other feature column is fit (who the lead is)."""
 
-    _lists = field_validator("categorical", "numeric", "post_outcome", mode="before")(_listify)
+    _lists = field_validator("categorical", "numeric", "post_outcome", "engagement", mode="before")(
+        _listify
+    )
     _where = field_validator("where", mode="before")(_listify_each)
 
     @field_validator("outcome")
@@ -233,7 +238,7 @@ class FlatMapping(_Model):
                     f"column {target!r}; declare one of them"
                 )
             written[target] = name
-        for role in ("values", "labels"):
+        for role in ("values", "labels", "engagement"):
             for key in getattr(self, role):
                 if self.feature_of(key) is None:
                     raise ValueError(
@@ -264,6 +269,11 @@ class FlatMapping(_Model):
             if name is not None:
                 out[self.written_name(name)] = label.strip()
         return out
+
+    def written_engagement(self) -> list[str]:
+        """The ``engagement`` columns, by the name each is written under (the manifest's)."""
+        names = (self.feature_of(key) for key in self.engagement)
+        return [self.written_name(name) for name in names if name is not None]
 
     def value_map(self, name: str) -> dict[Value, Value | None] | None:
         """The ``values`` map of the declared feature column ``name`` (None: there is none)."""

@@ -8,15 +8,20 @@ import datetime as dt
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from threadpoolctl import threadpool_limits
 
 from features.engine import catalog
+from features.engine.table import build_feature_table
+from features.params import Params
 from models.axes import AxisScale, GridBands, axis_groups
 from models.scorer import LeadScorer
+from models.training import train_all
 from models.treeshap import path_table
-from tests.serving.world import World
+from tests.serving.world import World, fast
 
 FIT, ENGAGEMENT = 0, 1
 AS_OF = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
@@ -211,3 +216,61 @@ def test_priority_is_the_percentile_among_the_leads_queued(p: list[float]) -> No
     assert np.all((priority >= 1) & (priority <= 100))
     for a, b in zip(p, priority.tolist(), strict=True):
         assert b == round(100 * sum(x <= a for x in p) / len(p))
+
+
+def _flat_scorer(params: Params, engagement: tuple[str, ...]) -> LeadScorer:
+    """A model of a flat export (no touches): ``calls`` says what the lead did, ``job`` who
+    it is; both drive the outcome."""
+    rng = np.random.default_rng(1)
+    n = 2500
+    job = rng.choice(["admin", "technician", "manager"], n)
+    calls = rng.integers(0, 6, n).astype(float)
+    p = 0.05 + 0.25 * (job == "manager") + 0.05 * calls
+    leads = pd.DataFrame(
+        {
+            "lead_id": [f"F{i:05d}" for i in range(n)],
+            "created_at": pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.arange(n), "h"),
+            "job": job,
+            "calls": calls,
+            "outcome_converted": (rng.uniform(size=n) < p).astype(float),
+        }
+    )
+    manifest = {"categorical": ["job"], "numeric": ["calls"], "order": "time"}
+    fast_params = fast(params).model_copy(
+        update={"targets": {"converted": params.targets["converted"]}}
+    )
+    engine, snapshots = build_feature_table({"leads": leads}, fast_params, manifest)
+    with threadpool_limits(1):
+        scorer, _ = train_all(snapshots, engine, fast_params, source="flat", engagement=engagement)
+    return scorer
+
+
+@pytest.mark.parametrize("engagement", [(), ("calls",)])
+def test_a_flat_export_has_an_engagement_axis_only_when_its_mapping_names_one(
+    repo_params: Params, engagement: tuple[str, ...]
+) -> None:
+    scorer = _flat_scorer(repo_params, engagement)
+    rows = np.vstack(
+        [
+            scorer.engine.transform_one(
+                {"lead_id": "x", "created_at": "2024-06-01", "job": job, "calls": calls},
+                as_of="2024-06-02",
+            )
+            for job in ("admin", "manager")
+            for calls in (0.0, 5.0)
+        ]
+    )
+    summary = scorer.summarise(rows, num_threads=1)
+    if not engagement:
+        assert np.isnan(summary.engagement_score).all()
+        assert list(summary.grid) == [None] * 4
+        return
+    assert not np.isnan(summary.engagement_score).any()
+    # the same job: the same fit whatever the calls; the same calls: the same engagement
+    assert summary.fit_score[0] == summary.fit_score[1]
+    assert summary.fit_score[2] == summary.fit_score[3]
+    assert summary.engagement_score[0] == summary.engagement_score[2]
+    assert summary.engagement_score[1] == summary.engagement_score[3]
+    assert summary.fit_score[2] > summary.fit_score[0]  # managers fit better
+    assert summary.engagement_score[1] > summary.engagement_score[0]  # more calls: more engaged
+    assert all(isinstance(cell, str) for cell in summary.grid)

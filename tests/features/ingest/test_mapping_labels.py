@@ -66,3 +66,19 @@ def test_bad_labels_are_one_line(tmp_path: Path, labels: str, message: str) -> N
         load_mapping(path)
     assert "\n" not in str(error.value)
     assert message in str(error.value)
+
+
+def test_engagement_columns_reach_the_manifest_under_the_written_names(tmp_path: Path) -> None:
+    mapping = write(tmp_path / "m.yaml", MAPPING + "engagement: [age, Country]\n")
+    export = write(tmp_path / "export.csv", "Country,job,nr.employed,age,y\nPT,admin,5191,41,no\n")
+    import_export(mapping, export, tmp_path / "raw")
+    manifest = json.loads((tmp_path / "raw" / "import.json").read_text())
+    assert manifest["engagement"] == ["age", "country"]
+
+
+def test_engagement_must_name_declared_columns(tmp_path: Path) -> None:
+    path = write(tmp_path / "m.yaml", MAPPING + "engagement: duration\n")
+    with pytest.raises(UserError) as error:
+        load_mapping(path)
+    assert "\n" not in str(error.value)
+    assert "engagement: 'duration' is not a declared" in str(error.value)
