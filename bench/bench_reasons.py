@@ -9,6 +9,11 @@ Uses the model ``bench/bench_serving.py`` builds in ``--workdir`` (building it w
 lead with 30 touches; answers checked equal within 1e-9 before timing. Prints p50 per side,
 the ratio, the reason step (contributions + :meth:`ReasonTable.top`) against the goal of
 200 µs, how long building the tables took, and the load average.
+
+Then the fit and engagement effects (:mod:`models.axes`): one lead, and a batch of the
+leads at the data horizon on every core, from the tables' per-axis expectations beside the SHAP
+contributions they would otherwise be summed from (same tables), and LightGBM's raw predict
+of the same rows (the floor every answer pays anyway).
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ def main() -> None:
     )[None, :]
 
     start = time.perf_counter()
-    table = path_table(model.booster, model.best_iteration)
+    table = path_table(model.booster, model.best_iteration, scorer.axis_groups, 2)
     build_s = time.perf_counter() - start
     if table is None:
         raise SystemExit("this model's trees are too big to tabulate")
@@ -115,6 +120,51 @@ def main() -> None:
     print(
         f"reason step (contributions + top 3 each side): {step_p50:.1f} µs (goal <= 200 µs: "
         f"{'met' if step_p50 <= 200 else 'missed'})"
+    )
+
+    import pandas as pd
+
+    from features.storage import read_validated
+
+    raw = read_validated(args.workdir.resolve() / "raw")
+    horizon = pd.to_datetime(raw["touches"]["occurred_at"], utc=True).max()
+    every_lead = pd.DataFrame({"lead_id": raw["leads"]["lead_id"], "as_of": horizon})
+    batch = scorer.engine.transform(every_lead, raw["leads"], raw["touches"], raw["sales_events"])
+
+    def axes_one() -> np.ndarray:
+        return table.group_effects(row)
+
+    def predict_one() -> np.ndarray:
+        return np.asarray(
+            model.booster.predict(row, num_iteration=model.best_iteration, num_threads=1)
+        )
+
+    one_axes, one_shap, one_predict, many_axes, many_shap, many_predict = [], [], [], [], [], []
+    for _ in range(args.rounds):
+        one_axes.append(p50_us(axes_one, args.calls))
+        one_shap.append(p50_us(tables, args.calls))
+        one_predict.append(p50_us(predict_one, args.calls))
+        for out, call in (
+            (many_axes, lambda: table.group_effects(batch, threads=0)),
+            (many_shap, lambda: table.contributions(batch, threads=0)),
+            (
+                many_predict,
+                lambda: model.booster.predict(batch, num_iteration=model.best_iteration),
+            ),
+        ):
+            start = time.perf_counter()
+            call()
+            out.append(len(batch) / (time.perf_counter() - start))
+    print(
+        f"fit + engagement, one lead: {statistics.median(one_axes):.1f} µs (SHAP contributions "
+        f"from the same tables {statistics.median(one_shap):.1f} µs; raw predict of the primary "
+        f"target {statistics.median(one_predict):.1f} µs)"
+    )
+    print(
+        f"fit + engagement, {len(batch):,} rows on every core: "
+        f"{statistics.median(many_axes):,.0f} rows/s (SHAP contributions "
+        f"{statistics.median(many_shap):,.0f} rows/s; raw predict "
+        f"{statistics.median(many_predict):,.0f} rows/s)"
     )
     print(f"load average at end: {os.getloadavg()}")
 

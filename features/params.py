@@ -128,9 +128,22 @@ class SplitParams(Section):
 class FeatureParams(Section):
     windows_days: Annotated[tuple[int, ...], Field(min_length=1)] = (7, 30, 90)
     trend_days: Annotated[int, Field(ge=1)] = 7
+    half_lives_days: tuple[Annotated[int, Field(ge=1, le=3650)], ...] = (7, 30)
+    """Decayed touch counts per type, one per half-life (whole days: they name the features,
+    ``demo_request_decay7d``); empty: none."""
+    cooled_days: Annotated[int, Field(ge=1)] = 30
+    """From this many days without an engaging touch on, reasons say engagement has cooled."""
     rate_smoothing: Annotated[float, Field(ge=0.0)] = 20.0
     min_category_count: Annotated[int, Field(ge=1)] = 5
     partition_leads: Annotated[int, Field(ge=1, le=2_000_000)] = 250_000
+
+    @field_validator("half_lives_days")
+    @classmethod
+    def _distinct_half_lives(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        repeated = sorted({days for days in value if value.count(days) > 1})
+        if repeated:
+            raise ValueError(f"half-lives must differ: {', '.join(map(str, repeated))} repeated")
+        return value
 
 
 class MonotoneParams(Section):

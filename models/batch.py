@@ -367,10 +367,12 @@ def score_chunk(
     # Series, not .to_numpy(): a tz-aware column would become an object array of Timestamps.
     columns = {"lead_id": leads["lead_id"], "as_of": as_of.reset_index(drop=True)}
     X = scorer.engine.transform(pd.DataFrame(columns), leads, touches, sales_events)
-    out = pd.concat([pd.DataFrame(columns), scorer.summarise(X, num_threads=0).frame()], axis=1)
-    explained = (
-        scorer.explain_columns(X, count=reasons, num_threads=0) if reasons > 0 and len(X) else None
-    )
+    explained: ReasonColumns | None = None
+    if reasons > 0 and len(X):  # one pass of tree decisions for the axes and the reasons
+        summary, explained = scorer.summarise_explained_columns(X, reasons, num_threads=0)
+    else:
+        summary = scorer.summarise(X, num_threads=0)
+    out = pd.concat([pd.DataFrame(columns), summary.frame()], axis=1)
     return out, explained
 
 

@@ -151,8 +151,9 @@ class ReasonTable:
         out = np.zeros(X.shape, dtype=np.int8)
         for j in self.judged:
             values, inverse = np.unique(X[:, j], return_inverse=True)
-            reads = self.features[j].reads
-            out[:, j] = np.array([reads(v) for v in values.tolist()], np.int8)[inverse.ravel()]
+            feature = self.features[j]
+            readings = [feature.reads(v, self.context) for v in values.tolist()]
+            out[:, j] = np.array(readings, np.int8)[inverse.ravel()]
         return out
 
     def columns(self, contributions: np.ndarray, X: np.ndarray, count: int) -> ReasonColumns:
@@ -262,7 +263,8 @@ class ReasonTable:
             eligible = [
                 i
                 for i in self.member_lists[field]
-                if contributions[i] * sign > 0 and self.features[i].agrees(row[i], sign)
+                if contributions[i] * sign > 0
+                and self.features[i].agrees(row[i], sign, self.context)
             ]
             if eligible:
                 lead = max(eligible, key=lambda i: abs(contributions[i]))

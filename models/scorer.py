@@ -194,9 +194,12 @@ class LeadScorer:
         cutoff = GRADES.index(self.definition.handoff_min_grade)
         return np.array([GRADES.index(g) <= cutoff for g in grades], dtype=bool)
 
-    def summarise(self, X: np.ndarray, num_threads: int = 0) -> Summary:
-        """Probabilities, score (the primary target's probability × 100, rounded), grade and
-        handoff of every row."""
+    def summarise(
+        self, X: np.ndarray, num_threads: int = 0, effects: np.ndarray | None = None
+    ) -> Summary:
+        """Probabilities, score (the primary target's probability × 100, rounded), grade,
+        handoff, fit and engagement scores and grid cell of every row (``effects``: the rows'
+        :meth:`axis_effects` when the caller has them already)."""
         if not len(X):
             empty = np.zeros(0)
             return Summary(
@@ -212,7 +215,7 @@ class LeadScorer:
         primary = probabilities[self.primary]
         score = score_of(primary)
         grades = self.grade(primary)
-        axes = self.axis_scores(X, num_threads)
+        axes = self.axis_scores(X, num_threads, effects)
         cells = self.definition.grid.cells(axes[:, 0], axes[:, 1])
         return Summary(
             probabilities, score, grades, self.handoff(grades), axes[:, 0], axes[:, 1], cells
@@ -235,23 +238,56 @@ class LeadScorer:
         table = self.shap_table
         if table is not None and table.group_values is not None:
             return table.group_effects(X, threads=num_threads)
-        contributions = self.contributions(X, num_threads)
-        groups = self.axis_groups
-        return np.stack(
-            [contributions[:, groups == g].sum(axis=1) for g in range(AXIS_COUNT)], axis=1
-        ).reshape(len(X), AXIS_COUNT)
+        return self._summed_effects(self.contributions(X, num_threads))
 
     def fit_axes(self, X: np.ndarray, num_threads: int = 0) -> None:
         """Fit the 0–100 scales of the axes on the training rows ``X`` (``axis_scale_``)."""
         present = [bool((self.axis_groups == g).any()) for g in range(AXIS_COUNT)]
         self.axis_scale_ = AxisScale.fit(self.axis_effects(X, num_threads), present)
 
-    def axis_scores(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
+    def axis_scores(
+        self, X: np.ndarray, num_threads: int = 0, effects: np.ndarray | None = None
+    ) -> np.ndarray:
         """Fit and engagement scores 0–100 per row (NaN: a model trained before axes)."""
         scale: AxisScale | None = getattr(self, "axis_scale_", None)
         if scale is None:
             return np.full((len(X), AXIS_COUNT), np.nan)
-        return scale.scores(self.axis_effects(X, num_threads))
+        return scale.scores(self.axis_effects(X, num_threads) if effects is None else effects)
+
+    def contributions_and_effects(
+        self, X: np.ndarray, num_threads: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`contributions` and :meth:`axis_effects` of the same rows, each row's tree
+        decisions taken once for both (what an explained answer costs beyond its scores)."""
+        table = self.shap_table
+        if table is not None and table.group_values is not None:
+            return table.contributions_and_effects(X, threads=num_threads)
+        contributions = self.contributions(X, num_threads)
+        return contributions, self._summed_effects(contributions)
+
+    def _summed_effects(self, contributions: np.ndarray) -> np.ndarray:
+        groups = self.axis_groups
+        return np.stack(
+            [contributions[:, groups == g].sum(axis=1) for g in range(AXIS_COUNT)], axis=1
+        ).reshape(len(contributions), AXIS_COUNT)
+
+    def summarise_explained(
+        self, X: np.ndarray, count: int = 3, num_threads: int = 0
+    ) -> tuple[Summary, list[Reasons]]:
+        """:meth:`summarise` and :meth:`explain` of the same rows, together."""
+        if count <= 0 or not len(X):
+            return self.summarise(X, num_threads), self.explain(X, count, num_threads)
+        contributions, effects = self.contributions_and_effects(X, num_threads)
+        summary = self.summarise(X, num_threads, effects)
+        return summary, self.reason_table.explain(contributions, X, count)
+
+    def summarise_explained_columns(
+        self, X: np.ndarray, count: int = 3, num_threads: int = 0
+    ) -> tuple[Summary, ReasonColumns]:
+        """:meth:`summarise` and :meth:`explain_columns` of the same rows, together."""
+        contributions, effects = self.contributions_and_effects(X, num_threads)
+        summary = self.summarise(X, num_threads, effects)
+        return summary, self.reason_table.columns(contributions, X, count)
 
     # ---------------------------------------------------------- reasons
     @cached_property

@@ -208,12 +208,20 @@ class PathTable:
         (bias): in log-odds, summed tree by tree in model order (a lead's bits the same alone
         or in a batch). A group's effect depends on the row's values of its own features only:
         change another group's and it stays, bit for bit."""
+        return self.contributions_and_effects(X, threads, contributions=False)[1]
+
+    def contributions_and_effects(
+        self, X: np.ndarray, threads: int = 1, contributions: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`contributions` and :meth:`group_effects` of the same rows, each row's
+        decisions taken once for both (``contributions=False``: an empty first array)."""
         if self.group_values is None:
             raise ValueError("this table was built without feature groups")
         values = self.group_values
         X = np.asarray(X, dtype=np.float64)
         count = values.shape[1]
-        out = np.empty((len(X), count))
+        effects = np.empty((len(X), count))
+        shap = np.empty((len(X) if contributions else 0, self.n_features))
 
         def run(start: int) -> None:
             rows = self._rows(X[start : start + CHUNK_ROWS])
@@ -223,10 +231,12 @@ class PathTable:
             total = np.bincount(
                 np.broadcast_to(slots, picked.shape).ravel(), picked.ravel(), minlength=n * count
             )
-            out[start : start + CHUNK_ROWS] = total.reshape(n, count)
+            effects[start : start + CHUNK_ROWS] = total.reshape(n, count)
+            if contributions:
+                shap[start : start + CHUNK_ROWS] = self._sum_contributions(rows)
 
         thread_map(run, range(0, len(X), CHUNK_ROWS), threads, "treeshap")
-        return out
+        return shap, effects
 
     def _rows(self, X: np.ndarray) -> np.ndarray:
         """Per row and tree, the table row of the row's decision pattern: ``(rows, T)``."""
@@ -254,8 +264,11 @@ class PathTable:
         return np.arange(n_trees) * (1 << self.width) + pattern
 
     def _chunk(self, X: np.ndarray) -> np.ndarray:
-        n_rows = len(X)
-        picked = self.phi[self._rows(X)]  # (rows, T, D)
+        return self._sum_contributions(self._rows(X))
+
+    def _sum_contributions(self, rows: np.ndarray) -> np.ndarray:
+        n_rows = len(rows)
+        picked = self.phi[rows]  # (rows, T, D)
         slots = np.arange(n_rows)[:, None] * self.n_features + self.phi_feature.ravel()
         total = np.bincount(
             slots.ravel(), picked.reshape(n_rows, -1).ravel(), minlength=n_rows * self.n_features

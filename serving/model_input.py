@@ -199,16 +199,17 @@ def answers(
     only the kept ones are explained), each with its ``priority`` among all the leads given
     (null otherwise: one lead alone has no queue to be ranked in)."""
     X = np.vstack([p.row for p in prepared]) if prepared else np.zeros((0, 0))
-    summary = scorer.summarise(X, num_threads=1)
     priority: list[int | None] = [None] * len(prepared)
     if ranked:
+        summary = scorer.summarise(X, num_threads=1)
         primary = summary.probabilities[scorer.primary]
         order = scorer.rank([p.lead_id for p in prepared], primary)
         rows = order[:capacity] if capacity is not None else order
         priority = [int(v) for v in scorer.priority(primary).tolist()]
-    else:
+        explained = scorer.explain(X[rows], count=reasons, num_threads=1)
+    else:  # every lead explained: its tree decisions serve its scores and reasons at once
         rows = np.arange(len(prepared))
-    explained = scorer.explain(X[rows], count=reasons, num_threads=1)
+        summary, explained = scorer.summarise_explained(X, count=reasons, num_threads=1)
     return [
         answer(prepared[row], row, summary, explained[k], scorer.targets, model, priority[row])
         for k, row in enumerate(rows.tolist())

@@ -1,7 +1,7 @@
 """The feature catalog: what every feature means, declared once.
 
-Each feature, or feature pattern (per touch type × window, per sales stage, per target × level,
-per lead attribute), is one :class:`Declaration` in :data:`CATALOG` with
+Each feature, or feature pattern (per touch type × window or half-life, per sales stage, per
+target × level, per lead attribute), is one :class:`Declaration` in :data:`CATALOG` with
 
 - its name, a template over slots (``{touch}_{days}d``),
 - its family and kind (numeric or categorical),
@@ -227,6 +227,9 @@ class Context:
     trend_days: int = 7
     """The engagement trend compares the last N days with the N before (params
     ``features.trend_days``)."""
+    cooled_days: int = 30
+    """From this many days without an engaging touch on, engagement reads as cooled (params
+    ``features.cooled_days``)."""
     labels: Mapping[str, str] = field(default_factory=dict)
     """Readable labels of a flat export's columns (the mapping's ``labels``), by column."""
 
@@ -247,6 +250,8 @@ class Shape:
     touch_types: tuple[str, ...] = ()
     windows_days: tuple[int, ...] = (7, 30, 90)
     trend_days: int = 7
+    half_lives_days: tuple[int, ...] = (7, 30)
+    """Half-lives of the decayed touch counts (params ``features.half_lives_days``)."""
     targets: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
     """Readable labels of a flat export's columns (the mapping's ``labels``), by column."""
@@ -274,9 +279,11 @@ def _once(shape: Shape) -> Iterable[dict[str, str]]:
 
 Wording = Callable[[float, Slots, Context], str]
 """How a (non-missing) value reads: value, the feature's slots, the context."""
-Reads = Callable[[float, Slots], int]
+Reads = Callable[[float, Slots, Context], int]
 """How a plain reader takes a (non-missing) value: 1 a plus, -1 a minus, 0 either,
-:data:`NEITHER` neither (it explains no score, up or down)."""
+:data:`NEITHER` neither (it explains no score, up or down); given what its words are given,
+so that it reads the value as the words show it (engagement cooled after
+``Context.cooled_days``)."""
 NEITHER = 2
 
 
@@ -350,7 +357,7 @@ class Declaration:
 @dataclass(frozen=True)
 class Block:
     """Declarations expanded together, one slot value at a time: the engine lays the touch
-    features out type by type (``[windows…, all, days_since]`` each)."""
+    features out type by type (``[windows…, all, days_since, decayed…]`` each)."""
 
     each: Callable[[Shape], Iterable[dict[str, str]]]
     members: tuple[Declaration, ...]
@@ -379,20 +386,22 @@ class Feature:
         """Whether the feature may be a reason shown to sales (it is a feature either way)."""
         return self.declaration.reason
 
-    def reads(self, value: float) -> int:
+    def reads(self, value: float, context: Context | None = None) -> int:
         """How a plain reader takes the value: 1 a plus, -1 a minus, 0 either (missing values
-        and categories among them), :data:`NEITHER` neither."""
+        and categories among them), :data:`NEITHER` neither; ``context`` as for :meth:`word`."""
         if math.isnan(value):
             if self.declaration.missing is None:
                 return 0
             value = self.declaration.missing
         rule = self.declaration.reads
-        return 0 if rule is None or self.kind == "categorical" else rule(value, self.slots)
+        if rule is None or self.kind == "categorical":
+            return 0
+        return rule(value, self.slots, context or Context())
 
-    def agrees(self, value: float, sign: float) -> bool:
+    def agrees(self, value: float, sign: float, context: Context | None = None) -> bool:
         """Whether the value's words may stand on the side of a contribution of this sign: a
         reason offered as a plus never reads as a minus, nor the other way round."""
-        reading = self.reads(value)
+        reading = self.reads(value, context)
         return self.offered and (reading == 0 or reading == sign)
 
     def word(
@@ -423,6 +432,7 @@ class Feature:
 SLOT_PATTERNS: dict[str, str] = {
     "touch": r"[a-z0-9_]+",
     "days": r"[0-9]+",
+    "half_life": r"[0-9]+",
     "stage": "|".join(contract.SALES_STAGES),
     "level": "campaign|channel",
     "target": r"[a-z0-9_]+",
@@ -450,9 +460,9 @@ def column_label(column: str, labels: Mapping[str, str] | None = None) -> str:
 
 def slot_words(slots: Slots, labels: Mapping[str, str] | None = None) -> dict[str, str]:
     """The slots and the words templates use: ``touch_field``, ``touch_noun``,
-    ``touch_plural``, ``touch_verb``, ``last_days``, ``column_label`` (``labels``: a flat
-    export's, by column), ``column_description``, ``trend_days`` (the engine's; "N" for a
-    feature found from its name alone)."""
+    ``touch_plural``, ``touch_verb``, ``last_days``, ``half_life_days`` (``7 days``),
+    ``column_label`` (``labels``: a flat export's, by column), ``column_description``,
+    ``trend_days`` (the engine's; "N" for a feature found from its name alone)."""
     words = _Words(slots)
     if "touch" in slots:
         touch = touch_words(slots["touch"])
@@ -466,6 +476,9 @@ def slot_words(slots: Slots, labels: Mapping[str, str] | None = None) -> dict[st
         words["last_days"] = (
             "the last day" if slots["days"] == "1" else f"the last {slots['days']} days"
         )
+    if "half_life" in slots:
+        half_life = slots["half_life"]
+        words["half_life_days"] = f"{half_life} day{'' if half_life == '1' else 's'}"
     if "column" in slots:
         column = slots["column"]
         known = column in contract.LEADS.column_names
@@ -496,6 +509,40 @@ def _touch_count(period: str) -> Wording:
         return f"{touch_words(slots['touch']).count(value)} {period.format_map(slot_words(slots))}"
 
     return words
+
+
+def weighted(value: float, counted: Counted) -> str:
+    """A count weighted by recency (a decayed count) in words: ``no demo requests`` (none at
+    all), ``1 demo request``, ``1.8 demo requests``, ``0.25 demo requests``, ``under 0.01
+    demo requests`` (only old ones)."""
+    if value <= 0:
+        return counted.none
+    if value < 0.01:
+        text = "under 0.01"
+    elif value < 0.95:
+        text = f"{value:.2g}"
+    else:
+        text = f"{value:,.1f}".removesuffix(".0")
+    return counted.one if text == "1" else counted.many.format(n=text)
+
+
+def _decayed_count(value: float, slots: Slots, context: Context) -> str:
+    counted = touch_words(slots["touch"]).count
+    if value <= 0:
+        return counted.none
+    half_life = slot_words(slots)["half_life_days"]
+    return f"{weighted(value, counted)}, weighted by recency (half-life {half_life})"
+
+
+def _engaged(value: float, slots: Slots, context: Context) -> str:
+    """``last engaged 3 days ago`` until ``context.cooled_days``, then ``engagement has
+    cooled: no touch in 45 days``; ``no engagement yet`` when there was none."""
+    if value >= NEVER_DAYS:
+        return "no engagement yet"
+    if value >= context.cooled_days:
+        days = math.floor(value)
+        return f"engagement has cooled: no touch in {days:,} day{'' if days == 1 else 's'}"
+    return f"last engaged {days_ago(value)}"
 
 
 def _count(counted: Counted) -> Wording:
@@ -533,13 +580,13 @@ def _recycled(value: float, slots: Slots, context: Context) -> str:
 
 def _lift(value: float, slots: Slots, context: Context) -> str:
     share = f"the average share of leads {slots['target']}"
-    if _lift_reads(value, slots) == NEITHER:  # shown as 1.0×: neither better nor worse
+    if _lift_reads(value, slots, context) == NEITHER:  # shown as 1.0×: neither better nor worse
         return f"{slots['level']} track record: about {share}"
     return f"{slots['level']} track record: {value:.1f}× {share}"
 
 
 # ------------------------------------------------------------- readings
-def _lift_reads(value: float, slots: Slots) -> int:
+def _lift_reads(value: float, slots: Slots, context: Context) -> int:
     """Above or below the average as the words show it; "about the average" (1.04) explains
     neither a higher nor a lower score."""
     shown = float(f"{value:.1f}")
@@ -550,30 +597,44 @@ def _some(value: float) -> bool:
     return _whole(value) != 0
 
 
-def _none_is_a_minus(value: float, slots: Slots) -> int:
+def _none_is_a_minus(value: float, slots: Slots, context: Context) -> int:
     """A count of good things: none of them reads as a minus, any number as either."""
     return 0 if _some(value) else -1
 
 
-def _some_is_a_plus(value: float, slots: Slots) -> int:
+def _some_is_a_plus(value: float, slots: Slots, context: Context) -> int:
     """A count of good outcomes (wins at the account): none a minus, any a plus."""
     return 1 if _some(value) else -1
 
 
-def _touch_count_reads(value: float, slots: Slots) -> int:
+def _touch_count_reads(value: float, slots: Slots, context: Context) -> int:
     if touch_words(slots["touch"]).fewer_is_better:  # unsubscribes: none a plus, any a minus
         return -1 if _some(value) else 1
-    return _none_is_a_minus(value, slots)
+    return _none_is_a_minus(value, slots, context)
 
 
-def _touch_days_reads(value: float, slots: Slots) -> int:
+def _touch_days_reads(value: float, slots: Slots, context: Context) -> int:
     never = value >= NEVER_DAYS
     if touch_words(slots["touch"]).fewer_is_better:
         return 1 if never else -1
     return -1 if never else 0
 
 
-def _trend_reads(value: float, slots: Slots) -> int:
+def _touch_decay_reads(value: float, slots: Slots, context: Context) -> int:
+    """As the touch's counts read, on the value as :func:`weighted` shows it (any touch at all
+    shows as some: ``under 0.01 demo requests``)."""
+    if touch_words(slots["touch"]).fewer_is_better:  # unsubscribes: none a plus, any a minus
+        return -1 if value > 0 else 1
+    return 0 if value > 0 else -1
+
+
+def _engaged_reads(value: float, slots: Slots, context: Context) -> int:
+    """Cooled (or never engaged) reads as a minus; a recent touch as either: it is why a score
+    is higher, and also why it is lower than leads engaged more recently still."""
+    return -1 if value >= context.cooled_days else 0
+
+
+def _trend_reads(value: float, slots: Slots, context: Context) -> int:
     n = _whole(value)
     return (n > 0) - (n < 0)
 
@@ -600,6 +661,11 @@ def _touch_types(shape: Shape) -> Iterator[dict[str, str]]:
 def _windows(shape: Shape) -> Iterator[dict[str, str]]:
     for days in shape.windows_days:
         yield {"days": str(days)}
+
+
+def _half_lives(shape: Shape) -> Iterator[dict[str, str]]:
+    for days in shape.half_lives_days:
+        yield {"half_life": str(days)}
 
 
 def _stages(shape: Shape) -> Iterator[dict[str, str]]:
@@ -779,6 +845,18 @@ CATALOG: tuple[Declaration | Block, ...] = (
                 missing=NEVER_DAYS,
                 reads=_touch_days_reads,
             ),
+            # Windows count a touch fully until it drops out; a decayed count fades it: 1 when
+            # new, 0.5 one half-life later (params features.half_lives_days).
+            Declaration(
+                "{touch}_decay{half_life}d",
+                "touches",
+                "{touch_plural} before as_of, each weighted by its age: 1 when new, halving "
+                "every {half_life_days} (sum of 0.5 ** (age in days / {half_life}))",
+                _decayed_count,
+                field="{touch_field}",
+                each=_half_lives,
+                reads=_touch_decay_reads,
+            ),
         ),
         when=_TOUCH,
     ),
@@ -791,6 +869,17 @@ CATALOG: tuple[Declaration | Block, ...] = (
         field="engagement trend",
         reads=_trend_reads,
         each=lambda shape: ({"trend_days": str(shape.trend_days)},),
+        when=_TOUCH,
+    ),
+    Declaration(
+        "touches_days_since_last",
+        "touches",
+        "days since the lead's last engaging touch (any type but unsubscribes and rare "
+        f"types; {NEVER_DAYS:.0f} if none)",
+        _engaged,
+        field="engagement recency",
+        missing=NEVER_DAYS,
+        reads=_engaged_reads,
         when=_TOUCH,
     ),
     Declaration(

@@ -42,6 +42,7 @@ from features.engine.timelines import (
     StackedTimelines,
     Timeline,
     days_since,
+    decayed_window_counts,
     timestamp_ms,
     timestamps_ms,
     window_counts,
@@ -56,7 +57,7 @@ ORIGIN_LOOKBACK_MS = 10 * 365 * DAY_MS
 """How long before the first lead the fitted timelines' origin lies: events up to ten years
 before it keep their time (earlier ones are clamped to the origin)."""
 DISENGAGING_TOUCHES = ("unsubscribe",)
-"""Touch types left out of the engagement trend."""
+"""Touch types left out of the engagement trend and of the days since the last engagement."""
 
 LEAD_CATEGORICALS = contract.LEAD_ATTRIBUTES
 ACCOUNT_CATEGORICALS = ("industry",)
@@ -238,6 +239,8 @@ class FeatureEngine:
         self,
         windows_days: Sequence[int] = (7, 30, 90),
         trend_days: int = 7,
+        half_lives_days: Sequence[int] = (7, 30),
+        cooled_days: int = 30,
         rate_smoothing: float = 20.0,
         min_category_count: int = 5,
         window_days: int = 90,
@@ -249,6 +252,8 @@ class FeatureEngine:
     ) -> None:
         self.windows_days = windows_days
         self.trend_days = trend_days
+        self.half_lives_days = half_lives_days
+        self.cooled_days = cooled_days
         self.rate_smoothing = rate_smoothing
         self.min_category_count = min_category_count
         self.window_days = window_days
@@ -471,15 +476,24 @@ class FeatureEngine:
     # ------------------------------------------------------------ describe
     def wording_context(self) -> catalog.Context:
         """What wording a value needs beyond its feature: the currency of money amounts
-        (params ``data.currency``), the trend period and a flat export's column labels (the
-        mapping's ``labels``)."""
+        (params ``data.currency``), the trend period, when engagement has cooled
+        (``features.cooled_days``) and a flat export's column labels (the mapping's
+        ``labels``)."""
         return catalog.Context(
-            currency=self.currency, trend_days=self.trend_days, labels=self._labels()
+            currency=self.currency,
+            trend_days=self.trend_days,
+            cooled_days=getattr(self, "cooled_days", catalog.Context.cooled_days),
+            labels=self._labels(),
         )
 
     def _labels(self) -> dict[str, str]:
         # getattr: engines pickled before labels existed still load and word their reasons
         return dict(getattr(self, "labels", None) or {})
+
+    def _half_lives(self) -> tuple[int, ...]:
+        # getattr: engines pickled before decayed counts existed have none (their features_
+        # say so too), and still transform
+        return tuple(getattr(self, "half_lives_days", ()))
 
     def _describe_features(self) -> list[FeatureInfo]:
         """The features this fitted engine produces, in column order, as the feature catalog
@@ -494,6 +508,7 @@ class FeatureEngine:
             touch_types=tuple(self.touch_types_) if self.has_touches_ else (),
             windows_days=tuple(self.windows_days),
             trend_days=self.trend_days,
+            half_lives_days=self._half_lives(),
             targets=tuple(self.targets_),
             labels=self._labels(),
         )
@@ -759,9 +774,10 @@ class FeatureEngine:
     ) -> None:
         n_types = len(self.touch_types_) + 1
         windows = list(self.windows_days)
+        half_lives = self._half_lives()
         trend = self.trend_days
         bounds = sorted(set(windows) | {trend, 2 * trend})
-        counts, last_ms = window_counts(
+        counts, last_ms, decayed = decayed_window_counts(
             self.origin_ms_,
             touches.lead,
             touches.kind,
@@ -770,20 +786,31 @@ class FeatureEngine:
             query_lead,
             as_of,
             [days * DAY_MS for days in bounds],
+            [days * DAY_MS for days in half_lives],
         )
-        # The touch features are laid out type by type ([windows…, all, days_since] each), so
-        # the whole family is written as one block.
-        block = np.empty((len(query_lead), n_types, len(windows) + 2))
-        block[:, :, : len(windows)] = counts[:, :, [bounds.index(days) for days in windows]]
-        block[:, :, -2] = counts[:, :, -1]
-        block[:, :, -1] = days_since(as_of[:, None], last_ms)
+        # The touch features are laid out type by type ([windows…, all, days_since,
+        # decayed…] each), so the whole family is written as one block.
+        n_windows = len(windows)
+        block = np.empty((len(query_lead), n_types, n_windows + 2 + len(half_lives)))
+        block[:, :, :n_windows] = counts[:, :, [bounds.index(days) for days in windows]]
+        block[:, :, n_windows] = counts[:, :, -1]
+        block[:, :, n_windows + 1] = days_since(as_of[:, None], last_ms)
+        block[:, :, n_windows + 2 :] = decayed
         columns.put_block(
             f"{self.touch_types_[0]}_{windows[0]}d", block.reshape(len(query_lead), -1)
         )
+        # Engagement: every touch type but the disengaging ones (and the bucket of rare types,
+        # which may be anything).
         engaging = [k for k, t in enumerate(self.touch_types_) if t not in DISENGAGING_TOUCHES]
         recent = counts[:, engaging, bounds.index(trend)].sum(axis=1)
         before = counts[:, engaging, bounds.index(2 * trend)].sum(axis=1) - recent
         columns["touches_trend"] = (recent - before).astype(np.float64)
+        if "touches_days_since_last" in self.feature_positions_:  # engines fitted before: none
+            engaged = last_ms[:, engaging]
+            latest = np.max(np.where(np.isnan(engaged), -np.inf, engaged), axis=1, initial=-np.inf)
+            columns["touches_days_since_last"] = days_since(
+                as_of, np.where(np.isinf(latest), np.nan, latest)
+            )
 
         # Distinct campaigns: count each (lead, campaign) pair at its first touch.
         firsts = Timeline(self.origin_ms_, *_first_touches(touches))

@@ -22,6 +22,8 @@ def make_engine(params: Params, manifest: dict[str, Any] | None) -> FeatureEngin
     return FeatureEngine(
         windows_days=settings.windows_days,
         trend_days=settings.trend_days,
+        half_lives_days=settings.half_lives_days,
+        cooled_days=settings.cooled_days,
         rate_smoothing=settings.rate_smoothing,
         min_category_count=settings.min_category_count,
         window_days=params.quality_lead.window_days,

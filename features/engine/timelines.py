@@ -4,13 +4,16 @@ All times are integer milliseconds since the Unix epoch, floored (:func:`timesta
 columns, :func:`timestamp_ms` for one value), so the batch and the one-lead path compare the same
 integers. A :class:`Timeline` stores sorted composite keys ``code * SPAN + (ms - origin)``, so one
 ``np.searchsorted`` answers "how many before as_of" for many codes at once;
-:class:`StackedTimelines` puts several in one key space. :func:`window_counts` and
-:func:`window_hits` are the per-lead history kernels built on them.
+:class:`StackedTimelines` puts several in one key space. :func:`window_counts` (and
+:func:`decayed_window_counts`, which adds exponentially decayed counts) and :func:`window_hits`
+are the per-lead history kernels built on them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -153,6 +156,42 @@ def days_since(as_of: np.ndarray, last_ms: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(last_ms), NEVER_DAYS, (as_of - last_ms) / DAY_MS)
 
 
+_EXP_TERMS = tuple(1.0 / math.factorial(i) for i in range(15))
+"""Taylor terms of ``exp(t)`` for ``|t| <= ln(2) / 2``: degree 14 leaves an error under 1e-17."""
+_LN2 = math.log(2.0)
+
+
+def halvings(x: np.ndarray) -> np.ndarray:
+    """``0.5 ** x`` for ``x >= 0``, elementwise, from IEEE additions and multiplications only.
+
+    numpy's ``power`` and ``exp2`` may take a SIMD library's path for some array lengths and
+    CPUs and libm's for others (they differ in the last bit), so a value computed among a
+    million would not always equal the same value computed alone, nor on another machine.
+    Here ``x = k + f`` with ``k`` a whole number and ``|f| <= 1/2``; ``2 ** -f`` is a
+    polynomial (Horner, the same operations in every element) and ``2 ** -k`` an exact
+    exponent shift. Within one ulp of ``np.exp2(-x)``; exact at whole ``x`` (one half-life
+    gives 0.5)."""
+    k = np.rint(x)
+    t = k - x  # exact; 0.5 ** x == exp(t ln 2) * 2 ** -k
+    t *= _LN2
+    p = np.full(np.shape(t), _EXP_TERMS[-1])
+    for term in _EXP_TERMS[-2::-1]:
+        p *= t
+        p += term
+    # beyond 1100 halvings every double is 0: the shift is capped to keep it an int32
+    return np.ldexp(p, -np.minimum(k, 1100.0).astype(np.int32))
+
+
+DECAY_UNIT = 2.0**40
+"""Decayed counts are summed as whole multiples of ``1 / DECAY_UNIT`` (about 1e-12): integer
+sums are exact, so a count is the same bits whatever the order or grouping of its touches,
+and another touch never lowers it (float sums in a different association can, by an ulp). A
+lead has room for 8 million touches of one type at full weight."""
+DECAY_CHUNK_PAIRS = 1 << 22
+"""Decayed counts expand (query, event) pairs; at most this many are held at once (queries are
+taken in runs whose pairs fit, whole query by query, so the sums are the same bits)."""
+
+
 def window_counts(
     origin: int,
     lead: np.ndarray,
@@ -172,6 +211,33 @@ def window_counts(
     window edge (not per kind), and every count is a difference of two table rows. Events of
     unknown leads (lead < 0) are ignored.
     """
+    counts, last_ms, _ = decayed_window_counts(
+        origin, lead, kind, ms, n_kinds, query_lead, as_of, bounds_ms, ()
+    )
+    return counts, last_ms
+
+
+def decayed_window_counts(
+    origin: int,
+    lead: np.ndarray,
+    kind: np.ndarray,
+    ms: np.ndarray,
+    n_kinds: int,
+    query_lead: np.ndarray,
+    as_of: np.ndarray,
+    bounds_ms: Sequence[int | np.ndarray],
+    half_lives_ms: Sequence[int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`window_counts`, and per query, kind and half-life ``h`` the decayed count
+    ``sum(0.5 ** ((as_of - t) / h))`` over the lead's events of that kind before as_of
+    (0.0 when none; shape queries × kinds × half-lives), to :data:`DECAY_UNIT`.
+
+    A query's events of one kind are a run of the kind-by-kind order, found from the same
+    prefix tables; each event's weight (:func:`halvings`, the same bits wherever it is
+    computed) is rounded to whole units and each run summed exactly in integers (one
+    ``np.add.reduceat`` segment): one lead alone, in any order, and the same lead among
+    millions give the same bits. An event before the origin counts as at the origin, as its
+    key does."""
     known = lead >= 0
     timeline = Timeline(origin, lead[known], ms[known])
     sorted_kind = np.asarray(kind, dtype=np.int64)[known][timeline.order]
@@ -208,7 +274,62 @@ def window_counts(
         last_ms = np.where(has_last, sorted_ms[last_position], np.nan)
     else:
         last_ms = np.full(has_last.shape, np.nan)
-    return counts.transpose(1, 0, 2), last_ms.T
+    decayed = np.zeros((n_queries * n_kinds, len(half_lives_ms)))
+    if len(half_lives_ms) and n_events:
+        # Runs query by query, kind by kind: ranks [first, at) of the kind's events.
+        first = (kind_start[:, None] + running_at[:, :, -2]).T.ravel()
+        lengths = counts[:, :, -1].T.ravel().astype(np.int64)
+        _decayed_sums(
+            decayed,
+            by_kind,
+            np.maximum(sorted_ms, origin),
+            first,
+            lengths,
+            np.repeat(as_of.astype(np.int64), n_kinds),
+            half_lives_ms,
+        )
+    return (
+        counts.transpose(1, 0, 2),
+        last_ms.T,
+        decayed.reshape(n_queries, n_kinds, len(half_lives_ms)),
+    )
+
+
+def _decayed_sums(
+    out: np.ndarray,
+    by_kind: np.ndarray,
+    event_ms: np.ndarray,
+    first: np.ndarray,
+    lengths: np.ndarray,
+    run_as_of: np.ndarray,
+    half_lives_ms: Sequence[int],
+) -> None:
+    """``out[run, h]`` = the decayed count of each non-empty run of ``by_kind`` (ranks
+    ``first[run]`` to ``first[run] + lengths[run]``), events aged ``run_as_of - event_ms``."""
+    total = int(lengths.sum())
+    if not total:
+        return
+    runs = np.flatnonzero(lengths)
+    half_lives = np.asarray(half_lives_ms, dtype=np.float64)
+    cuts = [0, len(runs)]
+    if total > DECAY_CHUNK_PAIRS:  # whole runs, at most DECAY_CHUNK_PAIRS pairs (or one run)
+        ends = np.cumsum(lengths[runs])
+        cuts = [0]
+        while cuts[-1] < len(runs):
+            done = int(ends[cuts[-1] - 1]) if cuts[-1] else 0
+            cut = int(np.searchsorted(ends, done + DECAY_CHUNK_PAIRS, side="right"))
+            cuts.append(max(cut, cuts[-1] + 1))
+    for start, stop in itertools.pairwise(cuts):
+        chunk = runs[start:stop]
+        n = lengths[chunk]
+        offsets = np.cumsum(n) - n
+        ranks = np.repeat(first[chunk] - offsets, n) + np.arange(int(offsets[-1] + n[-1]))
+        age_ms = np.repeat(run_as_of[chunk], n) - event_ms[by_kind[ranks]]
+        # Age over half-life as one division of milliseconds: exact at whole multiples (a
+        # touch one half-life old weighs 0.5 exactly); pairs × half-lives.
+        units = np.rint(halvings(age_ms[:, None] / half_lives) * DECAY_UNIT).astype(np.int64)
+        # integer sums are exact: any grouping numpy picks gives the same total
+        out[chunk] = np.add.reduceat(units, offsets, axis=0) / DECAY_UNIT
 
 
 def window_hits(

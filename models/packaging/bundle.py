@@ -283,10 +283,12 @@ def score_frame(
                 f"row {i} (lead_id {record.get('lead_id')!r}): {type(error).__name__}: {error}"
             ) from error
         stamps.append(as_of)
-    scored = scorer.summarise(rows, num_threads=1).frame()
+    summary, reasons = scorer.summarise_explained(
+        rows, count=REASONS if with_reasons else 0, num_threads=1
+    )
+    scored = summary.frame()
     scored.insert(0, "lead_id", [str(_plain(r.get("lead_id"))) for r in records])
     scored.insert(1, AS_OF, [stamp.isoformat() for stamp in stamps])
-    reasons = scorer.explain(rows, count=REASONS if with_reasons else 0, num_threads=1)
     scored["reasons_positive"] = [reason_records(p) for p, _ in reasons]
     scored["reasons_negative"] = [reason_records(n) for _, n in reasons]
     return scored

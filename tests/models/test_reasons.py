@@ -198,6 +198,24 @@ def test_the_engine_carries_currency_and_trend_period() -> None:
     )
 
 
+def test_the_engine_carries_when_engagement_cools() -> None:
+    """``features.cooled_days`` reaches the words through the fitted engine; an engine pickled
+    before it existed words as the default (30 days)."""
+    from features.engine.engine import FeatureEngine
+
+    engine = FeatureEngine(cooled_days=14)
+    context = engine.wording_context()
+    assert context.cooled_days == 14
+    assert describe("touches_days_since_last", 20, {}, context) == (
+        "engagement has cooled: no touch in 20 days"
+    )
+    del engine.cooled_days
+    assert engine.wording_context().cooled_days == 30
+    assert describe("touches_days_since_last", 20, {}, engine.wording_context()) == (
+        "last engaged 20 days ago"
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "value", "text"),
     [

@@ -34,7 +34,7 @@ FEATURES = catalog.features_of(SHAPE)
 NUMERIC = [f for f in FEATURES if f.kind == "numeric"]
 VALUES = (0.0, 1.0, 2.0, 7.0, 1234.0, 0.4, 0.6, 1.04, 1.7, -3.0, NEVER_DAYS, NAN)
 VOCABULARIES = {f.name: ("alpha", "beta_gamma") for f in FEATURES if f.kind == "categorical"}
-COUNT = re.compile(r"_(\d+d|all|count)$|^account_(earlier_leads|opportunities|wins)$")
+COUNT = re.compile(r"_(\d+d|decay\d+d|all|count)$|^account_(earlier_leads|opportunities|wins)$")
 COUNTS = [f for f in NUMERIC if COUNT.search(f.name) or f.name == "distinct_campaigns"]
 MONEY = [f for f in NUMERIC if "data.currency" in f.description]
 LIFTS = [f for f in NUMERIC if f.name.endswith("_lift")]
@@ -97,7 +97,14 @@ def test_a_zero_count_is_a_plus_only_when_having_none_is_good(feature: catalog.F
 
 def test_the_only_counts_offered_as_a_plus_at_zero_are_unsubscribes() -> None:
     plus = sorted(f.name for f in COUNTS if f.agrees(0.0, 1.0))
-    assert plus == ["unsubscribe_30d", "unsubscribe_7d", "unsubscribe_90d", "unsubscribe_all"]
+    assert plus == [
+        "unsubscribe_30d",
+        "unsubscribe_7d",
+        "unsubscribe_90d",
+        "unsubscribe_all",
+        "unsubscribe_decay30d",
+        "unsubscribe_decay7d",
+    ]
 
 
 def test_stage_counts_are_features_but_never_reasons() -> None:
@@ -122,7 +129,7 @@ def test_missing_values_read_not_known(feature: catalog.Feature) -> None:
     words = text(feature, NAN)
     if feature.declaration.missing is not None:
         assert words == text(feature, feature.declaration.missing)
-        assert words.startswith(("never ", "no sales activity yet")), words
+        assert words.startswith(("never ", "no sales activity yet", "no engagement yet")), words
     elif feature in LIFTS:
         assert re.fullmatch(r"no (campaign|channel) track record yet", words)
     else:
@@ -168,6 +175,15 @@ def test_a_track_record_stands_on_the_side_it_reads(
         ("touches_trend", 2.0, True, False),
         ("touches_trend", -2.0, False, True),
         ("touches_trend", 0.0, True, True),
+        ("demo_request_decay7d", 0.0, False, True),  # "no demo requests"
+        ("demo_request_decay7d", 0.004, True, True),  # "under 0.01 demo requests, …": an old one
+        ("demo_request_decay7d", 1.8, True, True),
+        ("unsubscribe_decay30d", 0.0, True, False),  # "no unsubscribes"
+        ("unsubscribe_decay30d", 0.3, False, True),
+        ("touches_days_since_last", 3.0, True, True),  # "last engaged 3 days ago"
+        ("touches_days_since_last", 29.9, True, True),
+        ("touches_days_since_last", 30.0, False, True),  # "engagement has cooled: …"
+        ("touches_days_since_last", NEVER_DAYS, False, True),  # "no engagement yet"
         ("campaign_spend_per_lead", 0.0, True, True),
         ("age", 0.0, True, True),
     ],
@@ -175,6 +191,62 @@ def test_a_track_record_stands_on_the_side_it_reads(
 def test_sides_of_other_readings(name: str, value: float, plus: bool, minus: bool) -> None:
     feature = catalog.lookup(name)
     assert (feature.agrees(value, 1.0), feature.agrees(value, -1.0)) == (plus, minus)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "shown"),
+    [
+        ("demo_request_decay7d", 0.0, "no demo requests"),
+        (
+            "demo_request_decay7d",
+            0.004,
+            "under 0.01 demo requests, weighted by recency (half-life 7 days)",
+        ),
+        (
+            "demo_request_decay7d",
+            0.25,
+            "0.25 demo requests, weighted by recency (half-life 7 days)",
+        ),
+        ("demo_request_decay7d", 1.0, "1 demo request, weighted by recency (half-life 7 days)"),
+        ("demo_request_decay7d", 1.8, "1.8 demo requests, weighted by recency (half-life 7 days)"),
+        (
+            "webinar_attendance_decay30d",
+            2.0,
+            "attended 2 webinars, weighted by recency (half-life 30 days)",
+        ),
+        ("unsubscribe_decay30d", 1.0, "unsubscribed once, weighted by recency (half-life 30 days)"),
+        ("email_open_decay1d", 3.0, "3 email opens, weighted by recency (half-life 1 day)"),
+        ("touches_days_since_last", 0.5, "last engaged today"),
+        ("touches_days_since_last", 3.2, "last engaged 3 days ago"),
+        ("touches_days_since_last", 30.0, "engagement has cooled: no touch in 30 days"),
+        ("touches_days_since_last", 45.7, "engagement has cooled: no touch in 45 days"),
+        ("touches_days_since_last", NEVER_DAYS, "no engagement yet"),
+        ("touches_days_since_last", NAN, "no engagement yet"),
+    ],
+)
+def test_decay_and_recency_read_plainly(name: str, value: float, shown: str) -> None:
+    assert catalog.word(name, value, context=EUR) == shown
+
+
+def test_engagement_cools_when_the_params_say() -> None:
+    """``features.cooled_days`` travels in the wording context: it moves the words and the side
+    they stand on together."""
+    feature = catalog.lookup("touches_days_since_last")
+    weekly = catalog.Context(cooled_days=7)
+    assert feature.word(10.0, context=weekly) == "engagement has cooled: no touch in 10 days"
+    assert feature.word(10.0) == "last engaged 10 days ago"
+    assert feature.word(1.0, context=catalog.Context(cooled_days=1)) == (
+        "engagement has cooled: no touch in 1 day"
+    )
+    assert (feature.agrees(10.0, 1.0, weekly), feature.agrees(10.0, -1.0, weekly)) == (False, True)
+    assert (feature.agrees(10.0, 1.0), feature.agrees(10.0, -1.0)) == (True, True)
+    table = ReasonTable(["touches_days_since_last"], ["engagement recency"], {}, weekly)
+    assert table.readings(np.array([[3.0], [10.0], [NEVER_DAYS]])).ravel().tolist() == [0, -1, -1]
+    up, down = table.top(np.array([0.4]), np.array([10.0]), 3)
+    assert up == []
+    assert [r.text for r in down] == []
+    up, down = table.top(np.array([-0.4]), np.array([10.0]), 3)
+    assert [r.text for r in down] == ["engagement has cooled: no touch in 10 days"]
 
 
 # ---------------------------------------------------------------- flat exports

@@ -46,7 +46,9 @@ def flat_engine() -> FeatureEngine:
 
 
 def _historic_names(engine: FeatureEngine) -> list[str]:
-    """The engine's feature layout before the catalog (the model's matrix depends on it)."""
+    """The engine's feature layout, written out (the model's matrix depends on it): the
+    layout before the catalog, with each touch type's decayed counts after its days since and
+    the days since the last engagement after the trend (issue 17)."""
     names = [*engine.lead_categoricals_, *engine.numerics_, "lead_age_days"]
     names += ["channel", "campaign_daily_spend", "campaign_daily_leads", "campaign_spend_per_lead"]
     names += ["industry", "account_employees", "account_annual_revenue", "account_earlier_leads"]
@@ -54,7 +56,8 @@ def _historic_names(engine: FeatureEngine) -> list[str]:
     for touch in (*engine.touch_types_, OTHER):
         names += [f"{touch}_{days}d" for days in engine.windows_days]
         names += [f"{touch}_all", f"{touch}_days_since"]
-    names += ["touches_trend", "distinct_campaigns"]
+        names += [f"{touch}_decay{days}d" for days in engine.half_lives_days]
+    names += ["touches_trend", "touches_days_since_last", "distinct_campaigns"]
     names += [f"sales_{stage}_count" for stage in contract.SALES_STAGES]
     names += ["sales_recycled", "sales_days_since_last"]
     names += [f"{level}_{t}_lift" for t in TARGETS for level in ("campaign", "channel")]
@@ -157,21 +160,31 @@ def test_adding_a_declaration_adds_a_feature_description(
 
 
 def test_touch_features_follow_the_engines_touch_types() -> None:
-    shape = catalog.Shape(touches=True, touch_types=("web_visit", "chat"), windows_days=(1, 14))
+    shape = catalog.Shape(
+        touches=True, touch_types=("web_visit", "chat"), windows_days=(1, 14), half_lives_days=(3,)
+    )
     touches = [f for f in catalog.features_of(shape) if f.family == "touches"]
-    assert [f.name for f in touches][:8] == [
+    assert [f.name for f in touches][:10] == [
         "web_visit_1d",
         "web_visit_14d",
         "web_visit_all",
         "web_visit_days_since",
+        "web_visit_decay3d",
         "chat_1d",
         "chat_14d",
         "chat_all",
         "chat_days_since",
+        "chat_decay3d",
     ]
-    chat = touches[4]
+    chat = touches[5]
     assert chat.business_field == "chat"
     assert chat.word(2.0) == "2 'chat' touches in the last day"
+    assert touches[9].business_field == "chat"
+    assert touches[9].word(1.25) == "1.2 'chat' touches, weighted by recency (half-life 3 days)"
+    lead_level = [f.name for f in touches[-3:]]
+    assert lead_level == ["touches_trend", "touches_days_since_last", "distinct_campaigns"]
+    without = catalog.Shape(touches=True, touch_types=("chat",), half_lives_days=())
+    assert not [f for f in catalog.features_of(without) if "decay" in f.name]
 
 
 def test_every_contract_touch_type_and_stage_has_words() -> None:

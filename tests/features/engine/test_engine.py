@@ -17,6 +17,7 @@ from features.engine import engine as engine_module
 from features.engine.catalog import NEVER_DAYS, OTHER
 from features.engine.engine import FeatureEngine, lead_ranges
 from features.engine.snapshots import build_snapshots
+from features.engine.timelines import timestamp_ms
 from features.ingest.simulate import simulate
 from features.params import GenerateParams, Params
 
@@ -466,3 +467,172 @@ def test_lead_ranges_cover_every_query_once_and_never_split_a_lead(
     for first, end, start, stop in ranges:
         assert stop > start
         assert ((query_lead[start:stop] >= first) & (query_lead[start:stop] < end)).all()
+
+
+# ------------------------------------------------------------ decay and recency (issue 17)
+def _touch(as_of: pd.Timestamp, days: float, kind: str = "demo_request") -> dict:
+    return {"occurred_at": as_of - pd.Timedelta(days=days), "touch_type": kind}
+
+
+def _features(engine: FeatureEngine, lead: dict, touches: list[dict], as_of: pd.Timestamp) -> dict:
+    return dict(
+        zip(engine.feature_names_, engine.transform_one(lead, touches, [], as_of), strict=True)
+    )
+
+
+def test_a_touch_weighs_half_after_one_half_life(
+    engine: FeatureEngine, world: dict[str, pd.DataFrame]
+) -> None:
+    assert engine.half_lives_days == (7, 30)
+    lead = world["leads"].iloc[3].to_dict()
+    as_of = lead["created_at"] + pd.Timedelta(days=70)
+    row = _features(engine, lead, [_touch(as_of, 7)], as_of)
+    assert row["demo_request_decay7d"] == 0.5
+    assert row["demo_request_decay30d"] == pytest.approx(0.5 ** (7 / 30), abs=1e-12)
+    row = _features(engine, lead, [_touch(as_of, 30), _touch(as_of, 60)], as_of)
+    assert row["demo_request_decay30d"] == 0.5 + 0.25
+    assert row["demo_request_decay7d"] == pytest.approx(
+        0.5 ** (30 / 7) + 0.5 ** (60 / 7), abs=2e-12
+    )
+    assert row["web_visit_decay7d"] == 0.0  # other types have their own counts
+    assert _features(engine, lead, [], as_of)["demo_request_decay7d"] == 0.0
+
+
+def test_touches_at_or_after_as_of_weigh_nothing(
+    engine: FeatureEngine, world: dict[str, pd.DataFrame]
+) -> None:
+    lead = world["leads"].iloc[4].to_dict()
+    as_of = lead["created_at"] + pd.Timedelta(days=20)
+    past = [_touch(as_of, 2), _touch(as_of, 9, "web_visit")]
+    later = [_touch(as_of, 0), _touch(as_of, -3), _touch(as_of, -0.001, "web_visit")]
+    assert np.array_equal(
+        engine.transform_one(lead, past + later, [], as_of),
+        engine.transform_one(lead, past, [], as_of),
+        equal_nan=True,
+    )
+    just_before = _features(engine, lead, [_touch(as_of, 0.001 / 86_400)], as_of)  # 1 ms
+    assert 0.999 < just_before["demo_request_decay7d"] < 1.0
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ages=st.lists(st.floats(min_value=0.001, max_value=400.0), max_size=30),
+    newer=st.floats(min_value=0.001, max_value=400.0),
+)
+def test_a_more_recent_demo_request_raises_the_decayed_count(
+    engine: FeatureEngine, world: dict[str, pd.DataFrame], ages: list[float], newer: float
+) -> None:
+    """Another demo request never lowers a decayed count of demo requests (the monotone
+    constraints ask the score to follow), raises it unless it is too old to weigh 1e-12, and
+    a more recent one raises it by as much or more; each count is its definition."""
+    lead = world["leads"].iloc[5].to_dict()
+    as_of = lead["created_at"] + pd.Timedelta(days=500)
+    history = [_touch(as_of, age) for age in ages]
+    before = _features(engine, lead, history, as_of)
+    after = _features(engine, lead, [*history, _touch(as_of, newer)], as_of)
+    older = _features(engine, lead, [*history, _touch(as_of, newer + 1)], as_of)
+    for days in engine.half_lives_days:
+        name = f"demo_request_decay{days}d"
+        assert after[name] > before[name] or (after[name] == before[name] and newer / days > 39)
+        assert after[name] >= older[name] >= before[name]
+        ms = [timestamp_ms(t["occurred_at"]) for t in history]
+        expected = sum(0.5 ** ((timestamp_ms(as_of) - t) / (days * 86_400_000)) for t in ms)
+        assert before[name] == pytest.approx(expected, abs=1e-12 * (len(ms) + 1))
+
+
+def test_days_since_the_last_engagement(
+    engine: FeatureEngine, world: dict[str, pd.DataFrame]
+) -> None:
+    """Any touch type but unsubscribes (and rare types, as in the trend) is engagement."""
+    lead = world["leads"].iloc[6].to_dict()
+    as_of = lead["created_at"] + pd.Timedelta(days=90)
+    name = "touches_days_since_last"
+    assert _features(engine, lead, [], as_of)[name] == NEVER_DAYS
+    disengaged = [_touch(as_of, 1, "unsubscribe"), _touch(as_of, 2, "carrier_pigeon")]
+    assert _features(engine, lead, disengaged, as_of)[name] == NEVER_DAYS
+    engaged = [*disengaged, _touch(as_of, 45, "email_open"), _touch(as_of, 12.5, "web_visit")]
+    assert _features(engine, lead, engaged, as_of)[name] == 12.5
+    assert _features(engine, lead, [*engaged, _touch(as_of, 0, "web_visit")], as_of)[name] == 12.5
+
+
+def test_decayed_counts_batch_equal_one_lead_over_long_histories(
+    engine: FeatureEngine,
+    world: dict[str, pd.DataFrame],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hundreds of touches of one type (longer than numpy's pairwise-sum blocks), given in any
+    order, among other leads, in chunks of any size: the same bits as the lead alone."""
+    from features.engine import timelines
+
+    leads = world["leads"].iloc[:40]
+    rng = np.random.default_rng(3)
+    rows = []
+    for i, lead_id in enumerate(leads["lead_id"]):
+        created = leads["created_at"].iloc[i]
+        n = 300 if i % 10 == 0 else int(rng.integers(0, 30))
+        for _ in range(n):
+            rows.append(
+                {
+                    "lead_id": lead_id,
+                    "occurred_at": created + pd.Timedelta(minutes=int(rng.integers(0, 200 * 1440))),
+                    "touch_type": str(rng.choice(["demo_request", "web_visit", "unsubscribe"])),
+                    "campaign_id": None,
+                }
+            )
+    touches = pd.DataFrame(rows).sample(frac=1.0, random_state=4)
+    snapshots = pd.DataFrame(
+        {
+            "lead_id": np.repeat(leads["lead_id"].to_numpy(), 3),
+            "as_of": np.concatenate(
+                [
+                    created + pd.to_timedelta([10, 90, 250], unit="D")
+                    for created in leads["created_at"]
+                ]
+            ),
+        }
+    )
+    batch = engine.transform(snapshots, leads, touches, None)
+    monkeypatch.setattr(timelines, "DECAY_CHUNK_PAIRS", 7)
+    assert np.array_equal(engine.transform(snapshots, leads, touches, None), batch, equal_nan=True)
+    decayed = [i for i, name in enumerate(engine.feature_names_) if "_decay" in name]
+    assert (batch[:, decayed] > 0).any()
+    by_lead = {lead_id: group.to_dict("records") for lead_id, group in touches.groupby("lead_id")}
+    for row, snapshot in enumerate(snapshots.itertuples()):
+        lead = leads.set_index("lead_id", drop=False).loc[snapshot.lead_id].to_dict()
+        history = by_lead.get(snapshot.lead_id, [])[::-1]  # any order
+        single = engine.transform_one(lead, history, [], snapshot.as_of)
+        assert np.array_equal(single, batch[row], equal_nan=True), snapshot
+
+
+def test_half_lives_and_cooling_come_from_params() -> None:
+    from features.engine.table import make_engine
+    from features.errors import UserError
+    from features.params import parse_params
+
+    params = parse_params({"features": {"half_lives_days": [14], "cooled_days": 10}})
+    engine = make_engine(params, None)
+    assert (engine.half_lives_days, engine.cooled_days) == ((14,), 10)
+    assert engine.wording_context().cooled_days == 10
+    leads = pd.DataFrame(
+        {
+            "lead_id": ["a", "b"],
+            "created_at": pd.to_datetime(["2024-01-01", "2024-01-02"], utc=True),
+        }
+    )
+    touches = pd.DataFrame(
+        {"lead_id": ["a"], "occurred_at": leads["created_at"].iloc[:1], "touch_type": ["web_visit"]}
+    )
+    tables = {"leads": leads, "touches": touches}
+    fitted = engine.fit(tables, pd.Timestamp("2024-02-01", tz="UTC"))
+    assert [n for n in fitted.feature_names_ if "decay" in n] == [
+        f"{t}_decay14d" for t in (*fitted.touch_types_, OTHER)
+    ]
+    none = make_engine(parse_params({"features": {"half_lives_days": []}}), None)
+    assert not [
+        n
+        for n in none.fit(tables, pd.Timestamp("2024-02-01", tz="UTC")).feature_names_
+        if "decay" in n
+    ]
+    for bad, message in (([7, 30, 7], "must differ: 7"), ([0], "greater than or equal to 1")):
+        with pytest.raises(UserError, match=message):
+            parse_params({"features": {"half_lives_days": bad}})

@@ -14,6 +14,8 @@ from features.engine.timelines import (
     StackedTimelines,
     Timeline,
     days_since,
+    decayed_window_counts,
+    halvings,
     timestamp_ms,
     timestamps_ms,
     window_counts,
@@ -121,3 +123,60 @@ def test_one_timestamp_converts_like_a_column() -> None:
 def test_days_since_never_is_finite() -> None:
     out = days_since(np.array([10 * DAY_MS, 10 * DAY_MS]), np.array([4 * DAY_MS, np.nan]))
     assert list(out) == [6.0, NEVER_DAYS]
+
+
+def test_halvings_match_exp2_and_are_exact_at_whole_numbers() -> None:
+    rng = np.random.default_rng(6)
+    x = np.concatenate([rng.random(200_000) * 60, rng.random(20_000) * 1200, np.arange(0, 80.0)])
+    mine, reference = halvings(x), np.exp2(-x)
+    normal = reference > np.finfo(float).tiny
+    assert (np.abs(mine - reference)[normal] <= np.spacing(reference[normal])).all()
+    assert (mine[~normal] <= 2 * np.finfo(float).tiny).all()
+    assert list(halvings(np.array([0.0, 1.0, 2.0, 10.0]))) == [1.0, 0.5, 0.25, 2.0**-10]
+    assert halvings(np.array([1e6]))[0] == 0.0
+    # elementwise: a value computed alone is the value computed among many
+    assert all(halvings(x[i : i + 1])[0] == mine[i] for i in range(0, len(x), 997))
+
+
+def test_decayed_counts_match_brute_force_in_any_order(
+    events: dict[str, np.ndarray], queries: tuple[np.ndarray, np.ndarray]
+) -> None:
+    query_lead, as_of = queries
+    bounds, half_lives = [3 * DAY_MS], [DAY_MS, 7 * DAY_MS]
+    args = (ORIGIN, events["lead"], events["kind"], events["ms"], 4, query_lead, as_of, bounds)
+    counts, last_ms, decayed = decayed_window_counts(*args, half_lives)
+    assert decayed.shape == (len(query_lead), 4, 2)
+    plain_counts, plain_last = window_counts(*args)
+    assert np.array_equal(counts, plain_counts)
+    assert np.array_equal(last_ms, plain_last, equal_nan=True)
+    for q, (lead, when) in enumerate(zip(query_lead, as_of, strict=True)):
+        for kind in range(4):
+            mine = (events["lead"] == lead) & (events["kind"] == kind) & (events["ms"] < when)
+            for h, half_life in enumerate(half_lives):
+                expected = (0.5 ** ((when - events["ms"][mine]) / half_life)).sum()
+                assert decayed[q, kind, h] == pytest.approx(expected, abs=1e-11)
+    shuffled = np.random.default_rng(7).permutation(len(events["lead"]))
+    again = decayed_window_counts(
+        ORIGIN,
+        *(events[name][shuffled] for name in ("lead", "kind", "ms")),
+        4,
+        query_lead,
+        as_of,
+        bounds,
+        half_lives,
+    )[2]
+    assert np.array_equal(again, decayed)
+
+
+def test_no_half_lives_no_decayed_counts(
+    events: dict[str, np.ndarray], queries: tuple[np.ndarray, np.ndarray]
+) -> None:
+    query_lead, as_of = queries
+    args = (ORIGIN, events["lead"], events["kind"], events["ms"], 4, query_lead, as_of, [DAY_MS])
+    assert decayed_window_counts(*args, [])[2].shape[-1] == 0
+    empty = np.zeros(0, np.int64)
+    _, _, none = decayed_window_counts(
+        ORIGIN, empty, empty, empty, 4, query_lead, as_of, [DAY_MS], [DAY_MS]
+    )
+    assert none.shape == (len(query_lead), 4, 1)
+    assert not none.any()
