@@ -1,6 +1,10 @@
 """The fit × engagement grid on the test slice (``kpis.json`` ``grid``, the dashboard's heat
-map): per cell, how many test leads the model put there and how many of them reached the
-primary target within the window, so both teams can see that the cells mean what they say."""
+map): per cell, how many test scores the model put there and how many of those leads reached
+the primary target within the window, so both teams can see that the cells mean what they say.
+
+Every labelled test snapshot counts (a lead at ages 0, 7, 14 and 30 days is four scores): at
+its first snapshot a lead has rarely engaged yet, so first snapshots alone would pile nearly
+every lead into one engagement column."""
 
 from __future__ import annotations
 
@@ -13,8 +17,8 @@ from models.scorer import LeadScorer
 
 
 def grid_report(snapshots: pd.DataFrame, X: np.ndarray, scorer: LeadScorer) -> dict[str, Any]:
-    """Per grid cell of the test leads (each lead at its first labelled test snapshot: the
-    model never trained on them), the lead count and observed rate of the primary target."""
+    """Per grid cell, the labelled test snapshots (the model never trained on them): their
+    count, distinct leads, and the observed and predicted rate of the primary target."""
     primary = scorer.primary
     fit_names, engagement_names = scorer.definition.grid.names()
     out: dict[str, Any] = {
@@ -28,9 +32,7 @@ def grid_report(snapshots: pd.DataFrame, X: np.ndarray, scorer: LeadScorer) -> d
     labelled = (snapshots["split"] == "test").to_numpy() & snapshots[label].notna().to_numpy()
     if not labelled.any():
         return {**out, "available": False, "reason": "no labelled test snapshots"}
-    test = snapshots[labelled].sort_values(["lead_id", "as_of"], kind="stable")
-    rows = test.drop_duplicates("lead_id").index.to_numpy()
-    positions = snapshots.index.get_indexer(rows)
+    positions = np.flatnonzero(labelled)
     summary = scorer.summarise(X[positions])
     if all(cell is None for cell in summary.grid):
         return {
@@ -42,28 +44,39 @@ def grid_report(snapshots: pd.DataFrame, X: np.ndarray, scorer: LeadScorer) -> d
     frame = pd.DataFrame(
         {
             "cell": summary.grid,
+            "lead": snapshots["lead_id"].to_numpy()[positions],
             "positive": snapshots[label].to_numpy(dtype=np.float64)[positions] == 1,
             "predicted": summary.probabilities[primary],
         }
     ).dropna(subset=["cell"])
     by_cell = frame.groupby("cell", sort=False).agg(
-        leads=("positive", "size"), positives=("positive", "sum"), predicted=("predicted", "mean")
+        scores=("positive", "size"),
+        leads=("lead", "nunique"),
+        positives=("positive", "sum"),
+        predicted=("predicted", "mean"),
     )
     cells = []
     for letter in fit_names:
         for digit in engagement_names:
             cell = f"{letter}{digit}"
-            leads = int(by_cell["leads"].get(cell, 0))
+            scores = int(by_cell["scores"].get(cell, 0))
             positives = int(by_cell["positives"].get(cell, 0))
             cells.append(
                 {
                     "cell": cell,
                     "fit": letter,
                     "engagement": digit,
-                    "leads": leads,
+                    "scores": scores,
+                    "leads": int(by_cell["leads"].get(cell, 0)),
                     "positives": positives,
-                    "rate": round(positives / leads, 6) if leads else None,
-                    "predicted": round(float(by_cell["predicted"][cell]), 6) if leads else None,
+                    "rate": round(positives / scores, 6) if scores else None,
+                    "predicted": round(float(by_cell["predicted"][cell]), 6) if scores else None,
                 }
             )
-    return {**out, "available": True, "leads": len(frame), "cells": cells}
+    return {
+        **out,
+        "available": True,
+        "scores": len(frame),
+        "leads": int(frame["lead"].nunique()),
+        "cells": cells,
+    }

@@ -285,7 +285,7 @@
       return;
     }
     const cells = new Map((grid.cells || []).map((c) => [c.cell, c]));
-    const rates = (grid.cells || []).filter((c) => isNum(c.rate) && c.leads > 0).map((c) => c.rate);
+    const rates = (grid.cells || []).filter((c) => isNum(c.rate) && c.scores > 0).map((c) => c.rate);
     const top = rates.length ? Math.max(...rates) : 0;
     const head = h("tr", {}, h("th", {}, "fit ↓ · engagement →"));
     for (const digit of grid.engagement) head.appendChild(h("th", { class: "num" }, digit));
@@ -294,22 +294,22 @@
     for (const letter of grid.fit) {
       const tr = h("tr", {}, h("th", {}, letter));
       for (const digit of grid.engagement) {
-        const cell = cells.get(`${letter}${digit}`) || { leads: 0, rate: null };
+        const cell = cells.get(`${letter}${digit}`) || { scores: 0, leads: 0, rate: null };
         const share = top > 0 && isNum(cell.rate) ? cell.rate / top : 0;
         tr.appendChild(
           h("td", {
-            class: "num grid-cell", "data-cell": `${letter}${digit}`, "data-leads": String(cell.leads),
+            class: "num grid-cell", "data-cell": `${letter}${digit}`, "data-scores": String(cell.scores),
             style: `background: rgba(22, 101, 52, ${(0.08 + 0.72 * share).toFixed(3)}); color: ${share > 0.55 ? "#fff" : "inherit"}`,
-            title: `${letter}${digit}: ${int(cell.leads)} leads, ${pct(cell.rate, 1)} reached ${grid.target}`,
+            title: `${letter}${digit}: ${int(cell.scores)} scores of ${int(cell.leads)} leads, ${pct(cell.rate, 1)} reached ${grid.target} (predicted ${pct(cell.predicted, 1)})`,
           },
-          h("div", { class: "grid-rate" }, cell.leads ? pct(cell.rate, 1) : "—"),
-          h("div", { class: "small" }, `${int(cell.leads)} lead${cell.leads === 1 ? "" : "s"}`))
+          h("div", { class: "grid-rate" }, cell.scores ? pct(cell.rate, 1) : "—"),
+          h("div", { class: "small" }, `${int(cell.scores)} score${cell.scores === 1 ? "" : "s"}`))
         );
       }
       body.appendChild(tr);
     }
     table.appendChild(body);
-    note.textContent = `${int(grid.leads)} test leads, each at its first test snapshot; rate: share that reached '${grid.target}'.`;
+    note.textContent = `${int(grid.scores)} test scores of ${int(grid.leads)} leads (each lead at every age it was scored); rate: share that reached '${grid.target}' within the window.`;
   }
 
   // -------------------------------------------------------------------- queue

@@ -233,12 +233,12 @@ def test_dashboard_in_chromium(server: Server, browser: Browser, world: World) -
     kpi_grid = json.loads((world.artifacts / "kpis.json").read_text())["grid"]
     cells = browser.evaluate(
         "[...document.querySelectorAll('#grid-map td.grid-cell')]"
-        ".map(c => [c.dataset.cell, Number(c.dataset.leads), c.style.background])"
+        ".map(c => [c.dataset.cell, Number(c.dataset.scores), c.style.background])"
     )
     assert len(cells) == 16
     assert [c[0] for c in cells] == [f"{f}{e}" for f in "ABCD" for e in "1234"]
-    assert sum(c[1] for c in cells) == kpi_grid["leads"] > 0
-    assert {c["cell"]: c["leads"] for c in kpi_grid["cells"]} == {c[0]: c[1] for c in cells}
+    assert sum(c[1] for c in cells) == kpi_grid["scores"] > 0
+    assert {c["cell"]: c["scores"] for c in kpi_grid["cells"]} == {c[0]: c[1] for c in cells}
     assert len({c[2] for c in cells if c[1]}) > 1  # the shades differ with the rates
 
     # queue: sorted by predicted conversion, best first

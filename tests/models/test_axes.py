@@ -18,6 +18,7 @@ from features.engine import catalog
 from features.engine.table import build_feature_table
 from features.params import Params
 from models.axes import AxisScale, GridBands, axis_groups
+from models.reports.grid import grid_report
 from models.scorer import LeadScorer
 from models.training import train_all
 from models.treeshap import path_table
@@ -274,3 +275,46 @@ def test_a_flat_export_has_an_engagement_axis_only_when_its_mapping_names_one(
     assert summary.fit_score[2] > summary.fit_score[0]  # managers fit better
     assert summary.engagement_score[1] > summary.engagement_score[0]  # more calls: more engaged
     assert all(isinstance(cell, str) for cell in summary.grid)
+
+
+def test_the_grid_report_counts_every_labelled_test_score(world: World, scorer: LeadScorer) -> None:
+    snapshots = world.snapshots
+    X = scorer.engine.matrix_from_frame(snapshots)
+    report = grid_report(snapshots, X, scorer)
+    labelled = (snapshots["split"] == "test") & snapshots["label_converted"].notna()
+    assert report["available"] is True
+    assert [c["cell"] for c in report["cells"]] == [f"{f}{e}" for f in "ABCD" for e in "1234"]
+    assert sum(c["scores"] for c in report["cells"]) == report["scores"] == int(labelled.sum())
+    assert sum(c["positives"] for c in report["cells"]) == int(
+        (snapshots.loc[labelled, "label_converted"] == 1).sum()
+    )
+    cells = scorer.summarise(X[labelled.to_numpy()]).grid
+    for cell in report["cells"]:
+        assert cell["scores"] == int((cells == cell["cell"]).sum())
+        if cell["scores"]:
+            assert cell["rate"] == round(cell["positives"] / cell["scores"], 6)
+    # the fit axis ranks: A cells convert more often than D cells, over all engagement
+    by_letter = {
+        f: sum(c["positives"] for c in report["cells"] if c["fit"] == f)
+        / max(1, sum(c["scores"] for c in report["cells"] if c["fit"] == f))
+        for f in "AD"
+    }
+    assert by_letter["A"] > by_letter["D"]
+
+
+def test_no_grid_without_an_engagement_axis(repo_params: Params) -> None:
+    scorer = _flat_scorer(repo_params, ())
+    leads = pd.DataFrame({"lead_id": ["a", "b"], "as_of": pd.Timestamp("2024-06-01", tz="UTC")})
+    snapshots = leads.assign(split="test", label_converted=[1.0, 0.0])
+    X = np.vstack(
+        [
+            scorer.engine.transform_one(
+                {"lead_id": i, "created_at": "2024-05-01", "job": "admin", "calls": 1.0},
+                as_of="2024-06-01",
+            )
+            for i in "ab"
+        ]
+    )
+    report = grid_report(snapshots, X, scorer)
+    assert report["available"] is False
+    assert "one axis only" in report["reason"]
