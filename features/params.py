@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -417,6 +418,40 @@ class GridParams(Section):
         return self
 
 
+class EngineParams(Section):
+    """Where the stages' batch work runs (``features/distributed.py``): ``local`` (this
+    process, the default) or ``dask``: a ``distributed.LocalCluster`` of ``workers`` processes
+    started for the stage and closed after it when ``scheduler`` is null, else the running
+    cluster at that address (``tcp://host:8786``), whose workers must reach the data paths."""
+
+    kind: Literal["local", "dask"] = "local"
+    scheduler: str | None = None
+    """Address of a running Dask scheduler (``tcp://host:8786``); null: a local cluster."""
+    workers: Annotated[int, Field(ge=1, le=1024)] = 2
+    """Worker processes of the local cluster (ignored with ``scheduler``)."""
+    threads_per_worker: Annotated[int, Field(ge=1, le=256)] = 1
+    memory_limit: str | None = None
+    """Memory limit of each local worker (``4GiB``, ``auto``); null: Dask's default."""
+    partitions: Annotated[int, Field(ge=1, le=100_000)] = 8
+    """Lead partitions (by a stable hash of lead_id): a lead's whole history is in one."""
+
+    @field_validator("scheduler")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value:
+            raise ValueError(f"a scheduler address such as tcp://host:8786, not {value!r}")
+        return value
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(
+            r"auto|\d+(\.\d+)?\s*([kKMGTP]i?B|[kKMGTP]|B)?", value.strip()
+        ):
+            raise ValueError(f"a size such as 4GiB or auto, not {value!r}")
+        return value
+
+
 class Params(Section):
     source: SourceParams = SourceParams()
     generate: GenerateParams = GenerateParams()
@@ -444,6 +479,7 @@ class Params(Section):
     feedback: FeedbackParams = FeedbackParams()
     store: StoreParams = StoreParams()
     monitor: MonitorParams = MonitorParams()
+    engine: EngineParams = EngineParams()
 
     @model_validator(mode="after")
     def _target_defined(self) -> Params:

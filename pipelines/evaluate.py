@@ -28,6 +28,7 @@ a metrics diff shows only what changed.
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 from contextlib import ExitStack
@@ -74,6 +75,18 @@ def read_snapshots(features_dir: Path, scorer: LeadScorer) -> pd.DataFrame:
             "the features and train outputs are out of step: rerun both"
         )
     return snapshots
+
+
+def feature_engine_kind(features_dir: Path) -> str:
+    """Where the features stage ran its transform (``params.yaml`` ``engine.kind``), as its
+    ``feature_spec.json`` records it: ``local`` for outputs written before the record existed."""
+    path = features_dir / "feature_spec.json"
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return "local"
+    kind = spec.get("engine", "local") if isinstance(spec, dict) else "local"
+    return kind if isinstance(kind, str) else "local"
 
 
 def run(features_dir: Path, validated: Path, train: Path, out: Path, params_path: Path) -> None:
@@ -131,7 +144,11 @@ def run(features_dir: Path, validated: Path, train: Path, out: Path, params_path
     # which model these reports describe: the dashboard shows them only beside that model
     fingerprint = {"model_fingerprint": scorer.fingerprint()}
     documents = {
-        "metrics.json": {**evaluation.metrics, **fingerprint},
+        "metrics.json": {
+            "engine": feature_engine_kind(features_dir),
+            **evaluation.metrics,
+            **fingerprint,
+        },
         "metrics_by_group.json": evaluation.by_group,
         "kpis.json": {**kpis, **fingerprint},
     }

@@ -4,6 +4,9 @@
 Writes ``snapshots.parquet`` (lead_id, as_of, split, label_<target>, features),
 ``feature_spec.json`` and the fitted engine (``engine.pkl``, carried by the model bundle),
 all at once into the output directory (atomically).
+
+``params.yaml`` ``engine.kind: dask`` runs the transform on a Dask cluster, in lead partitions
+(:mod:`features.distributed`); the fit stays in this process. The features are the same bits.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.distributed import backend
 from features.engine.table import build_feature_table
 from features.params import load_params
 from features.storage import atomic_directory, read_manifest, read_validated
@@ -27,7 +31,11 @@ def run(validated: Path, out: Path, params_path: Path) -> None:
     params = load_params(params_path)
     tables = read_validated(validated)
     manifest = read_manifest(validated)
-    engine, snapshots = build_feature_table(tables, params, manifest)
+    # The workers read their partitions from beside the output: a cluster's workers must reach
+    # the data directory anyway.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with backend(params.engine, workdir=out.parent, stage="features") as runner:
+        engine, snapshots = build_feature_table(tables, params, manifest, runner.transform)
     with atomic_directory(out) as staging:
         pq.write_table(
             pa.Table.from_pandas(snapshots, preserve_index=False),
@@ -35,15 +43,16 @@ def run(validated: Path, out: Path, params_path: Path) -> None:
             compression="zstd",
         )
         (staging / "feature_spec.json").write_text(
-            json.dumps({"features": engine.feature_spec()}, indent=2) + "\n"
+            json.dumps({"engine": runner.kind, "features": engine.feature_spec()}, indent=2) + "\n"
         )
         with (staging / "engine.pkl").open("wb") as handle:
             pickle.dump(engine, handle, protocol=pickle.HIGHEST_PROTOCOL)
     counts = snapshots.groupby("split").size().to_dict()
     logger.info(
-        "features: %d snapshots %s, %d features → %s",
+        "features: %d snapshots %s, %d features → %s (engine: %s)",
         len(snapshots),
         counts,
         len(engine.feature_names_),
         out,
+        runner.kind,
     )

@@ -5,8 +5,10 @@ history in one partition, the fitted engine shared by all)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -35,10 +37,29 @@ def make_engine(params: Params, manifest: dict[str, Any] | None) -> FeatureEngin
     )
 
 
+Transform = Callable[
+    [FeatureEngine, pd.DataFrame, pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None],
+    np.ndarray,
+]
+"""(fitted engine, snapshots, leads, touches, sales events) → feature matrix, rows in the
+snapshots' order: ``FeatureEngine.transform`` or a backend's (:mod:`features.distributed`)."""
+
+
+def _own_transform(engine: FeatureEngine, *tables: pd.DataFrame | None) -> np.ndarray:
+    return engine.transform(*tables)  # type: ignore[arg-type]
+
+
 def build_feature_table(
-    tables: dict[str, pd.DataFrame], params: Params, manifest: dict[str, Any] | None
+    tables: dict[str, pd.DataFrame],
+    params: Params,
+    manifest: dict[str, Any] | None,
+    transform: Transform | None = None,
 ) -> tuple[FeatureEngine, pd.DataFrame]:
-    """Snapshots with split, labels and features, and the fitted engine."""
+    """Snapshots with split, labels and features, and the fitted engine.
+
+    The engine is fitted once, here, on the whole dataset (its vocabularies and time-indexed
+    history need every lead); ``transform`` (default: the engine's own, in this process)
+    computes each partition's features, e.g. on a Dask cluster."""
     leads = tables["leads"]
     horizon = contract.data_horizon(tables, params.data.horizon)
     primary = f"label_{params.quality_lead.target}"
@@ -71,7 +92,8 @@ def build_feature_table(
             for name in contract.EVENT_TABLES
             if name in tables
         }
-        matrix = engine.transform(
+        matrix = (transform or _own_transform)(
+            engine,
             part_snapshots,
             leads.iloc[start : start + size],
             history.get("touches"),

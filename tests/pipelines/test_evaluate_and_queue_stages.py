@@ -289,11 +289,13 @@ def test_flat_export_end_to_end(tmp_path: Path) -> None:
     )
     metrics = json.loads((tmp_path / "art" / "metrics.json").read_text())
     assert set(metrics) == {
+        "engine",
         "converted",
         "leakage_suspected",
         "primary_target",
         "model_fingerprint",
     }
+    assert metrics["engine"] == "local"  # params engine.kind's default
     assert "truth" not in metrics["converted"]
     assert metrics["converted"]["model"]["roc_auc"] > 0.6
     card = (tmp_path / "art" / "model_card.md").read_text()
