@@ -30,6 +30,7 @@ from features.ingest.simulate import simulate
 from features.params import EngineParams, GenerateParams, Params
 from pipelines import features as features_stage
 from pipelines import ingest
+from pipelines import validate as validate_stage
 
 REPO = Path(__file__).resolve().parents[2]
 Tables = dict[str, pd.DataFrame]
@@ -219,6 +220,30 @@ def test_stage_starts_and_closes_its_own_cluster(
     frame, spec = _stage(crm, tmp_path / "feat", params)
     pd.testing.assert_frame_equal(frame, local_stage[0], check_exact=True)
     assert spec["engine"] == "dask"
+
+
+@pytest.mark.slow
+def test_bank_marketing_flat_export_on_the_cluster_equals_local(
+    client: Client, tmp_path: Path
+) -> None:
+    """The real flat export (41,188 rows, no event tables): imported and validated as a user
+    does, then the features stage locally and on the running cluster write the same frame."""
+    raw, validated = tmp_path / "raw", tmp_path / "validated"
+    ingest.import_export(
+        REPO / "mappings/bank_marketing.yaml",
+        REPO / "data/samples/bank-additional-full.csv.gz",
+        raw,
+    )
+    params = _params_file(tmp_path / "params-local.yaml", kind="local")
+    validate_stage.run(raw=raw, out=validated, report=tmp_path / "report", params_path=params)
+    local_frame, local_spec = _stage(validated, tmp_path / "feat-local", params)
+    address = client.scheduler_info()["address"]
+    remote = _params_file(tmp_path / "params-dask.yaml", kind="dask", scheduler=address)
+    frame, spec = _stage(validated, tmp_path / "feat-dask", remote)
+    assert len(frame) == 41_188
+    assert "duration" not in frame.columns
+    pd.testing.assert_frame_equal(frame, local_frame, check_exact=True)
+    assert (spec["engine"], local_spec["engine"]) == ("dask", "local")
 
 
 # -------------------------------------------------------------- cluster faults

@@ -1,0 +1,153 @@
+"""The features stage locally and on a Dask cluster, side by side: wall time and peak RSS of
+every process (the stage's own and each worker's), in interleaved rounds.
+
+    python bench/bench_scale.py --leads 100000 1000000 --rounds 2
+
+For each size the simulated CRM is generated once (in ``--work``, kept between runs), then each
+round runs ``leadscore features`` once with ``engine.kind: local`` and once with ``dask``
+(a ``LocalCluster`` of ``--workers`` processes, one thread each, started and closed by the
+stage), in alternating order, and checks that both wrote the same snapshots. The peer of the
+Dask figures is the local run of the same round; the load average is printed beside them.
+What runs on the cluster is the transform (the stage's bulk of CPU); reading the tables, the
+snapshots and the engine's fit stay in the stage's process (see docs/scale.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _params(work: Path, kind: str, workers: int, partitions: int) -> Path:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["engine"] = {
+        **params["engine"],
+        "kind": kind,
+        "workers": workers,
+        "threads_per_worker": 1,
+        "partitions": partitions,
+    }
+    path = work / f"params-{kind}.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def _watch(root: psutil.Process, peaks: dict[int, tuple[str, int]], done: threading.Event) -> None:
+    """Peak RSS per process of ``root``'s tree, sampled every 50 ms."""
+    while not done.is_set():
+        try:
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return
+        for process in tree:
+            try:
+                rss = process.memory_info().rss
+                command = " ".join(process.cmdline())
+            except psutil.Error:
+                continue
+            role = "worker" if "spawn_main" in command else "stage"
+            if "resource_tracker" in command:
+                continue
+            previous = peaks.get(process.pid, (role, 0))[1]
+            peaks[process.pid] = (role, max(previous, rss))
+        time.sleep(0.05)
+
+
+def _run(raw: Path, out: Path, params: Path) -> tuple[float, int, list[int], str]:
+    """One ``leadscore features`` run: seconds, the stage process's peak RSS, each worker's,
+    and a digest of the snapshots it wrote."""
+    shutil.rmtree(out, ignore_errors=True)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    start = time.perf_counter()
+    process = psutil.Popen(
+        [
+            *(str(BIN / "leadscore"), "features", "--validated", str(raw), "--out", str(out)),
+            *("--params", str(params)),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=params.parent,
+    )
+    peaks: dict[int, tuple[str, int]] = {}
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(process, peaks, done), daemon=True)
+    watcher.start()
+    _, errors = process.communicate()
+    seconds = time.perf_counter() - start
+    done.set()
+    watcher.join()
+    if process.returncode != 0:
+        raise SystemExit(f"leadscore features failed: {errors.decode()[-2000:]}")
+    stage = max((rss for role, rss in peaks.values() if role == "stage"), default=0)
+    workers = sorted((rss for role, rss in peaks.values() if role == "worker"), reverse=True)
+    digest = hashlib.sha256((out / "snapshots.parquet").read_bytes()).hexdigest()[:16]
+    return seconds, stage, workers, digest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--leads", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bench_scale")
+    args = parser.parse_args()
+    mib = 1024 * 1024
+    for leads in args.leads:
+        work = args.work / f"{leads}"
+        raw = work / "raw"
+        work.mkdir(parents=True, exist_ok=True)
+        if not (raw / "leads.parquet").exists():
+            subprocess.run(
+                [str(BIN / "leadscore"), "generate", "--out", str(raw), "--leads", str(leads)],
+                check=True,
+                cwd=REPO,
+            )
+        params = {
+            kind: _params(work, kind, args.workers, args.partitions) for kind in ("local", "dask")
+        }
+        figures: dict[str, list[tuple[float, int, list[int], str]]] = {"local": [], "dask": []}
+        for round_ in range(args.rounds):
+            order = ("local", "dask") if round_ % 2 == 0 else ("dask", "local")
+            for kind in order:
+                figures[kind].append(_run(raw, work / f"features-{kind}", params[kind]))
+        local, dask = figures["local"], figures["dask"]
+        same = {r[3] for r in local} == {r[3] for r in dask}
+        t_local = statistics.median(r[0] for r in local)
+        t_dask = statistics.median(r[0] for r in dask)
+        stage_local = max(r[1] for r in local) / mib
+        stage_dask = max(r[1] for r in dask) / mib
+        worker_peak = max((max(r[2], default=0) for r in dask), default=0) / mib
+        total_dask = max(r[1] + sum(r[2]) for r in dask) / mib
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"--- {leads:,} leads, {args.rounds} interleaved rounds, load average {load}")
+        print(f"local : {t_local:8.1f} s   stage process peak {stage_local:8.0f} MiB")
+        print(
+            f"dask  : {t_dask:8.1f} s   stage process peak {stage_dask:8.0f} MiB, "
+            f"largest worker {worker_peak:.0f} MiB, all processes {total_dask:.0f} MiB "
+            f"({args.workers} workers, {args.partitions} partitions)"
+        )
+        print(
+            f"ratio : dask/local time {t_dask / t_local:.2f}x, stage peak "
+            f"{stage_dask / stage_local:.2f}x; same snapshots: {same}"
+        )
+
+
+if __name__ == "__main__":
+    main()
