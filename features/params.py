@@ -196,6 +196,17 @@ class LeakageParams(Section):
     suspicious_names: tuple[str, ...] = POST_OUTCOME_WORDS
 
 
+class ClusterTrainParams(Section):
+    """LightGBM on the Dask cluster when ``engine.kind`` is ``dask``
+    (:mod:`models.cluster_training`): ``lightgbm.dask`` has no early stopping, so the number of
+    trees comes from early stopping on a seeded sample of ``tree_sample_rows`` train rows in
+    the stage's process first; ``time_out_minutes`` bounds how long its workers wait for each
+    other on the network."""
+
+    tree_sample_rows: Annotated[int, Field(ge=100)] = 100_000
+    time_out_minutes: Annotated[int, Field(ge=1, le=1440)] = 10
+
+
 class TrainParams(Section):
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
     num_leaves: Annotated[int, Field(ge=2, le=4096)] = 7
@@ -219,6 +230,7 @@ class TrainParams(Section):
     leakage: LeakageParams = LeakageParams()
     logistic_c: Annotated[float, Field(gt=0.0)] = 1.0
     monotone: MonotoneParams = MonotoneParams()
+    cluster: ClusterTrainParams = ClusterTrainParams()
 
 
 class RulesParams(Section):

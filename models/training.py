@@ -8,7 +8,7 @@ import fnmatch
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import numpy as np
@@ -26,6 +26,9 @@ from models.calibration import Calibrator
 from models.reports.leakage import Slices, column_report, rank_auc
 from models.reports.monitoring import build_reference
 from models.scorer import Definition, LeadScorer, TargetModel
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 logger = logging.getLogger(__name__)
 
@@ -108,9 +111,83 @@ def sample_train_rows(
     return kept, weights
 
 
+def _early_stopped(
+    booster_params: dict[str, Any],
+    dataset: lgb.Dataset,
+    validation: lgb.Dataset,
+    settings: TrainParams,
+) -> lgb.Booster:
+    return lgb.train(
+        booster_params,
+        dataset,
+        num_boost_round=settings.max_rounds,
+        valid_sets=[validation],
+        callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)],
+    )
+
+
+def _trained_on_cluster(
+    client: Client,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    weights: np.ndarray | None,
+    X_valid: np.ndarray,
+    y_valid: np.ndarray,
+    names: Sequence[str],
+    categorical: list[int],
+    booster_params: dict[str, Any],
+    settings: TrainParams,
+) -> tuple[lgb.Booster, dict[str, Any]]:
+    """The train rows fitted on the Dask cluster, with as many trees as early stopping chose on
+    a seeded sample of ``train.cluster.tree_sample_rows`` of them here (lightgbm.dask cannot
+    stop early)."""
+    from models.cluster_training import train_on_cluster
+
+    sample, sample_weights = sample_train_rows(
+        y_train, settings.cluster.tree_sample_rows, settings.seed
+    )
+    probe_weights = sample_weights
+    if weights is not None:
+        probe_weights = weights[sample] * (1.0 if sample_weights is None else sample_weights)
+    probe_params = dict(booster_params)
+    if sample_weights is not None:
+        share = len(sample) / len(y_train)
+        probe_params["min_data_in_leaf"] = max(1, round(booster_params["min_data_in_leaf"] * share))
+    probe_set = lgb.Dataset(
+        X_train[sample],
+        y_train[sample],
+        weight=probe_weights,
+        feature_name=list(names),
+        categorical_feature=categorical,
+    )
+    probe = _early_stopped(
+        probe_params, probe_set, lgb.Dataset(X_valid, y_valid, reference=probe_set), settings
+    )
+    rounds = int(probe.best_iteration or probe.current_iteration())
+    booster = train_on_cluster(
+        client,
+        X_train,
+        y_train,
+        weights,
+        names,
+        categorical,
+        booster_params,
+        rounds,
+        settings.cluster.time_out_minutes,
+    )
+    return booster, {"trees_from_sample_rows": len(sample), "trees": rounds}
+
+
 def train_target(
-    X: np.ndarray, snapshots: pd.DataFrame, target: str, engine: FeatureEngine, params: Params
+    X: np.ndarray,
+    snapshots: pd.DataFrame,
+    target: str,
+    engine: FeatureEngine,
+    params: Params,
+    client: Client | None = None,
 ) -> TrainedTarget:
+    """One target's calibrated model and baselines; with a Dask ``client``, LightGBM trains on
+    its workers (:func:`_trained_on_cluster`)."""
     label = f"label_{target}"
     y = snapshots[label].to_numpy()
     train, valid, calibration = (
@@ -135,13 +212,14 @@ def train_target(
         # A leaf's minimum stands for as many of the slice's rows as without sampling.
         share = len(kept) / len(train_positions)
         booster_params["min_data_in_leaf"] = max(1, round(settings.min_data_in_leaf * share))
-    booster = lgb.train(
-        booster_params,
-        dataset,
-        num_boost_round=settings.max_rounds,
-        valid_sets=[validation],
-        callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)],
-    )
+    cluster_report = None
+    if client is None:
+        booster = _early_stopped(booster_params, dataset, validation, settings)
+    else:
+        booster, cluster_report = _trained_on_cluster(
+            client, X_train, y_train, weights, X_valid, y_valid, names, categorical,
+            booster_params, settings,
+        )  # fmt: skip
     best = booster.best_iteration or booster.current_iteration()
     valid_auc = rank_auc(
         y_valid == 1, np.asarray(booster.predict(X_valid, num_iteration=best), dtype=np.float64)
@@ -168,6 +246,7 @@ def train_target(
         if weights is None
         else {"rows": len(kept), "negative_weight": round(float(weights.max()), 6)},
         "valid_roc_auc": None if valid_auc is None else round(valid_auc, 6),
+        "cluster": cluster_report,
     }
     logger.info("trained %s: %s", target, report)
     report["leakage"] = column_report(
@@ -222,11 +301,13 @@ def train_all(
     source: str = "synthetic",
     X: np.ndarray | None = None,
     engagement: Sequence[str] = (),
+    client: Client | None = None,
 ) -> tuple[LeadScorer, dict[str, TrainedTarget]]:
     """Every target in params with labels in ``snapshots``. ``X`` is the feature matrix of
     ``snapshots`` when the caller already has it (then ``snapshots`` needs only ``split`` and
     the labels). ``engagement``: a flat export's columns on the engagement axis (its mapping's
-    ``engagement``)."""
+    ``engagement``); ``client``: a Dask client whose workers train LightGBM
+    (``engine.kind: dask``)."""
     if X is None:
         X = engine.matrix_from_frame(snapshots)
     # The lead attribute columns as the data named them (not the engine's derived history
@@ -237,7 +318,7 @@ def train_all(
         params.train.leakage.suspicious_names,
     )
     trained = {
-        target: train_target(X, snapshots, target, engine, params)
+        target: train_target(X, snapshots, target, engine, params, client)
         for target in params.targets
         if f"label_{target}" in snapshots
     }

@@ -6,6 +6,9 @@ logistic regression) and ``report.json``; and, when asked, the same scorer as an
 model bundle (``artifacts/model/``, :mod:`models.packaging.bundle`). Both are staged beside
 their targets and swapped in one after the other only once both are complete, so the previous
 pair stays in place (and readable) for the whole stage.
+
+``engine.kind: dask`` trains LightGBM on a Dask cluster (:mod:`models.cluster_training`), the
+same local cluster or running scheduler as the features stage's.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.distributed import cluster
 from features.params import load_params
 from features.storage import atomic_directory, read_manifest
 from models.training import train_all
@@ -37,15 +41,22 @@ def run(
     # stage's peak at a million leads from 8.3 to 7.6 GB.
     snapshots = engine.drop_features(snapshots)
     manifest = read_manifest(validated)
-    scorer, trained = train_all(
-        snapshots,
-        engine,
-        params,
-        post_outcome=tuple(manifest.get("post_outcome", ())) if manifest else (),
-        engagement=tuple(manifest.get("engagement", ())) if manifest else (),
-        source="flat" if manifest else params.source.kind,
-        X=X,
-    )
+    with ExitStack() as on_cluster:
+        client = (
+            on_cluster.enter_context(cluster(params.engine, stage="train"))
+            if params.engine.kind == "dask"
+            else None
+        )
+        scorer, trained = train_all(
+            snapshots,
+            engine,
+            params,
+            post_outcome=tuple(manifest.get("post_outcome", ())) if manifest else (),
+            engagement=tuple(manifest.get("engagement", ())) if manifest else (),
+            source="flat" if manifest else params.source.kind,
+            X=X,
+            client=client,
+        )
     with ExitStack() as swaps:  # on leaving: the bundle is swapped in, then the train output
         staging = swaps.enter_context(atomic_directory(out))
         bundle = swaps.enter_context(atomic_directory(model)) if model is not None else None

@@ -1,7 +1,7 @@
-"""The pipeline with ``engine.kind: dask`` through the real tools: `dvc exp run -S
-engine.kind=dask` on a copy of the project (a real two-process ``LocalCluster`` started and
-closed by the features stage), against the same project's local `dvc repro`; and a Dask
-worker killed with SIGKILL while it computes its partition.
+"""The pipeline with ``engine.kind: dask`` (features and LightGBM on the cluster) through the
+real tools: `dvc exp run -S engine.kind=dask` on a copy of the project (a real two-process
+``LocalCluster`` started and closed by the features and train stages), against the same
+project's local `dvc repro`; and a Dask worker killed with SIGKILL while it computes its partition.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "metrics": json.loads((repo / "artifacts/metrics.json").read_text()),
         "features": pd.read_parquet(repo / FEATURES),
         "output": experiment.stdout + experiment.stderr,
+        "train": json.loads((repo / "artifacts/train/report.json").read_text()),
     }
     return {"repo": repo, "env": env, "local": local, "dask": dask}
 
@@ -71,8 +72,10 @@ def test_exp_run_on_dask_records_the_engine_and_matches_the_local_run(
     assert local["metrics"]["engine"] == "local"
     assert dask["metrics"]["engine"] == "dask"
     assert "engine: dask" in dask["output"]  # the features stage's own log line
-    # the same rows and bits, hence the same model and figures
+    # the same rows and bits; LightGBM then trains on the cluster, with the sample's trees
     pd.testing.assert_frame_equal(dask["features"], local["features"], check_exact=True)
+    for report in dask["train"].values():
+        assert report["cluster"]["trees"] == report["best_iteration"] > 0
     primary = local["metrics"]["primary_target"]
     auc_local = local["metrics"][primary]["model"]["roc_auc"]
     auc_dask = dask["metrics"][primary]["model"]["roc_auc"]
