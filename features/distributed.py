@@ -156,7 +156,7 @@ def cluster(params: EngineParams, stage: str = "features") -> Iterator[Client]:
             local.close()
         where = params.scheduler or "a local cluster"
         raise UserError(
-            f"{stage}: cannot start or reach the Dask cluster ({where}): {_one_line(error)}"
+            f"{stage}: cannot start or reach the Dask cluster ({where}): {one_line(error)}"
         ) from None
     try:
         logger.info(
@@ -235,9 +235,6 @@ def transform_distributed(
     its worker is lost (``distributed.scheduler.allowed-failures`` times). A cluster that fails
     on the way (a worker lost too often, the scheduler gone) is a one-line
     :class:`UserError` naming ``stage``; an error of the engine itself keeps its traceback."""
-    from distributed.client import FutureCancelledError
-    from distributed.comm.core import CommClosedError
-    from distributed.scheduler import KilledWorker
 
     width = len(engine.feature_names_)
     result = np.empty((len(snapshots), width), dtype=np.float64)
@@ -274,21 +271,26 @@ def transform_distributed(
                 for files in work
             ]
             matrices = client.gather(futures)
-        except (
-            KilledWorker,
-            CommClosedError,
-            FutureCancelledError,
-            OSError,
-            TimeoutError,
-        ) as error:
+        except cluster_failures() as error:
             raise UserError(
-                f"{stage}: the Dask cluster failed during the transform: {_one_line(error)}"
+                f"{stage}: the Dask cluster failed during the transform: {one_line(error)}"
             ) from None
     for p, matrix in zip(busy, matrices, strict=True):
         result[rows[p]] = matrix
     return result
 
 
-def _one_line(error: BaseException) -> str:
+def cluster_failures() -> tuple[type[BaseException], ...]:
+    """What a Dask computation raises when the cluster fails under it: a task's workers died
+    too often, a connection closed, a future was cancelled with its data, the network failed."""
+    from distributed.client import FutureCancelledError
+    from distributed.comm.core import CommClosedError
+    from distributed.scheduler import KilledWorker
+
+    return (KilledWorker, CommClosedError, FutureCancelledError, OSError, TimeoutError)
+
+
+def one_line(error: BaseException) -> str:
+    """``error`` as ``Type: text`` on one line, for a :class:`UserError`."""
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text}" if text else type(error).__name__

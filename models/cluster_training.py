@@ -11,6 +11,7 @@ a lost worker would otherwise hang the training; any cluster failure is one line
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import logging
 import time
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import lightgbm as lgb
 import numpy as np
 
+from features.distributed import cluster_failures, one_line
 from features.errors import UserError
 
 if TYPE_CHECKING:
@@ -57,11 +59,8 @@ def train_on_cluster(
     time_out_minutes: int,
 ) -> lgb.Booster:
     """A booster of ``rounds`` trees trained by LightGBM's distributed mode on the client's
-    workers, with ``booster_params`` as for
-    ``lightgbm.train`` (threads: each worker's own); the rows go to the workers in one block
-    per worker."""
-    from distributed import CancelledError
-    from distributed.comm.core import CommClosedError
+    workers, with ``booster_params`` as for ``lightgbm.train`` (threads: each worker's own);
+    the rows go to the workers in one block per worker."""
     from lightgbm.dask import DaskLGBMClassifier
 
     if client.status != "running":
@@ -69,6 +68,12 @@ def train_on_cluster(
             f"train: the Dask cluster failed before LightGBM training: client {client.status}"
         )
     workers = max(len(client.scheduler_info().get("workers", {})), 1)
+    # Any cancelled future (distributed's own is a subclass), as before the shared set.
+    failures: tuple[type[BaseException], ...] = (
+        lgb.basic.LightGBMError,
+        concurrent.futures.CancelledError,
+        *cluster_failures(),
+    )
     started = time.perf_counter()
     # lightgbm.dask gives each worker its own thread count (its nthreads) and warns about ours.
     params = {k: v for k, v in booster_params.items() if k not in ("num_threads", "n_jobs")}
@@ -91,17 +96,9 @@ def train_on_cluster(
                 categorical_feature=list(categorical),
             )
         booster: lgb.Booster = model.to_local().booster_
-    except (
-        lgb.basic.LightGBMError,
-        CancelledError,
-        CommClosedError,
-        OSError,
-        TimeoutError,
-    ) as error:
-        first = (str(error).strip().splitlines() or [""])[0]
+    except failures as error:
         raise UserError(
-            f"train: the Dask cluster failed during LightGBM training: "
-            f"{type(error).__name__}: {first}"
+            f"train: the Dask cluster failed during LightGBM training: {one_line(error)}"
         ) from None
     logger.info(
         "trained %d trees on %d Dask workers in %.1f s (%d rows)",

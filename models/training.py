@@ -111,17 +111,31 @@ def sample_train_rows(
     return kept, weights
 
 
+def _for_share(booster_params: dict[str, Any], share: float) -> dict[str, Any]:
+    """``booster_params`` for a sampled ``share`` of the rows: a leaf's minimum stands for as
+    many of the slice's rows as without sampling."""
+    leaf = max(1, round(booster_params["min_data_in_leaf"] * share))
+    return {**booster_params, "min_data_in_leaf": leaf}
+
+
 def _early_stopped(
     booster_params: dict[str, Any],
-    dataset: lgb.Dataset,
-    validation: lgb.Dataset,
+    fit: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+    judge: tuple[np.ndarray, np.ndarray],
+    names: Sequence[str],
+    categorical: list[int],
     settings: TrainParams,
 ) -> lgb.Booster:
+    """LightGBM on ``fit`` (rows, labels, weights), stopped early on ``judge``."""
+    X_fit, y_fit, weights = fit
+    dataset = lgb.Dataset(
+        X_fit, y_fit, weight=weights, feature_name=list(names), categorical_feature=categorical
+    )
     return lgb.train(
         booster_params,
         dataset,
         num_boost_round=settings.max_rounds,
-        valid_sets=[validation],
+        valid_sets=[lgb.Dataset(*judge, reference=dataset)],
         callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)],
     )
 
@@ -149,19 +163,16 @@ def _trained_on_cluster(
     probe_weights = sample_weights
     if weights is not None:
         probe_weights = weights[sample] * (1.0 if sample_weights is None else sample_weights)
-    probe_params = dict(booster_params)
+    probe_params = booster_params
     if sample_weights is not None:
-        share = len(sample) / len(y_train)
-        probe_params["min_data_in_leaf"] = max(1, round(booster_params["min_data_in_leaf"] * share))
-    probe_set = lgb.Dataset(
-        X_train[sample],
-        y_train[sample],
-        weight=probe_weights,
-        feature_name=list(names),
-        categorical_feature=categorical,
-    )
+        probe_params = _for_share(booster_params, len(sample) / len(y_train))
     probe = _early_stopped(
-        probe_params, probe_set, lgb.Dataset(X_valid, y_valid, reference=probe_set), settings
+        probe_params,
+        (X_train[sample], y_train[sample], probe_weights),
+        (X_valid, y_valid),
+        names,
+        categorical,
+        settings,
     )
     rounds = int(probe.best_iteration or probe.current_iteration())
     booster = train_on_cluster(
@@ -202,19 +213,20 @@ def train_target(
     train_positions = np.flatnonzero(train)
     kept, weights = sample_train_rows(y[train_positions], settings.max_rows, settings.seed)
     X_train, y_train = X[train_positions[kept]], y[train_positions[kept]]
-    dataset = lgb.Dataset(
-        X_train, y_train, weight=weights, feature_name=list(names), categorical_feature=categorical
-    )
     X_valid, y_valid = X[valid], y[valid]
-    validation = lgb.Dataset(X_valid, y_valid, reference=dataset)
     booster_params = lightgbm_params(settings, monotone)
     if weights is not None:
-        # A leaf's minimum stands for as many of the slice's rows as without sampling.
-        share = len(kept) / len(train_positions)
-        booster_params["min_data_in_leaf"] = max(1, round(settings.min_data_in_leaf * share))
+        booster_params = _for_share(booster_params, len(kept) / len(train_positions))
     cluster_report = None
     if client is None:
-        booster = _early_stopped(booster_params, dataset, validation, settings)
+        booster = _early_stopped(
+            booster_params,
+            (X_train, y_train, weights),
+            (X_valid, y_valid),
+            names,
+            categorical,
+            settings,
+        )
     else:
         booster, cluster_report = _trained_on_cluster(
             client, X_train, y_train, weights, X_valid, y_valid, names, categorical,
