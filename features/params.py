@@ -207,6 +207,23 @@ class ClusterTrainParams(Section):
     time_out_minutes: Annotated[int, Field(ge=1, le=1440)] = 10
 
 
+class SelectionParams(Section):
+    """Each target's model chosen among candidates on validation data only
+    (:mod:`models.selection`): the first ``lightgbm_settings`` of a fixed grid of LightGBM
+    settings (params.yaml's first), the logistic regression when ``logistic``, and blends of
+    the best LightGBM setting's log-odds with the logistic's at the weights ``blends``;
+    params.yaml's setting stays unless a candidate beats its figure by ``min_gain``. With
+    fewer than ``cv_below`` labelled train + valid snapshots they are judged by time-ordered
+    cross-validation over that period in ``cv_folds`` folds, else on the valid slice."""
+
+    lightgbm_settings: Annotated[int, Field(ge=1, le=6)] = 3
+    logistic: bool = True
+    blends: tuple[Annotated[float, Field(gt=0.0, lt=1.0)], ...] = (0.25, 0.5, 0.75)
+    min_gain: Annotated[float, Field(ge=0.0, le=0.5)] = 0.005
+    cv_below: Annotated[int, Field(ge=0)] = 15_000
+    cv_folds: Annotated[int, Field(ge=2, le=10)] = 3
+
+
 class TrainParams(Section):
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
     num_leaves: Annotated[int, Field(ge=2, le=4096)] = 7
@@ -231,6 +248,7 @@ class TrainParams(Section):
     logistic_c: Annotated[float, Field(gt=0.0)] = 1.0
     monotone: MonotoneParams = MonotoneParams()
     cluster: ClusterTrainParams = ClusterTrainParams()
+    selection: SelectionParams = SelectionParams()
 
 
 class RulesParams(Section):
@@ -401,6 +419,25 @@ class HandoffParams(Section):
 Percent = Annotated[float, Field(gt=0.0, lt=100.0)]
 
 
+class TimingParams(Section):
+    """When a lead converts and for how much (:mod:`models.timing`): a discrete-time model of
+    the primary target's conversion over ``horizons_days`` (increasing), and a regression of
+    the won deal's amount, used when at least ``min_deals`` won deals carry one (else their
+    mean). ``enabled: false`` trains neither."""
+
+    enabled: bool = True
+    horizons_days: tuple[Annotated[int, Field(ge=1, le=3650)], ...] = (7, 14, 30, 60, 90, 180)
+    min_deals: Annotated[int, Field(ge=1)] = 50
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
+
+    @field_validator("horizons_days")
+    @classmethod
+    def _increasing(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(b <= a for a, b in itertools.pairwise(value)):
+            raise ValueError("timing.horizons_days must be a non-empty increasing list of days")
+        return value
+
+
 class GridParams(Section):
     """Fit × engagement: score floors (0–100) of the fit letters and engagement digits."""
 
@@ -488,6 +525,7 @@ class Params(Section):
     grades: GradeFloors = GradeFloors()
     handoff: HandoffParams = HandoffParams()
     grid: GridParams = GridParams()
+    timing: TimingParams = TimingParams()
     feedback: FeedbackParams = FeedbackParams()
     store: StoreParams = StoreParams()
     monitor: MonitorParams = MonitorParams()

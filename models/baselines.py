@@ -1,20 +1,13 @@
-"""The two baselines reported beside the model: marketing's points score and a logistic
-regression. Both take the engine's feature matrix and return probabilities."""
+"""Marketing's points score, one of the two baselines reported beside the model (the other,
+the logistic regression, is :class:`models.linear.LinearModel`). It takes the engine's
+feature matrix and returns probabilities."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
-
-
-def _signed_log1p(x: np.ndarray) -> np.ndarray:
-    return np.sign(x) * np.log1p(np.abs(x))
 
 
 class PointsScore:
@@ -60,33 +53,3 @@ class PointsScore:
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Like scikit-learn: column 1 is the probability of the positive class."""
         return np.asarray(self.link_.predict_proba(self.points(X)[:, None]))
-
-
-def logistic_baseline(
-    feature_names: Sequence[str], categorical: Sequence[str], c: float, seed: int
-) -> Pipeline:
-    """Imputed, log-scaled numerics and one-hot categories into a logistic regression."""
-    categorical_index = [i for i, name in enumerate(feature_names) if name in categorical]
-    numeric_index = [i for i, name in enumerate(feature_names) if name not in categorical]
-    columns = ColumnTransformer(
-        [
-            (
-                "numeric",
-                make_pipeline(
-                    SimpleImputer(strategy="median", keep_empty_features=True),
-                    FunctionTransformer(_signed_log1p),
-                    StandardScaler(),
-                ),
-                numeric_index,
-            ),
-            (
-                "categorical",
-                make_pipeline(
-                    SimpleImputer(strategy="constant", fill_value=-1.0, keep_empty_features=True),
-                    OneHotEncoder(handle_unknown="ignore", min_frequency=5),
-                ),
-                categorical_index,
-            ),
-        ]
-    )
-    return make_pipeline(columns, LogisticRegression(C=c, max_iter=2000, random_state=seed))

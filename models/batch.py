@@ -372,7 +372,8 @@ def score_chunk(
         summary, explained = scorer.summarise_explained_columns(X, reasons, num_threads=0)
     else:
         summary = scorer.summarise(X, num_threads=0)
-    out = pd.concat([pd.DataFrame(columns), summary.frame()], axis=1)
+    frame = pd.DataFrame(columns)
+    out = pd.concat([frame, summary.frame(), summary.timing_columns(frame["as_of"])], axis=1)
     return out, explained
 
 
@@ -454,7 +455,8 @@ def reason_column_names(count: int) -> list[str]:
 class Writer:
     """The output, one chunk at a time. Columns, in both formats: ``lead_id``, the ``--keep``
     columns (``kept``), ``as_of``, ``p_<target>`` per target, ``score``, ``grade``,
-    ``handoff``, ``fit_score``, ``engagement_score``, ``grid``, then the reasons as plain text
+    ``handoff``, ``fit_score``, ``engagement_score``, ``grid``, ``p_converted_by_<d>d`` per
+    timing horizon, ``expected_conversion_date``, ``expected_value``, then the reasons as plain text
     (``reason_1 … reason_N``, positive, and ``reason_negative_1 … N``; N = ``reasons``, none
     when 0), as a CRM import wants them.
     Parquet adds the structured lists ``reasons_positive`` / ``reasons_negative``
@@ -467,6 +469,7 @@ class Writer:
         targets: tuple[str, ...],
         kept: pa.Schema | None = None,
         reasons: int = 0,
+        horizons_days: tuple[int, ...] = (),
     ) -> None:
         self.path = path
         self.kind = kind
@@ -483,6 +486,9 @@ class Writer:
                 ("fit_score", pa.int64()),
                 ("engagement_score", pa.int64()),
                 ("grid", pa.string()),
+                *((f"p_converted_by_{d}d", pa.float64()) for d in horizons_days),
+                ("expected_conversion_date", pa.string()),
+                ("expected_value", pa.float64()),
             ]
         )
         lists = [

@@ -80,18 +80,16 @@ def reason_texts(scorer: LeadScorer, X: np.ndarray) -> tuple[list[list[str]], li
     return positive, negative
 
 
-def sales_queue(
+def open_lead_features(
     tables: Mapping[str, pd.DataFrame],
     scorer: LeadScorer,
     horizon: pd.Timestamp,
-    model: Mapping[str, str],
     flat: bool = False,
     partition: int = 250_000,
-) -> pd.DataFrame:
-    """The queue, best first (:meth:`LeadScorer.rank`): one row per open lead, each with the
-    ``model_name`` and ``model_version`` that ranked it (``model``: ``{"name", "version"}``)."""
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """The open leads (:func:`open_leads`), their sales state and their feature rows as of
+    ``horizon``, ``partition`` leads at a time."""
     leads, state = open_leads(tables, horizon, flat)
-    ids = leads["lead_id"].astype(str)
     touches = tables.get("touches")
     sales = tables.get("sales_events")
     parts = []
@@ -108,6 +106,21 @@ def sales_queue(
         parts.append(matrix)
     n_features = len(scorer.engine.feature_names_)
     X = np.vstack(parts) if parts else np.zeros((0, n_features))
+    return leads, state, X
+
+
+def sales_queue(
+    tables: Mapping[str, pd.DataFrame],
+    scorer: LeadScorer,
+    horizon: pd.Timestamp,
+    model: Mapping[str, str],
+    flat: bool = False,
+    partition: int = 250_000,
+) -> pd.DataFrame:
+    """The queue, best first (:meth:`LeadScorer.rank`): one row per open lead, each with the
+    ``model_name`` and ``model_version`` that ranked it (``model``: ``{"name", "version"}``)."""
+    leads, state, X = open_lead_features(tables, scorer, horizon, flat, partition)
+    ids = leads["lead_id"].astype(str)
     summary = scorer.summarise(X)
     positive, negative = reason_texts(scorer, X)
 
@@ -147,7 +160,7 @@ def sales_queue(
             if column in leads
             else None
         )
-    queue = pd.concat([queue, summary.frame()], axis=1)
+    queue = pd.concat([queue, summary.frame(), summary.timing_columns(queue["as_of"])], axis=1)
     queue["reasons_positive"] = pd.Series(positive, dtype="object")
     queue["reasons_negative"] = pd.Series(negative, dtype="object")
     for column in ("owner_id", "last_stage", "channel", "campaign_id", "campaign_name"):

@@ -29,7 +29,9 @@ import pandas as pd
 from features.engine.engine import FeatureEngine
 from models.axes import AxisScale, GridBands, axis_groups
 from models.calibration import Calibrator
+from models.linear import LinearModel, row_sums
 from models.reasons import Reason, ReasonColumns, ReasonTable
+from models.timing import AmountModel, ConversionTiming
 from models.treeshap import PathTable, path_table
 
 GRADES = ("A", "B", "C", "D")
@@ -77,9 +79,63 @@ class Definition:
 
 @dataclass
 class TargetModel:
+    """One target's model: log-odds ``(1 - blend) trees + blend linear`` (the trees alone
+    without a linear part: ``blend`` 0; the logistic regression alone: 1, as model selection
+    chose, :mod:`models.selection`), calibrated."""
+
     booster: lgb.Booster
     calibrator: Calibrator
     best_iteration: int
+    linear: LinearModel | None = None
+    blend: float = 0.0
+
+    @property
+    def tree_weight(self) -> float:
+        return 1.0 if self.linear is None else 1.0 - self.blend
+
+    @property
+    def linear_weight(self) -> float:
+        return 0.0 if self.linear is None else self.blend
+
+    def margin(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
+        """The uncalibrated log-odds of every row."""
+        out = np.zeros(len(X))
+        if self.tree_weight:
+            trees = self.booster.predict(
+                X, num_iteration=self.best_iteration, raw_score=True, num_threads=num_threads
+            )
+            out = self.tree_weight * np.asarray(trees, dtype=np.float64)
+        if self.linear is not None and self.linear_weight:
+            out = out + self.linear_weight * self.linear.margin(X)
+        return out
+
+    def uncalibrated(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
+        """The probability the calibrator maps: LightGBM's own for the trees alone."""
+        if self.linear_weight == 0.0:
+            raw = self.booster.predict(
+                X, num_iteration=self.best_iteration, num_threads=num_threads
+            )
+            return np.asarray(raw, dtype=np.float64)
+        return 1.0 / (1.0 + np.exp(-self.margin(X, num_threads)))
+
+    def predict(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
+        """The calibrated probability of every row."""
+        return self.calibrator.predict(self.uncalibrated(X, num_threads))
+
+    @property
+    def expected_value(self) -> float:
+        """The SHAP base value in log-odds: every row's contributions sum to its margin less
+        this."""
+        value = 0.0
+        if self.tree_weight:
+            zeros = np.zeros((1, self.booster.num_feature()))
+            contrib = self.booster.predict(
+                zeros, num_iteration=self.best_iteration, pred_contrib=True
+            )
+            value = self.tree_weight * float(np.asarray(contrib)[0, -1])
+        if self.linear is not None and self.linear_weight:
+            value += self.linear_weight * self.linear.expected_value_
+        return value
 
 
 Reasons = tuple[list[Reason], list[Reason]]
@@ -98,9 +154,46 @@ class Summary:
     fit_score: np.ndarray
     engagement_score: np.ndarray
     grid: np.ndarray
+    horizons_days: tuple[int, ...] = ()
+    """The conversion-timing horizons (empty: a model without timing, :mod:`models.timing`)."""
+    p_converted_by: np.ndarray | None = None
+    """(n, K): the probability of converting within each horizon, non-decreasing."""
+    expected_days: np.ndarray | None = None
+    """Days after as_of where that curve reaches 50 % (NaN: not within the longest horizon)."""
+    expected_value: np.ndarray | None = None
+    """The primary probability × the expected won amount (NaN: no amounts known)."""
 
     def __len__(self) -> int:
         return len(self.score)
+
+    def timing_columns(self, as_of: pd.Series | None = None) -> pd.DataFrame:
+        """``p_converted_by_<d>d`` per horizon, ``expected_conversion_date`` (the ISO date
+        ``expected_days`` after ``as_of``; null when unknown or without ``as_of``) and
+        ``expected_value``: all null for a model without timing."""
+        n = len(self)
+        frame = pd.DataFrame(index=range(n))
+        for k, days in enumerate(self.horizons_days):
+            assert self.p_converted_by is not None
+            frame[f"p_converted_by_{days}d"] = self.p_converted_by[:, k]
+        dates: list[str | None] = [None] * n
+        if self.expected_days is not None and as_of is not None:
+            stamps = pd.to_datetime(as_of, utc=True).reset_index(drop=True)
+            for i, days in enumerate(self.expected_days.tolist()):
+                if days == days:
+                    dates[i] = (stamps[i] + pd.Timedelta(days=days)).date().isoformat()
+        frame["expected_conversion_date"] = pd.Series(dates, dtype="object")
+        value = self.expected_value if self.expected_value is not None else np.full(n, np.nan)
+        frame["expected_value"] = np.round(value, 2)
+        return frame
+
+    def converted_by(self, i: int) -> dict[str, float] | None:
+        """Row i's ``{"<days>": p}`` (None: a model without timing)."""
+        if self.p_converted_by is None:
+            return None
+        return {
+            str(d): float(p)
+            for d, p in zip(self.horizons_days, self.p_converted_by[i], strict=True)
+        }
 
     def frame(self) -> pd.DataFrame:
         """``p_<target>`` per target, ``score``, ``grade``, ``handoff``, ``fit_score``,
@@ -126,6 +219,11 @@ def whole_or_none(values: np.ndarray) -> list[int | None]:
 
 class LeadScorer:
     """Scores feature rows of leads. Built by the train stage from fitted parts."""
+
+    timing_: ConversionTiming | None = None
+    """When it converts (:mod:`models.timing`), fitted by the train stage; None: not trained."""
+    amount_: AmountModel | None = None
+    """The expected won amount, fitted beside ``timing_``."""
 
     def __init__(
         self,
@@ -165,6 +263,10 @@ class LeadScorer:
             )
             for name, value in sorted(vars(model.calibrator).items()):
                 digest.update(f"{name}={np.asarray(value).tolist()!r}".encode())
+            if model.linear is not None and model.linear_weight:
+                digest.update(f"blend={model.blend!r}".encode())
+                for name, value in sorted(vars(model.linear).items()):
+                    digest.update(f"{name}={np.asarray(value, dtype=object).tolist()!r}".encode())
         return digest.hexdigest()[:16]
 
     @property
@@ -175,13 +277,7 @@ class LeadScorer:
     # ----------------------------------------------------------- scores
     def probabilities(self, X: np.ndarray, num_threads: int = 0) -> dict[str, np.ndarray]:
         """Calibrated probability per target of every row."""
-        out = {}
-        for target, model in self.models.items():
-            raw = model.booster.predict(
-                X, num_iteration=model.best_iteration, num_threads=num_threads
-            )
-            out[target] = model.calibrator.predict(np.asarray(raw))
-        return out
+        return {target: model.predict(X, num_threads) for target, model in self.models.items()}
 
     def grade(self, probability: np.ndarray) -> np.ndarray:
         """A–D from the definition's probability floors."""
@@ -217,8 +313,25 @@ class LeadScorer:
         grades = self.grade(primary)
         axes = self.axis_scores(X, num_threads, effects)
         cells = self.definition.grid.cells(axes[:, 0], axes[:, 1])
+        timing = getattr(self, "timing_", None)  # scorers pickled before timing: none
+        if timing is None:
+            return Summary(
+                probabilities, score, grades, self.handoff(grades), axes[:, 0], axes[:, 1], cells
+            )
+        by = timing.by_horizon(X, num_threads)
+        amount = self.amount_.predict(X, num_threads) if self.amount_ is not None else None
         return Summary(
-            probabilities, score, grades, self.handoff(grades), axes[:, 0], axes[:, 1], cells
+            probabilities,
+            score,
+            grades,
+            self.handoff(grades),
+            axes[:, 0],
+            axes[:, 1],
+            cells,
+            timing.horizons_days,
+            by,
+            timing.median_days(by),
+            None if amount is None else primary * amount,
         )
 
     # ------------------------------------------------------------- axes
@@ -235,10 +348,18 @@ class LeadScorer:
         """Per row, the fit and engagement effects in log-odds (:mod:`models.axes`): exact
         from the TreeSHAP tables; for trees too big to tabulate, each axis's SHAP values
         summed (then the axes' interactions are split between them)."""
+        model = self.models[self.primary]
+        if not model.tree_weight:
+            return self._summed_effects(self._linear_contributions(X))
         table = self.shap_table
         if table is not None and table.group_values is not None:
-            return table.group_effects(X, threads=num_threads)
-        return self._summed_effects(self.contributions(X, num_threads))
+            effects = table.group_effects(X, threads=num_threads)
+        else:
+            effects = self._summed_effects(self._tree_contributions(X, num_threads))
+        if model.linear_weight:
+            linear = self._summed_effects(self._linear_contributions(X))
+            effects = model.tree_weight * effects + linear
+        return effects
 
     def fit_axes(self, X: np.ndarray, num_threads: int = 0) -> None:
         """Fit the 0–100 scales of the axes on the training rows ``X`` (``axis_scale_``)."""
@@ -260,15 +381,21 @@ class LeadScorer:
         """:meth:`contributions` and :meth:`axis_effects` of the same rows, each row's tree
         decisions taken once for both (what an explained answer costs beyond its scores)."""
         table = self.shap_table
-        if table is not None and table.group_values is not None:
-            return table.contributions_and_effects(X, threads=num_threads)
+        model = self.models[self.primary]
+        if model.tree_weight and table is not None and table.group_values is not None:
+            contributions, effects = table.contributions_and_effects(X, threads=num_threads)
+            if model.linear_weight:
+                linear = self._linear_contributions(X)
+                contributions = model.tree_weight * contributions + linear
+                effects = model.tree_weight * effects + self._summed_effects(linear)
+            return contributions, effects
         contributions = self.contributions(X, num_threads)
         return contributions, self._summed_effects(contributions)
 
     def _summed_effects(self, contributions: np.ndarray) -> np.ndarray:
         groups = self.axis_groups
         return np.stack(
-            [contributions[:, groups == g].sum(axis=1) for g in range(AXIS_COUNT)], axis=1
+            [row_sums(contributions, groups == g) for g in range(AXIS_COUNT)], axis=1
         ).reshape(len(contributions), AXIS_COUNT)
 
     def summarise_explained(
@@ -315,15 +442,28 @@ class LeadScorer:
 
     @cached_property
     def shap_table(self) -> PathTable | None:
-        """The primary target's TreeSHAP tables (None for trees too big to tabulate)."""
+        """The primary target's TreeSHAP tables (None for trees too big to tabulate, or a
+        model without trees' weight)."""
         model = self.models[self.primary]
+        if not model.tree_weight:
+            return None
         return path_table(model.booster, model.best_iteration, self.axis_groups, AXIS_COUNT)
 
     def contributions(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
         """The primary target's SHAP contributions per row and feature, in log-odds (LightGBM
-        ``pred_contrib``, the bias column dropped): from the scorer's TreeSHAP tables when its
-        trees are small enough (equal within 1e-9; one lead 8x faster, and a lead's bits the
-        same alone or in a batch), else from LightGBM."""
+        ``pred_contrib``, the bias column dropped; a blend's linear part adds its exact linear
+        SHAP values, :mod:`models.linear`, each part times its weight): the trees' from the
+        scorer's TreeSHAP tables when its trees are small enough (equal within 1e-9; one lead
+        8x faster, and a lead's bits the same alone or in a batch), else from LightGBM."""
+        model = self.models[self.primary]
+        if not model.tree_weight:
+            return self._linear_contributions(X)
+        contributions = self._tree_contributions(X, num_threads)
+        if model.linear_weight:
+            contributions = model.tree_weight * contributions + self._linear_contributions(X)
+        return contributions
+
+    def _tree_contributions(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
         table = self.shap_table
         if table is not None:
             return table.contributions(X, threads=num_threads)
@@ -333,6 +473,12 @@ class LeadScorer:
                 X, num_iteration=model.best_iteration, pred_contrib=True, num_threads=num_threads
             )
         )[:, :-1]
+
+    def _linear_contributions(self, X: np.ndarray) -> np.ndarray:
+        """The primary model's linear part's SHAP values times its weight in the log-odds."""
+        model = self.models[self.primary]
+        assert model.linear is not None
+        return model.linear_weight * model.linear.contributions(X)
 
     # ------------------------------------------------------------ queue
     def rank(self, lead_ids: Sequence[str] | np.ndarray, p: np.ndarray) -> np.ndarray:

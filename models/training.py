@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +21,14 @@ from features.errors import UserError
 from features.ingest.suspicion import warn_suspicious_names
 from features.params import Params, TrainParams
 from models.axes import GridBands
-from models.baselines import PointsScore, logistic_baseline
+from models.baselines import PointsScore
 from models.calibration import Calibrator
+from models.linear import LinearModel
 from models.reports.leakage import Slices, column_report, rank_auc
 from models.reports.monitoring import build_reference
 from models.scorer import Definition, LeadScorer, TargetModel
+from models.selection import Fit, Rows, Selection, select
+from models.timing import AmountModel, ConversionTiming
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -33,11 +36,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+Outcomes = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""Per snapshot: observed days, converted (else censored), the won deal's amount
+(:func:`models.timing.durations`)."""
+
+
 @dataclass
 class TrainedTarget:
     model: TargetModel
     rules: PointsScore
-    logistic: Any
+    logistic: LinearModel
     report: dict[str, Any]
 
 
@@ -142,38 +150,33 @@ def _early_stopped(
 
 def _trained_on_cluster(
     client: Client,
-    X_train: np.ndarray,
-    y_train: np.ndarray,
-    weights: np.ndarray | None,
-    X_valid: np.ndarray,
-    y_valid: np.ndarray,
+    train_rows: Rows,
+    choose_on: Callable[[Rows, float], Selection],
+    params_for: Callable[[dict[str, Any], float], dict[str, Any]],
+    fit: Fit,
+    valid_rows: tuple[np.ndarray, np.ndarray],
     names: Sequence[str],
     categorical: list[int],
-    booster_params: dict[str, Any],
     settings: TrainParams,
-) -> tuple[lgb.Booster, dict[str, Any]]:
-    """The train rows fitted on the Dask cluster, with as many trees as early stopping chose on
-    a seeded sample of ``train.cluster.tree_sample_rows`` of them here (lightgbm.dask cannot
-    stop early)."""
+) -> tuple[Selection, lgb.Booster, dict[str, Any]]:
+    """Model selection on a seeded sample of ``train.cluster.tree_sample_rows`` train rows
+    here, then the chosen setting fitted on all of them on the Dask cluster, with as many
+    trees as early stopping chose on the sample (lightgbm.dask cannot stop early)."""
     from models.cluster_training import train_on_cluster
 
+    X_train, y_train, weights = train_rows
     sample, sample_weights = sample_train_rows(
         y_train, settings.cluster.tree_sample_rows, settings.seed
     )
     probe_weights = sample_weights
     if weights is not None:
         probe_weights = weights[sample] * (1.0 if sample_weights is None else sample_weights)
-    probe_params = booster_params
-    if sample_weights is not None:
-        probe_params = _for_share(booster_params, len(sample) / len(y_train))
-    probe = _early_stopped(
-        probe_params,
-        (X_train[sample], y_train[sample], probe_weights),
-        (X_valid, y_valid),
-        names,
-        categorical,
-        settings,
-    )
+    share = 1.0 if sample_weights is None else len(sample) / len(y_train)
+    probe_rows = (X_train[sample], y_train[sample], probe_weights)
+    selection = choose_on(probe_rows, share)
+    probe = selection.booster
+    if probe is None:
+        probe = fit(params_for(selection.update, share), probe_rows, valid_rows)
     rounds = int(probe.best_iteration or probe.current_iteration())
     booster = train_on_cluster(
         client,
@@ -182,11 +185,30 @@ def _trained_on_cluster(
         weights,
         names,
         categorical,
-        booster_params,
+        params_for(selection.update, 1.0),
         rounds,
         settings.cluster.time_out_minutes,
     )
-    return booster, {"trees_from_sample_rows": len(sample), "trees": rounds}
+    return selection, booster, {"trees_from_sample_rows": len(sample), "trees": rounds}
+
+
+def cv_period(
+    X: np.ndarray, snapshots: pd.DataFrame, target: str, settings: TrainParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The labelled train + valid snapshots' rows, labels and times when there are fewer than
+    ``train.selection.cv_below`` of them (selection then cross-validates in time order), else
+    None."""
+    period = labelled(snapshots, target) & snapshots["split"].isin(["train", "valid"]).to_numpy()
+    positions = np.flatnonzero(period)
+    if len(positions) >= settings.selection.cv_below:
+        return None
+    if "as_of" in snapshots:
+        # Ranks: as_of may carry a time zone, which numpy's datetimes cannot.
+        times = snapshots["as_of"].rank(method="first").to_numpy()[positions]
+    else:
+        times = positions
+    y = snapshots[f"label_{target}"].to_numpy()[positions]
+    return X[positions], y, np.asarray(times)
 
 
 def train_target(
@@ -197,8 +219,9 @@ def train_target(
     params: Params,
     client: Client | None = None,
 ) -> TrainedTarget:
-    """One target's calibrated model and baselines; with a Dask ``client``, LightGBM trains on
-    its workers (:func:`_trained_on_cluster`)."""
+    """One target's model, chosen among candidates on validation data
+    (:mod:`models.selection`), calibrated, and its baselines; with a Dask ``client``, LightGBM
+    trains on its workers (:func:`_trained_on_cluster`)."""
     label = f"label_{target}"
     y = snapshots[label].to_numpy()
     train, valid, calibration = (
@@ -214,39 +237,68 @@ def train_target(
     kept, weights = sample_train_rows(y[train_positions], settings.max_rows, settings.seed)
     X_train, y_train = X[train_positions[kept]], y[train_positions[kept]]
     X_valid, y_valid = X[valid], y[valid]
-    booster_params = lightgbm_params(settings, monotone)
-    if weights is not None:
-        booster_params = _for_share(booster_params, len(kept) / len(train_positions))
+    train_share = 1.0 if weights is None else len(kept) / len(train_positions)
+
+    def params_for(update: dict[str, Any], share: float) -> dict[str, Any]:
+        tried = lightgbm_params(settings.model_copy(update=update), monotone)
+        return tried if share == 1.0 else _for_share(tried, share)
+
+    def fit(
+        booster_params: dict[str, Any], rows: Rows, judge: tuple[np.ndarray, np.ndarray]
+    ) -> lgb.Booster:
+        return _early_stopped(booster_params, rows, judge, names, categorical, settings)
+
+    def fit_linear(rows: Rows) -> LinearModel:
+        # One BLAS thread: on small matrices the thread pool costs more than it saves (9.6 s
+        # → 0.35 s on 3,000 leads here).
+        with threadpool_limits(limits=1):
+            model = LinearModel(
+                names, engine.categorical_features_, settings.logistic_c, settings.seed
+            )
+            return model.fit(*rows[:2], sample_weight=rows[2])
+
+    logistic = fit_linear((X_train, y_train, weights))
+    period = cv_period(X, snapshots, target, settings)
+
+    def choose_on(rows: Rows, share: float) -> Selection:
+        return select(
+            settings,
+            rows,
+            (X_valid, y_valid),
+            lambda update: params_for(update, share),
+            fit,
+            logistic if settings.selection.logistic else None,
+            fit_linear,
+            period,
+        )
+
     cluster_report = None
     if client is None:
-        booster = _early_stopped(
-            booster_params,
-            (X_train, y_train, weights),
-            (X_valid, y_valid),
-            names,
-            categorical,
-            settings,
-        )
+        selection = choose_on((X_train, y_train, weights), train_share)
+        booster = selection.booster
+        if booster is None:
+            booster = fit(
+                params_for(selection.update, train_share),
+                (X_train, y_train, weights),
+                (X_valid, y_valid),
+            )
     else:
-        booster, cluster_report = _trained_on_cluster(
-            client, X_train, y_train, weights, X_valid, y_valid, names, categorical,
-            booster_params, settings,
+        selection, booster, cluster_report = _trained_on_cluster(
+            client, (X_train, y_train, weights), choose_on, params_for, fit,
+            (X_valid, y_valid), names, categorical, settings,
         )  # fmt: skip
+    booster_params = params_for(selection.update, train_share)
     best = booster.best_iteration or booster.current_iteration()
-    valid_auc = rank_auc(
-        y_valid == 1, np.asarray(booster.predict(X_valid, num_iteration=best), dtype=np.float64)
+    model = TargetModel(
+        booster, Calibrator(settings.calibration), int(best), logistic, selection.blend
     )
-    raw = booster.predict(X[calibration], num_iteration=best)
-    calibrator = Calibrator(settings.calibration).fit(np.asarray(raw), y[calibration])
+    if not selection.blend:
+        model.linear = None  # the trees alone: serving carries no linear part
+    valid_auc = rank_auc(y_valid == 1, model.margin(X_valid))
+    model.calibrator.fit(model.uncalibrated(X[calibration]), y[calibration])
     rules = PointsScore(
         names, engine.vocabularies_, params.rules.touch_points, params.rules.attribute_points
     ).fit(X_train, y_train, sample_weight=weights)
-    # One BLAS thread: on small matrices the thread pool costs more than it saves (9.6 s → 0.35 s
-    # on 3,000 leads here).
-    with threadpool_limits(limits=1):
-        logistic = logistic_baseline(
-            names, engine.categorical_features_, settings.logistic_c, settings.seed
-        ).fit(X_train, y_train, logisticregression__sample_weight=weights)
     report: dict[str, Any] = {
         "best_iteration": int(best),
         "rows": {
@@ -259,6 +311,7 @@ def train_target(
         else {"rows": len(kept), "negative_weight": round(float(weights.max()), 6)},
         "valid_roc_auc": None if valid_auc is None else round(valid_auc, 6),
         "cluster": cluster_report,
+        "selection": selection.report(),
     }
     logger.info("trained %s: %s", target, report)
     report["leakage"] = column_report(
@@ -279,7 +332,7 @@ def train_target(
         report["leakage"]["seconds"],
         ", ".join(report["leakage"]["flagged"]) or "none",
     )
-    return TrainedTarget(TargetModel(booster, calibrator, int(best)), rules, logistic, report)
+    return TrainedTarget(model, rules, logistic, report)
 
 
 def check_leakage(trained: dict[str, TrainedTarget], params: TrainParams) -> None:
@@ -314,12 +367,14 @@ def train_all(
     X: np.ndarray | None = None,
     engagement: Sequence[str] = (),
     client: Client | None = None,
+    outcomes: Outcomes | None = None,
 ) -> tuple[LeadScorer, dict[str, TrainedTarget]]:
     """Every target in params with labels in ``snapshots``. ``X`` is the feature matrix of
     ``snapshots`` when the caller already has it (then ``snapshots`` needs only ``split`` and
     the labels). ``engagement``: a flat export's columns on the engagement axis (its mapping's
     ``engagement``); ``client``: a Dask client whose workers train LightGBM
-    (``engine.kind: dask``)."""
+    (``engine.kind: dask``); ``outcomes``: the snapshots' conversion times, for the timing and
+    amount models (:func:`train_timing`; None: neither)."""
     if X is None:
         X = engine.matrix_from_frame(snapshots)
     # The lead attribute columns as the data named them (not the engine's derived history
@@ -355,9 +410,67 @@ def train_all(
         },
         engagement_columns=engagement,
     )
+    if outcomes is not None and params.timing.enabled:
+        scorer.timing_, scorer.amount_, timing_report = train_timing(
+            X, snapshots, outcomes, engine, params
+        )
+        scorer.metadata["timing"] = timing_report
     scorer.metadata["reference"] = training_reference(scorer, snapshots, X, params)
     scorer.fit_axes(X[axis_reference_rows(snapshots, params)])
     return scorer, trained
+
+
+def train_timing(
+    X: np.ndarray,
+    snapshots: pd.DataFrame,
+    outcomes: Outcomes,
+    engine: FeatureEngine,
+    params: Params,
+) -> tuple[ConversionTiming | None, AmountModel | None, dict[str, Any]]:
+    """The conversion-timing model and the amount regression (:mod:`models.timing`) on the
+    train slice's snapshots (censored ones too: each interval they were observed through
+    counts), early-stopped on valid; None with the reason when train holds too few
+    conversions."""
+    days, event, amounts = outcomes
+    split = snapshots["split"].to_numpy()
+    train, valid = split == "train", split == "valid"
+    conversions = int(event[train].sum())
+    if conversions < params.train.min_positives:
+        reason = (
+            f"{conversions} conversions in train, fewer than train.min_positives "
+            f"{params.train.min_positives}"
+        )
+        return None, None, {"trained": False, "reason": reason}
+    names = engine.feature_names_
+    categorical = [names.index(c) for c in engine.categorical_features_]
+    fast = params.train.model_copy(update={"learning_rate": params.timing.learning_rate})
+    booster_params = lightgbm_params(fast, [0] * len(names))
+    timing = ConversionTiming(
+        params.timing.horizons_days,
+        booster_params,
+        params.train.max_rounds,
+        params.train.early_stopping_rounds,
+    ).fit(
+        X[train], days[train], event[train], X[valid], days[valid], event[valid], names, categorical
+    )
+    won = train & event
+    amount = AmountModel(booster_params, params.timing.min_deals).fit(
+        X[won], amounts[won], names, categorical
+    )
+    report = {
+        "trained": True,
+        "horizons_days": list(timing.horizons_days),
+        "person_periods": timing.person_periods_,
+        "trees": timing.best_iteration_,
+        "conversions_train": conversions,
+        "amount": {
+            "deals": amount.deals_,
+            "model": "lightgbm" if amount.booster_ is not None else "mean",
+            "mean": None if amount.mean_ is None else round(amount.mean_, 2),
+        },
+    }
+    logger.info("conversion timing: %s", report)
+    return timing, amount, report
 
 
 def axis_reference_rows(snapshots: pd.DataFrame, params: Params) -> np.ndarray:

@@ -102,6 +102,9 @@ def _configure(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # pandas imports numexpr when it is installed (scikit-survival, a test dependency, brings
+    # it), which announces its thread count at INFO: noise before a user error's one line.
+    logging.getLogger("numexpr").setLevel(logging.WARNING)
 
 
 @app.command()

@@ -7,15 +7,18 @@ Writes into ``out`` (all six staged, then swapped in together: a failed or kille
 the previous ones in place):
 
 - ``metrics.json`` (the detailed metrics, a cached DVC output): per target, model / rules /
-  logistic metrics, test counts, truth's ROC AUC on simulator data; ``leakage_suspected``;
-  ``primary_target``;
+  logistic metrics, test counts, truth's ROC AUC on simulator data, model selection's
+  candidates; ``leakage_suspected``; ``primary_target``; ``timing`` (conversion timing beside
+  Kaplan–Meier, and the test period's forecast vs actual per month,
+  :mod:`models.reports.timing`);
 - ``metrics_by_group.json``: per target, ``by_channel`` and ``by_month`` (as_of month): rows,
   positives and every metric of every model, for groups of ``evaluate.min_group_size`` rows
   or more (kept out of metrics.json: ``dvc metrics show`` prints every number);
 - ``plots/``: DVC plot data for the primary target (ROC, precision-recall, gains,
   calibration per model, grades, score histogram), as CSV;
-- ``kpis.json``: the shared KPIs by channel, campaign and month, and ``grid``: the test
-  leads per fit × engagement cell with their observed rate (:mod:`models.reports.grid`);
+- ``kpis.json``: the shared KPIs by channel, campaign and month, ``grid``: the test
+  leads per fit × engagement cell with their observed rate (:mod:`models.reports.grid`), and
+  ``forecast``: expected wins and revenue per month from the open leads, and the backtest;
 - ``model_card.md``;
 - ``summary.json`` (DVC metrics): at most 20 headline numbers of ``metrics.json``
   (:func:`~models.reports.evaluation.summary_metrics`). Git tracks it (``.gitignore`` lets it
@@ -47,10 +50,12 @@ from features.storage import (
     read_manifest,
     read_validated,
 )
+from models.queue import open_lead_features
 from models.reports.evaluation import evaluate, summary_metrics
 from models.reports.grid import grid_report
 from models.reports.kpis import compute_kpis, first_snapshot_predictions
 from models.reports.model_card import card_inputs, render
+from models.reports.timing import open_lead_forecast, timing_report
 from models.scorer import LeadScorer
 
 logger = logging.getLogger(__name__)
@@ -125,6 +130,18 @@ def run(features_dir: Path, validated: Path, train: Path, out: Path, params_path
         timed=not random_split,
     )
     kpis["grid"] = grid_report(snapshots, X, scorer)
+    timing = None
+    if scorer.timing_ is not None and not random_split and "sales_events" in tables:
+        stages = scorer.definition.targets[scorer.definition.target]
+        timing = timing_report(snapshots, X, tables["sales_events"], scorer, stages, horizon)
+        _, _, X_open = open_lead_features(tables, scorer, horizon)
+        kpis["forecast"] = {
+            "open_leads": len(X_open),
+            "by_month": open_lead_forecast(X_open, scorer, horizon),
+            "backtest_by_month": timing["forecast_by_month"] if timing else [],
+        }
+    if timing is not None:
+        evaluation.metrics["timing"] = timing
     card = render(
         card_inputs(
             snapshots,

@@ -17,8 +17,10 @@ Input (CSV or Parquet, by extension):
 Output (CSV or Parquet, by extension), one row per input lead, in input order: ``lead_id``,
 the ``--keep`` input columns unchanged (CSV text as read, Parquet columns with their type),
 ``as_of``, ``p_<target>`` per target, ``score``, ``grade``, ``handoff``, ``fit_score``,
-``engagement_score``, ``grid`` (:mod:`models.axes`), then the reasons as
-plain text, ``reason_1 … reason_N`` (positive, strongest first) and ``reason_negative_1 … N``
+``engagement_score``, ``grid`` (:mod:`models.axes`), ``p_converted_by_<d>d`` per timing
+horizon, ``expected_conversion_date`` and ``expected_value`` (:mod:`models.timing`; null for a
+model without timing), then the reasons as plain text, ``reason_1 … reason_N`` (positive,
+strongest first) and ``reason_negative_1 … N``
 (N = ``--reasons``; empty when a lead has fewer), the columns a CRM import maps to fields.
 Parquet also has ``reasons_positive`` / ``reasons_negative``: lists of
 ``{field, text, contribution}``. The values are those of ``POST /v1/score`` for the same lead
@@ -131,7 +133,9 @@ def run(
         scorer, info = load(model, tracking_uri)
     except ModelLoadError as error:
         raise UserError(str(error)) from None
-    writer = Writer(output, out_kind, scorer.targets, leads_file.kept, reasons)
+    timing = scorer.timing_
+    horizons = () if timing is None else timing.horizons_days
+    writer = Writer(output, out_kind, scorer.targets, leads_file.kept, reasons, horizons)
     answers = writer.answer_columns
     taken = [name for name in leads_file.kept.names if name in answers]
     if taken:

@@ -7,6 +7,10 @@ model bundle (``artifacts/model/``, :mod:`models.packaging.bundle`). Both are st
 their targets and swapped in one after the other only once both are complete, so the previous
 pair stays in place (and readable) for the whole stage.
 
+With sales events (not a flat export) and ``timing.enabled``, the scorer also carries the
+conversion-timing and deal-amount models (:mod:`models.timing`), trained on the snapshots'
+conversion times from the validated ``sales_events``.
+
 ``engine.kind: dask`` trains LightGBM on a Dask cluster (:mod:`models.cluster_training`), the
 same local cluster or running scheduler as the features stage's.
 """
@@ -23,7 +27,8 @@ import pandas as pd
 
 from features.distributed import cluster
 from features.params import load_params
-from features.storage import atomic_directory, read_manifest
+from features.storage import atomic_directory, read_manifest, read_validated
+from models.timing import durations
 from models.training import train_all
 
 logger = logging.getLogger(__name__)
@@ -41,6 +46,13 @@ def run(
     # stage's peak at a million leads from 8.3 to 7.6 GB.
     snapshots = engine.drop_features(snapshots)
     manifest = read_manifest(validated)
+    outcomes = None
+    if manifest is None and params.timing.enabled:  # flat exports carry no conversion times
+        sales = read_validated(validated, names=["sales_events"]).get("sales_events")
+        if sales is not None:
+            horizon = pd.Timestamp(engine.horizon_ms_, unit="ms", tz="UTC")
+            stages = params.targets[params.quality_lead.target].stages
+            outcomes = durations(snapshots, sales, stages, horizon)
     with ExitStack() as on_cluster:
         client = (
             on_cluster.enter_context(cluster(params.engine, stage="train"))
@@ -56,6 +68,7 @@ def run(
             source="flat" if manifest else params.source.kind,
             X=X,
             client=client,
+            outcomes=outcomes,
         )
     with ExitStack() as swaps:  # on leaving: the bundle is swapped in, then the train output
         staging = swaps.enter_context(atomic_directory(out))

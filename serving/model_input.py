@@ -236,6 +236,13 @@ def answer(
     out["engagement_score"] = None if np.isnan(engagement) else int(engagement)
     out["grid"] = summary.grid[i]
     out["priority"] = priority
+    out["p_converted_by"] = summary.converted_by(i)
+    days = np.nan if summary.expected_days is None else float(summary.expected_days[i])
+    out["expected_conversion_date"] = (
+        None if days != days else (prepared.as_of + dt.timedelta(days=days)).date().isoformat()
+    )
+    value = np.nan if summary.expected_value is None else float(summary.expected_value[i])
+    out["expected_value"] = None if value != value else round(value, 2)
     out["reasons_positive"] = reason_records(reasons[0])
     out["reasons_negative"] = reason_records(reasons[1])
     out["unseen"] = [dict(item) for item in prepared.unseen]

@@ -390,6 +390,9 @@ def _example_response(targets: tuple[str, ...]) -> dict[str, Any]:
         "engagement_score": 41,
         "grid": "B3",
         "priority": None,
+        "p_converted_by": {"7": 0.02, "14": 0.04, "30": 0.09, "60": 0.14, "90": 0.16, "180": 0.2},
+        "expected_conversion_date": None,
+        "expected_value": 4650.0,
         "reasons_positive": [
             {"field": "demo request", "text": "requested a demo 3 days ago", "contribution": 0.82}
         ],
@@ -608,6 +611,31 @@ def build_models(
                 description="the lead's percentile among the leads ranked with it (the queue): "
                 "100 = the best of them; beside the grade, never instead of it; null when "
                 "scored alone",
+            ),
+        ),
+        p_converted_by=(
+            dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] | None,
+            Field(
+                default=None,
+                description="the probability of converting within each horizon (days after "
+                "as_of → p, non-decreasing; params.yaml timing.horizons_days); null: a model "
+                "without conversion timing",
+            ),
+        ),
+        expected_conversion_date=(
+            dt.date | None,
+            Field(
+                default=None,
+                description="the date by which the lead has a 50 % chance of having converted; "
+                "null when under 50 % within the longest horizon (or no timing model)",
+            ),
+        ),
+        expected_value=(
+            Annotated[float, Field(ge=0.0)] | None,
+            Field(
+                default=None,
+                description="p of the primary target × the expected won amount, in "
+                "data.currency; null when no won amounts were known in training",
             ),
         ),
         reasons_positive=(list[Reason], ...),

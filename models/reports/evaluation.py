@@ -459,6 +459,9 @@ def evaluate(
                 auc,
                 params.train.leakage_auc,
             )
+        selection = scorer.metadata.get("reports", {}).get(target, {}).get("selection")
+        if selection is not None:  # scorers trained before model selection have none
+            entry["selection"] = selection
         guard = target_guard(scorer.metadata, target)
         if guard is not None:
             guard["auc_above_threshold"] = too_good

@@ -14,7 +14,7 @@ from models.reports.evaluation import METRICS, MODELS, Evaluation
 from models.scorer import Definition, LeadScorer
 
 MODEL_WORDS: dict[str, str] = {
-    "model": "model (calibrated LightGBM)",
+    "model": "model (chosen candidate, calibrated)",
     "rules": "rules (points score)",
     "logistic": "logistic regression",
     "truth": "simulator truth",
@@ -90,6 +90,29 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     ]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def selection_section(metrics: Mapping[str, Any], primary: str) -> str:
+    """Per target: every candidate's validation ROC AUC and which was chosen."""
+    parts = []
+    for target, entry in metrics.items():
+        if not isinstance(entry, Mapping) or "selection" not in entry:
+            continue
+        selection = entry["selection"]
+        judged = (
+            "on the valid slice"
+            if selection["method"] == "valid"
+            else "by time-ordered cross-validation over train + valid in "
+            f"{selection['folds']} folds"
+        )
+        rows = [
+            [c["name"], c["valid_roc_auc"], c.get("trees"), "chosen" if c["chosen"] else ""]
+            for c in selection["candidates"]
+        ]
+        title = f"### `{target}`" + (" (primary target)" if target == primary else "")
+        table = markdown_table(["candidate", "validation ROC AUC", "trees", ""], rows)
+        parts.append(f"{title}\n\nJudged {judged}; chosen: {selection['chosen']}.\n\n{table}")
+    return "\n\n".join(parts) or "No candidates recorded (a model trained before selection)."
 
 
 def metrics_section(metrics: Mapping[str, Any], primary: str) -> str:
@@ -374,6 +397,10 @@ def render(card: CardInputs) -> str:
         "## Test metrics beside the baselines\n\n"
         "On the labelled `test` snapshots. PR AUC is average precision; calibration error "
         "uses equal-width probability bins.\n\n" + metrics_section(card.metrics, primary),
+        "## Model selection\n\nEach target's model was chosen among these candidates on "
+        "validation data only (the test slice is never read to choose): LightGBM settings, the "
+        "logistic regression and blends of their log-odds (the logistic's weight named).\n\n"
+        + selection_section(card.metrics, primary),
         f"## By channel and month (`{primary}`)\n\nTest metrics per group "
         f"(`artifacts/metrics_by_group.json` has every metric), groups of at least "
         f"{card.min_group_size} labelled snapshots.\n\n" + group_section(card.by_group, primary),

@@ -103,18 +103,14 @@ def test_rank_is_a_sorted_permutation(pairs: list[tuple[str, float]]) -> None:
 
 def test_reasons_add_up_to_the_models_log_odds(scorer: LeadScorer, rows: np.ndarray) -> None:
     """Nothing is lost between SHAP and what sales reads: the business fields' totals plus the
-    features that are never reasons (the lead's own stage counts) are the primary booster's raw
-    score minus its bias, and each reason shown carries its whole field's total."""
+    features that are never reasons (the lead's own stage counts) are the primary model's raw
+    log-odds (a blend's trees and linear part together) minus its base value, and each reason
+    shown carries its whole field's total."""
     model = scorer.models[scorer.primary]
     table = scorer.reason_table
     head = rows[:40]
-    raw = model.booster.predict(head, num_iteration=model.best_iteration, raw_score=True)
-    full = np.asarray(
-        model.booster.predict(head, num_iteration=model.best_iteration, pred_contrib=True)
-    )
-    # The reasons' totals are of the scorer's own contributions (its TreeSHAP tables, equal
-    # to pred_contrib within 1e-9); the bias is LightGBM's.
-    contributions, bias = scorer.contributions(head), full[:, -1]
+    raw = model.margin(head)
+    contributions, bias = scorer.contributions(head), model.expected_value
     totals = table.totals(contributions)
     never = contributions[:, table.field_of < 0].sum(axis=1)
     assert np.allclose(totals.sum(axis=1) + never, raw - bias, atol=1e-9)

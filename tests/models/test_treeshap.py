@@ -158,9 +158,10 @@ def test_scorer_carries_its_table_and_a_lead_alone_equals_its_batch_row(world: W
     alone = np.vstack([restored.contributions(X[i : i + 1]) for i in range(0, 600, 37)])
     assert np.array_equal(alone, batch[::37])  # the same bits, alone or in a batch
     model = scorer.models[scorer.primary]
-    np.testing.assert_allclose(
-        batch, reference(model.booster, X, model.best_iteration), atol=TOLERANCE, rtol=0
-    )
+    expected = model.tree_weight * reference(model.booster, X, model.best_iteration)
+    if model.linear is not None:  # a blend: its linear part's exact SHAP values beside
+        expected += model.linear_weight * model.linear.contributions(X)
+    np.testing.assert_allclose(batch, expected, atol=TOLERANCE, rtol=0)
 
 
 def test_threads_give_the_same_bits_as_one(

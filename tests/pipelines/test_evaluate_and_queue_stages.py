@@ -107,8 +107,11 @@ def test_metrics_json_shape(crm: Path) -> None:
             "n_test",
             "positives_test",
             "leakage",  # the per-column guard's verdict (the simulator leaks nothing)
+            "selection",  # every candidate's validation figure and the chosen one
         }
         assert entry["leakage"]["flagged"] == []
+        chosen = [c for c in entry["selection"]["candidates"] if c["chosen"]]
+        assert [c["name"] for c in chosen] == [entry["selection"]["chosen"]]
         for model in ("model", "rules", "logistic"):
             assert list(entry[model]) == list(METRICS)
             assert 0.5 < entry[model]["roc_auc"] < 1.0

@@ -117,9 +117,13 @@ def good_twin(
 def worse(
     tmp_path_factory: pytest.TempPathFactory, tables: dict[str, pd.DataFrame], params: Params
 ) -> Path:
-    """One boosting round of a two-leaf tree: a deliberately worse model (two distinct
-    scores; one round of seven leaves came within 0.005 ROC AUC on this small test slice)."""
-    return _bundle(tmp_path_factory, tables, fast(params, max_rounds=1, num_leaves=2), "worse")
+    """One boosting round of a two-leaf tree, with no other candidate to choose (model
+    selection would take the logistic regression or a blend instead): a deliberately worse
+    model (two distinct scores; one round of seven leaves came within 0.005 ROC AUC on this
+    small test slice)."""
+    alone = params.train.selection.model_copy(update={"lightgbm_settings": 1, "logistic": False})
+    worse = fast(params, max_rounds=1, num_leaves=2, selection=alone)
+    return _bundle(tmp_path_factory, tables, worse, "worse")
 
 
 def _inputs(
