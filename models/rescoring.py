@@ -100,7 +100,11 @@ def queue_records(
     queue: pd.DataFrame, primary: str, source: Source, scored_at: dt.datetime
 ) -> Iterator[ScoreRecord]:
     """The rows of a queue table (:func:`models.queue.sales_queue`) as score records."""
-    targets = [c[2:] for c in queue.columns if str(c).startswith("p_")]
+    targets = [
+        c[2:]
+        for c in queue.columns
+        if str(c).startswith("p_") and not str(c).startswith("p_converted_by_")  # timing curve
+    ]
     for row in queue.to_dict("records"):
         model = {"name": row["model_name"], "version": row["model_version"]}
         texts = (_texts(row.get("reasons_positive")), _texts(row.get("reasons_negative")))

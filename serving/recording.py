@@ -30,7 +30,12 @@ def records_of(
     """The answers as the store keeps them (reason texts, not contributions)."""
     out = []
     for answer in answers:
-        targets = [key[2:] for key in answer if key.startswith("p_")]
+        # p_<target> probabilities only (p_converted_by is the timing curve, a mapping)
+        targets = [
+            key[2:]
+            for key, value in answer.items()
+            if key.startswith("p_") and isinstance(value, (int, float))
+        ]
         positive = tuple(r["text"] for r in answer.get("reasons_positive", ()))
         negative = tuple(r["text"] for r in answer.get("reasons_negative", ()))
         out.append(

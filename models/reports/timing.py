@@ -23,21 +23,24 @@ from models.timing import DAY_SECONDS, ConversionTiming, durations
 
 
 def concordance(days: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float | None:
-    """Harrell's C: among pairs where the earlier time is an observed conversion, the share
-    in which that lead has the higher risk (ties in risk count one half)."""
-    days, event, risk = (np.asarray(a) for a in (days, event, risk))
-    order = np.argsort(days, kind="stable")
+    """Harrell's C: among pairs where the earlier time is an observed conversion (a lead
+    censored at that same time counts as later), the share in which that lead has the higher
+    risk (ties in risk count one half)."""
+    days, risk = np.asarray(days), np.asarray(risk)
+    event = np.asarray(event, dtype=bool)
     concordant = 0.0
     comparable = 0
     events = np.flatnonzero(event)
     for start in range(0, len(events), 512):
         chunk = events[start : start + 512]
-        later = days[None, :] > days[chunk, None]
+        # j outlived i: converted or censored later, or censored at i's conversion time
+        later = (days[None, :] > days[chunk, None]) | (
+            (days[None, :] == days[chunk, None]) & ~event[None, :]
+        )
         comparable += int(later.sum())
         higher = (risk[chunk, None] > risk[None, :]) & later
         tied = (risk[chunk, None] == risk[None, :]) & later
         concordant += float(higher.sum()) + 0.5 * float(tied.sum())
-    del order
     return None if not comparable else concordant / comparable
 
 

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from features import contract
+from features.params import Params
 from serving.app import create_app
 from tests.serving.conftest import auth, settings_for
 from tests.serving.world import World, open_lead_ids, request_for
@@ -49,6 +50,9 @@ def test_score(client: TestClient, bodies: list[dict[str, Any]]) -> None:
         "engagement_score",
         "grid",
         "priority",
+        "p_converted_by",
+        "expected_conversion_date",
+        "expected_value",
         "reasons_positive",
         "reasons_negative",
         "unseen",
@@ -64,6 +68,15 @@ def test_score(client: TestClient, bodies: list[dict[str, Any]]) -> None:
     assert result["grid"][0] in "ABCD"
     assert result["grid"][1] in "1234"
     assert result["priority"] is None  # one lead alone: no queue to rank it in
+    # when and for how much (models.timing): a curve over the horizons that never decreases
+    by = result["p_converted_by"]
+    assert list(by) == [str(d) for d in Params().timing.horizons_days]
+    assert list(by.values()) == sorted(by.values())
+    assert all(0.0 <= p <= 1.0 for p in by.values())
+    date = result["expected_conversion_date"]
+    assert (date is None) == (by[list(by)[-1]] < 0.5)
+    assert date is None or date >= result["as_of"][:10]
+    assert result["expected_value"] >= 0.0
     reasons = result["reasons_positive"] + result["reasons_negative"]
     assert reasons
     assert all({"field", "text", "contribution"} == set(r) for r in reasons)

@@ -80,14 +80,18 @@ def _build(root: Path) -> None:
     from models.reports.evaluation import evaluate
     from models.reports.grid import grid_report
     from models.reports.kpis import compute_kpis, first_snapshot_predictions
+    from models.timing import durations
 
     params = fast(load_params(REPO / "params.yaml"))
     raw = root / "raw"
     simulate(GenerateParams(leads=LEADS, seed=SEED), raw)
     tables = read_validated(raw)
     engine, snapshots = build_feature_table(tables, params, None)
+    horizon = pd.Timestamp(engine.horizon_ms_, unit="ms", tz="UTC")
+    stages = params.targets[params.quality_lead.target].stages
+    outcomes = durations(snapshots, tables["sales_events"], stages, horizon)
     with threadpool_limits(1):
-        scorer, trained = train_all(snapshots, engine, params)
+        scorer, trained = train_all(snapshots, engine, params, outcomes=outcomes)
     snapshots.to_parquet(root / "snapshots.parquet")
     train = root / "train"
     train.mkdir()
@@ -257,6 +261,7 @@ def batch_answers(
     )
     summary = scorer.summarise(X)
     explained = scorer.explain(X, count=reasons)
+    timing = summary.timing_columns(snapshots["as_of"])
     out = []
     for i, lead_id in enumerate(lead_ids):
         answer: dict[str, Any] = {"lead_id": lead_id}
@@ -268,6 +273,10 @@ def batch_answers(
         answer["engagement_score"] = int(summary.engagement_score[i])
         answer["grid"] = str(summary.grid[i])
         answer["priority"] = None  # scored alone, not in a queue
+        answer["p_converted_by"] = summary.converted_by(i)
+        answer["expected_conversion_date"] = timing["expected_conversion_date"][i]
+        value = timing["expected_value"][i]
+        answer["expected_value"] = None if pd.isna(value) else float(value)
         answer["reasons_positive"] = reason_records(explained[i][0])
         answer["reasons_negative"] = reason_records(explained[i][1])
         out.append(answer)
