@@ -175,13 +175,12 @@ class Summary:
         for k, days in enumerate(self.horizons_days):
             assert self.p_converted_by is not None
             frame[f"p_converted_by_{days}d"] = self.p_converted_by[:, k]
-        dates: list[str | None] = [None] * n
+        dates = pd.Series([None] * n, dtype="object")
         if self.expected_days is not None and as_of is not None:
             stamps = pd.to_datetime(as_of, utc=True).reset_index(drop=True)
-            for i, days in enumerate(self.expected_days.tolist()):
-                if days == days:
-                    dates[i] = (stamps[i] + pd.Timedelta(days=days)).date().isoformat()
-        frame["expected_conversion_date"] = pd.Series(dates, dtype="object")
+            ends = stamps + pd.to_timedelta(self.expected_days, unit="D")
+            dates = ends.dt.strftime("%Y-%m-%d").astype("object").where(ends.notna(), None)
+        frame["expected_conversion_date"] = dates
         value = self.expected_value if self.expected_value is not None else np.full(n, np.nan)
         frame["expected_value"] = np.round(value, 2)
         return frame

@@ -58,11 +58,11 @@ def durations(
             "amount": pd.to_numeric(amount, errors="coerce").to_numpy(dtype=np.float64),
         }
     ).sort_values("event_at", kind="stable")
-    merged = pd.merge_asof(
+    merged = pd.merge_asof(  # keeps event_at: the keys' names differ
         frame.sort_values("as_of", kind="stable"),
-        events.rename(columns={"event_at": "at"}).assign(event_at=lambda e: e["at"]),
+        events,
         left_on="as_of",
-        right_on="at",
+        right_on="event_at",
         by="lead_id",
         direction="forward",
         allow_exact_matches=False,
@@ -136,9 +136,7 @@ class ConversionTiming:
             feature_name=feature_names,
             categorical_feature=list(categorical),
         )
-        params = {**self.booster_params, "objective": "binary", "verbosity": -1}
-        params.pop("monotone_constraints", None)  # the interval column has no constraint
-        params.pop("monotone_constraints_method", None)
+        params = _unconstrained(self.booster_params, "binary")
         callbacks: list[Any] = []
         valid_sets: list[lgb.Dataset] = []
         if len(v_y) and 0 < v_y.sum() < len(v_y):
@@ -177,27 +175,46 @@ class ConversionTiming:
     def median_days(self, by: np.ndarray) -> np.ndarray:
         """Days from as_of to where each curve reaches 50 % (linear between horizons; NaN when
         it stays below up to the longest horizon)."""
-        out = np.full(len(by), np.nan)
         knots = np.array([0.0, *self.horizons_days], dtype=np.float64)
         curves = np.column_stack([np.zeros(len(by)), by])
-        for i, curve in enumerate(curves):
-            above = np.flatnonzero(curve >= 0.5)
-            if not len(above):
-                continue
-            k = int(above[0])
-            low, high = curve[k - 1], curve[k]
-            share = 1.0 if high == low else (0.5 - low) / (high - low)
-            out[i] = knots[k - 1] + share * (knots[k] - knots[k - 1])
-        return out
+        reached = curves >= 0.5
+        # the first knot at or above 50 % (never knot 0, where every curve is 0)
+        k = np.maximum(reached.argmax(axis=1), 1)
+        rows = np.arange(len(by))
+        low, high = curves[rows, k - 1], curves[rows, k]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(high == low, 1.0, (0.5 - low) / (high - low))
+        days = knots[k - 1] + share * (knots[k] - knots[k - 1])
+        return np.where(reached.any(axis=1), days, np.nan)
 
     def within(self, by: np.ndarray, start_days: np.ndarray, end_days: np.ndarray) -> np.ndarray:
         """Each row's probability of converting in (start, end] days after its as_of, reading
         its curve linearly between horizons and as flat beyond the longest."""
         knots = np.array([0.0, *self.horizons_days], dtype=np.float64)
         curves = np.column_stack([np.zeros(len(by)), by])
-        low = np.array([np.interp(s, knots, c) for s, c in zip(start_days, curves, strict=True)])
-        high = np.array([np.interp(e, knots, c) for e, c in zip(end_days, curves, strict=True)])
+        low = _interpolate(np.asarray(start_days, dtype=np.float64), knots, curves)
+        high = _interpolate(np.asarray(end_days, dtype=np.float64), knots, curves)
         return np.maximum(high - low, 0.0)
+
+
+def _interpolate(x: np.ndarray, knots: np.ndarray, curves: np.ndarray) -> np.ndarray:
+    """Row i's curve (values at ``knots``) at ``x[i]``, linear between knots and flat beyond
+    both ends: ``np.interp`` with a curve per row."""
+    j = np.clip(np.searchsorted(knots, x, side="right") - 1, 0, len(knots) - 2)
+    rows = np.arange(len(x))
+    left, right = curves[rows, j], curves[rows, j + 1]
+    slope = (right - left) / (knots[j + 1] - knots[j])
+    inside = left + slope * (x - knots[j])
+    return np.where(x <= knots[0], curves[:, 0], np.where(x >= knots[-1], curves[:, -1], inside))
+
+
+def _unconstrained(booster_params: Mapping[str, Any], objective: str) -> dict[str, Any]:
+    """The target models' LightGBM params for another objective, without their monotone
+    constraints (one per feature of theirs; these models' columns differ)."""
+    params = {**booster_params, "objective": objective, "verbosity": -1}
+    params.pop("monotone_constraints", None)
+    params.pop("monotone_constraints_method", None)
+    return params
 
 
 class AmountModel:
@@ -216,9 +233,7 @@ class AmountModel:
         self.mean_ = float(amount.mean()) if len(amount) else None
         self.booster_: lgb.Booster | None = None
         if len(amount) >= self.min_deals:
-            params = {**self.booster_params, "objective": "regression", "verbosity": -1}
-            params.pop("monotone_constraints", None)
-            params.pop("monotone_constraints_method", None)
+            params = _unconstrained(self.booster_params, "regression")
             params["min_data_in_leaf"] = max(
                 5, min(int(params.get("min_data_in_leaf", 20)), len(amount) // 10)
             )

@@ -289,11 +289,10 @@ def train_target(
         )  # fmt: skip
     booster_params = params_for(selection.update, train_share)
     best = booster.best_iteration or booster.current_iteration()
+    linear = logistic if selection.blend else None  # the trees alone: no linear part to carry
     model = TargetModel(
-        booster, Calibrator(settings.calibration), int(best), logistic, selection.blend
+        booster, Calibrator(settings.calibration), int(best), linear, selection.blend
     )
-    if not selection.blend:
-        model.linear = None  # the trees alone: serving carries no linear part
     valid_auc = rank_auc(y_valid == 1, model.margin(X_valid))
     model.calibrator.fit(model.uncalibrated(X[calibration]), y[calibration])
     rules = PointsScore(
