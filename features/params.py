@@ -82,6 +82,7 @@ class GenerateParams(Section):
     simulate_days: Annotated[int, Field(ge=7, le=730)] = 120
     touches_per_lead: Annotated[float, Field(gt=0.0)] = 20.0
     dirty: bool = False
+    segment_drivers: bool = False
     drift: DriftParams = DriftParams()
 
 
@@ -438,6 +439,38 @@ class TimingParams(Section):
         return value
 
 
+class SegmentsParams(Section):
+    """Models per segment with a pooled fallback (:mod:`models.segment_training`): ``by`` a
+    categorical feature of the model (null: one pooled model), its values alone or in
+    ``groups`` (segment name → values); a segment gets its own model when its train slice holds
+    ``min_positives`` and ``min_negatives`` of the primary target, among the ``max_segments``
+    largest, and keeps it only if that model's ROC AUC on the segment's calibration rows beats
+    the pooled model's there by more than ``min_gain``."""
+
+    by: str | None = None
+    groups: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    min_positives: Annotated[int, Field(ge=1)] = 100
+    min_negatives: Annotated[int, Field(ge=1)] = 100
+    max_segments: Annotated[int, Field(ge=1, le=100)] = 10
+    min_gain: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+
+    @field_validator("groups")
+    @classmethod
+    def _named_groups(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        if "pooled" in value:
+            raise ValueError("segments.groups: 'pooled' is the pooled model's name")
+        seen: dict[str, str] = {}
+        for name, values in value.items():
+            for v in values:
+                key = str(v).strip().lower()
+                if key in seen and seen[key] != name:
+                    raise ValueError(
+                        f"segments.groups: {v!r} is in both {seen[key]!r} and {name!r}"
+                    )
+                seen[key] = name
+        return value
+
+
 class GridParams(Section):
     """Fit × engagement: score floors (0–100) of the fit letters and engagement digits."""
 
@@ -526,6 +559,7 @@ class Params(Section):
     handoff: HandoffParams = HandoffParams()
     grid: GridParams = GridParams()
     timing: TimingParams = TimingParams()
+    segments: SegmentsParams = SegmentsParams()
     feedback: FeedbackParams = FeedbackParams()
     store: StoreParams = StoreParams()
     monitor: MonitorParams = MonitorParams()

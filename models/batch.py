@@ -455,7 +455,8 @@ def reason_column_names(count: int) -> list[str]:
 class Writer:
     """The output, one chunk at a time. Columns, in both formats: ``lead_id``, the ``--keep``
     columns (``kept``), ``as_of``, ``p_<target>`` per target, ``score``, ``grade``,
-    ``handoff``, ``fit_score``, ``engagement_score``, ``grid``, ``p_converted_by_<d>d`` per
+    ``handoff``, ``fit_score``, ``engagement_score``, ``grid``, ``segment`` (the model used:
+    a segment's or ``pooled``), ``p_converted_by_<d>d`` per
     timing horizon, ``expected_conversion_date``, ``expected_value``, then the reasons as plain text
     (``reason_1 … reason_N``, positive, and ``reason_negative_1 … N``; N = ``reasons``, none
     when 0), as a CRM import wants them.
@@ -486,6 +487,7 @@ class Writer:
                 ("fit_score", pa.int64()),
                 ("engagement_score", pa.int64()),
                 ("grid", pa.string()),
+                ("segment", pa.string()),
                 *((f"p_converted_by_{d}d", pa.float64()) for d in horizons_days),
                 ("expected_conversion_date", pa.string()),
                 ("expected_value", pa.float64()),

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from features import contract
 from features.params import StoreParams
+from models.segments import POOLED
 from models.store import ScoreRecord, Source, Store, StoreError, open_store
 from models.store.history import Standing
 
@@ -35,6 +36,9 @@ CRM_COLUMNS = (
     "engagement_score",
     "grid",
     "priority",
+    "segment",
+    "expected_conversion_date",
+    "expected_value",
     "trend",
     "reasons",
     "model_version",
@@ -171,12 +175,16 @@ def crm_export(
     queue: pd.DataFrame, found: Mapping[str, Standing], scored_at: dt.datetime
 ) -> pd.DataFrame:
     """One CRM row per lead of ``queue``: score, grade, handoff, fit and engagement scores,
-    grid cell, priority among the open leads, trend, the top reasons as one text, the model
-    version and when it was scored."""
+    grid cell, priority among the open leads, the segment whose model scored it, the expected
+    conversion date and value, trend, the top reasons as one text, the model version and when
+    it was scored; then ``p_converted_by_<d>d`` per timing horizon the queue carries."""
     ids = queue["lead_id"].astype(str)
     reasons = [
         "; ".join(_texts(value)[:REASONS_SHOWN]) for value in queue.get("reasons_positive", [])
     ]
+    horizons = [c for c in queue.columns if str(c).startswith("p_converted_by_")]
+    kinds = {"fit_score": "Int64", "engagement_score": "Int64", "priority": "Int64"}
+    kinds |= {"expected_value": "Float64", **dict.fromkeys(horizons, "Float64")}
     return pd.DataFrame(
         {
             "lead_id": ids.to_numpy(),
@@ -184,15 +192,20 @@ def crm_export(
             "grade": queue["grade"].astype(str).to_numpy(),
             "handoff": queue["handoff"].astype(bool).to_numpy(),
             **{
-                name: _nullable(queue, name, "Int64" if name != "grid" else "object")
+                name: _nullable(queue, name, kinds.get(name, "object"))
                 for name in ("fit_score", "engagement_score", "grid", "priority")
+            },
+            "segment": _nullable(queue, "segment", "object").fillna(POOLED),
+            **{
+                name: _nullable(queue, name, kinds.get(name, "object"))
+                for name in ("expected_conversion_date", "expected_value", *horizons)
             },
             "trend": [found[i].trend if i in found else "not enough history" for i in ids],
             "reasons": reasons if reasons else [""] * len(queue),
             "model_version": queue["model_version"].astype(str).to_numpy(),
             "scored_at": scored_at.isoformat(),
         },
-        columns=list(CRM_COLUMNS),
+        columns=[*CRM_COLUMNS, *horizons],
     )
 
 

@@ -31,6 +31,7 @@ from models.axes import AxisScale, GridBands, axis_groups
 from models.calibration import Calibrator
 from models.linear import LinearModel, row_sums
 from models.reasons import Reason, ReasonColumns, ReasonTable
+from models.segments import POOLED, Segmentation, route, stitch
 from models.timing import AmountModel, ConversionTiming
 from models.treeshap import PathTable, path_table
 
@@ -162,6 +163,12 @@ class Summary:
     """Days after as_of where that curve reaches 50 % (NaN: not within the longest horizon)."""
     expected_value: np.ndarray | None = None
     """The primary probability × the expected won amount (NaN: no amounts known)."""
+    segment: np.ndarray | None = None
+    """The segment whose model scored each row (:mod:`models.segments`; None: all pooled)."""
+
+    def segment_of(self, i: int) -> str:
+        """Row i's segment name, or ``pooled``."""
+        return POOLED if self.segment is None else str(self.segment[i])
 
     def __len__(self) -> int:
         return len(self.score)
@@ -204,6 +211,9 @@ class Summary:
         for name in AXIS_COLUMNS:
             frame[name] = pd.array(whole_or_none(getattr(self, name)), dtype="Int64")
         frame["grid"] = self.grid.astype(object)
+        frame["segment"] = (
+            np.full(len(self), POOLED, dtype=object) if self.segment is None else self.segment
+        )
         return frame
 
 
@@ -223,6 +233,10 @@ class LeadScorer:
     """When it converts (:mod:`models.timing`), fitted by the train stage; None: not trained."""
     amount_: AmountModel | None = None
     """The expected won amount, fitted beside ``timing_``."""
+    segmentation_: Segmentation | None = None
+    """The segments with their own models (:mod:`models.segments`); None: one pooled model.
+    Every scoring method routes each row to its segment's scorer (same engine, its own models,
+    calibration, TreeSHAP tables and axis scales); timing and amounts stay pooled."""
 
     def __init__(
         self,
@@ -266,7 +280,40 @@ class LeadScorer:
                 digest.update(f"blend={model.blend!r}".encode())
                 for name, value in sorted(vars(model.linear).items()):
                     digest.update(f"{name}={np.asarray(value, dtype=object).tolist()!r}".encode())
+        segmentation = self.segmentation
+        if segmentation is not None:
+            digest.update(f"segments by {segmentation.feature}".encode())
+            digest.update("\x1f".join(map(str, segmentation.lookup)).encode())
+            for name, scorer in sorted(segmentation.scorers.items()):
+                digest.update(f"{name}={scorer.fingerprint()}".encode())
         return digest.hexdigest()[:16]
+
+    @property
+    def segmentation(self) -> Segmentation | None:
+        return getattr(self, "segmentation_", None)  # scorers pickled before segments: none
+
+    def segments(self, X: np.ndarray) -> np.ndarray:
+        """Per row, the segment whose model scores it (``pooled``: the pooled model)."""
+        segmentation = self.segmentation
+        if segmentation is None or not segmentation.scorers:
+            return np.full(len(X), POOLED, dtype=object)
+        return segmentation.names(X)
+
+    def _routed(self, X: np.ndarray, method: str, *args: Any) -> Any:
+        """``method`` of each row's segment scorer on its rows (the pooled rows: this
+        scorer's), in row order; None when every row is pooled. Array arguments with a row per
+        row of ``X`` (the callers' effects) are split with the rows."""
+        routes = route(self.segmentation, X)
+        if routes is None:
+            return None
+        segmentation = self.segmentation
+        assert segmentation is not None
+        parts = []
+        for name, positions in routes:
+            scorer = self if name == POOLED else segmentation.scorers[name]
+            split = [a[positions] if isinstance(a, np.ndarray) else a for a in args]
+            parts.append((positions, getattr(scorer, method)(X[positions], *split)))
+        return stitch(parts, len(X))
 
     @property
     def primary(self) -> str:
@@ -274,8 +321,13 @@ class LeadScorer:
         return self.definition.target
 
     # ----------------------------------------------------------- scores
-    def probabilities(self, X: np.ndarray, num_threads: int = 0) -> dict[str, np.ndarray]:
-        """Calibrated probability per target of every row."""
+    def probabilities(
+        self, X: np.ndarray, num_threads: int = 0, routed: bool = True
+    ) -> dict[str, np.ndarray]:
+        """Calibrated probability per target of every row, from its segment's model
+        (``routed=False``: the pooled model's, for comparisons on a segment's rows)."""
+        if routed and (out := self._routed(X, "probabilities", num_threads)) is not None:
+            return out
         return {target: model.predict(X, num_threads) for target, model in self.models.items()}
 
     def grade(self, probability: np.ndarray) -> np.ndarray:
@@ -312,13 +364,18 @@ class LeadScorer:
         grades = self.grade(primary)
         axes = self.axis_scores(X, num_threads, effects)
         cells = self.definition.grid.cells(axes[:, 0], axes[:, 1])
+        segment = self.segments(X) if self.segmentation is not None else None
         timing = getattr(self, "timing_", None)  # scorers pickled before timing: none
-        if timing is None:
-            return Summary(
-                probabilities, score, grades, self.handoff(grades), axes[:, 0], axes[:, 1], cells
-            )
-        by = timing.by_horizon(X, num_threads)
-        amount = self.amount_.predict(X, num_threads) if self.amount_ is not None else None
+        when: dict[str, Any] = {}
+        if timing is not None:
+            by = timing.by_horizon(X, num_threads)
+            amount = self.amount_.predict(X, num_threads) if self.amount_ is not None else None
+            when = {
+                "horizons_days": timing.horizons_days,
+                "p_converted_by": by,
+                "expected_days": timing.median_days(by),
+                "expected_value": None if amount is None else primary * amount,
+            }
         return Summary(
             probabilities,
             score,
@@ -327,10 +384,8 @@ class LeadScorer:
             axes[:, 0],
             axes[:, 1],
             cells,
-            timing.horizons_days,
-            by,
-            timing.median_days(by),
-            None if amount is None else primary * amount,
+            segment=segment,
+            **when,
         )
 
     # ------------------------------------------------------------- axes
@@ -347,6 +402,8 @@ class LeadScorer:
         """Per row, the fit and engagement effects in log-odds (:mod:`models.axes`): exact
         from the TreeSHAP tables; for trees too big to tabulate, each axis's SHAP values
         summed (then the axes' interactions are split between them)."""
+        if (routed := self._routed(X, "axis_effects", num_threads)) is not None:
+            return routed
         model = self.models[self.primary]
         if not model.tree_weight:
             return self._summed_effects(self._linear_contributions(X))
@@ -368,7 +425,10 @@ class LeadScorer:
     def axis_scores(
         self, X: np.ndarray, num_threads: int = 0, effects: np.ndarray | None = None
     ) -> np.ndarray:
-        """Fit and engagement scores 0–100 per row (NaN: a model trained before axes)."""
+        """Fit and engagement scores 0–100 per row (NaN: a model trained before axes), each
+        on its segment scorer's scale."""
+        if (routed := self._routed(X, "axis_scores", num_threads, effects)) is not None:
+            return routed
         scale: AxisScale | None = getattr(self, "axis_scale_", None)
         if scale is None:
             return np.full((len(X), AXIS_COUNT), np.nan)
@@ -379,6 +439,8 @@ class LeadScorer:
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`contributions` and :meth:`axis_effects` of the same rows, each row's tree
         decisions taken once for both (what an explained answer costs beyond its scores)."""
+        if (routed := self._routed(X, "contributions_and_effects", num_threads)) is not None:
+            return routed
         table = self.shap_table
         model = self.models[self.primary]
         if model.tree_weight and table is not None and table.group_values is not None:
@@ -453,7 +515,10 @@ class LeadScorer:
         ``pred_contrib``, the bias column dropped; a blend's linear part adds its exact linear
         SHAP values, :mod:`models.linear`, each part times its weight): the trees' from the
         scorer's TreeSHAP tables when its trees are small enough (equal within 1e-9; one lead
-        8x faster, and a lead's bits the same alone or in a batch), else from LightGBM."""
+        8x faster, and a lead's bits the same alone or in a batch), else from LightGBM; each
+        row from its segment's model."""
+        if (routed := self._routed(X, "contributions", num_threads)) is not None:
+            return routed
         model = self.models[self.primary]
         if not model.tree_weight:
             return self._linear_contributions(X)

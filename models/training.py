@@ -27,6 +27,7 @@ from models.linear import LinearModel
 from models.reports.leakage import Slices, column_report, rank_auc
 from models.reports.monitoring import build_reference
 from models.scorer import Definition, LeadScorer, TargetModel
+from models.segment_training import check_segment_feature, train_segments
 from models.selection import Fit, Rows, Selection, select
 from models.timing import AmountModel, ConversionTiming
 
@@ -218,10 +219,12 @@ def train_target(
     engine: FeatureEngine,
     params: Params,
     client: Client | None = None,
+    guard: bool = True,
 ) -> TrainedTarget:
     """One target's model, chosen among candidates on validation data
     (:mod:`models.selection`), calibrated, and its baselines; with a Dask ``client``, LightGBM
-    trains on its workers (:func:`_trained_on_cluster`)."""
+    trains on its workers (:func:`_trained_on_cluster`). ``guard=False`` skips the per-column
+    leakage guard (a segment's model: the pooled model's guard saw the same columns)."""
     label = f"label_{target}"
     y = snapshots[label].to_numpy()
     train, valid, calibration = (
@@ -313,6 +316,8 @@ def train_target(
         "selection": selection.report(),
     }
     logger.info("trained %s: %s", target, report)
+    if not guard:
+        return TrainedTarget(model, rules, logistic, report)
     report["leakage"] = column_report(
         target,
         Slices(X_train, y_train, X_valid, y_valid),
@@ -374,6 +379,8 @@ def train_all(
     ``engagement``); ``client``: a Dask client whose workers train LightGBM
     (``engine.kind: dask``); ``outcomes``: the snapshots' conversion times, for the timing and
     amount models (:func:`train_timing`; None: neither)."""
+    if params.segments.by is not None:
+        check_segment_feature(engine.categorical_features_, params.segments.by)
     if X is None:
         X = engine.matrix_from_frame(snapshots)
     # The lead attribute columns as the data named them (not the engine's derived history
@@ -416,6 +423,18 @@ def train_all(
         scorer.metadata["timing"] = timing_report
     scorer.metadata["reference"] = training_reference(scorer, snapshots, X, params)
     scorer.fit_axes(X[axis_reference_rows(snapshots, params)])
+    if params.segments.by is not None:
+
+        def fit_target(
+            rows: np.ndarray, segment: pd.DataFrame, target: str
+        ) -> tuple[TargetModel, dict[str, Any]]:
+            result = train_target(rows, segment, target, engine, params, client, guard=False)
+            return result.model, result.report
+
+        scorer.segmentation_ = train_segments(
+            X, snapshots, scorer, params, fit_target,
+            lambda segment: axis_reference_rows(segment, params),
+        )  # fmt: skip
     return scorer, trained
 
 

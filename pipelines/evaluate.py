@@ -55,7 +55,7 @@ from models.reports.evaluation import evaluate, summary_metrics
 from models.reports.grid import grid_report
 from models.reports.kpis import compute_kpis, first_snapshot_predictions
 from models.reports.model_card import card_inputs, render
-from models.reports.timing import open_lead_forecast, timing_report
+from models.reports.timing import pipeline_forecast, timing_report
 from models.scorer import LeadScorer
 
 logger = logging.getLogger(__name__)
@@ -135,11 +135,7 @@ def run(features_dir: Path, validated: Path, train: Path, out: Path, params_path
         stages = scorer.definition.targets[scorer.definition.target]
         timing = timing_report(snapshots, X, tables["sales_events"], scorer, stages, horizon)
         _, _, X_open = open_lead_features(tables, scorer, horizon)
-        kpis["forecast"] = {
-            "open_leads": len(X_open),
-            "by_month": open_lead_forecast(X_open, scorer, horizon),
-            "backtest_by_month": timing["forecast_by_month"] if timing else [],
-        }
+        kpis["forecast"] = pipeline_forecast(X_open, scorer, horizon, timing)
     if timing is not None:
         evaluation.metrics["timing"] = timing
     card = render(

@@ -243,6 +243,7 @@ def answer(
     )
     value = np.nan if summary.expected_value is None else float(summary.expected_value[i])
     out["expected_value"] = None if value != value else round(value, 2)
+    out["segment"] = summary.segment_of(i)
     out["reasons_positive"] = reason_records(reasons[0])
     out["reasons_negative"] = reason_records(reasons[1])
     out["unseen"] = [dict(item) for item in prepared.unseen]

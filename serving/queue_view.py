@@ -40,6 +40,9 @@ SORTABLE = (
     "engagement_score",
     "grid",
     "priority",
+    "expected_value",
+    "expected_conversion_date",
+    "segment",
     "created_at",
     "lead_id",
     "last_name",
@@ -215,6 +218,9 @@ CSV_COLUMNS = (
     "engagement_score",
     "grid",
     "priority",
+    "segment",
+    "expected_conversion_date",
+    "expected_value",
 )
 
 

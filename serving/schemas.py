@@ -392,6 +392,7 @@ def _example_response(targets: tuple[str, ...]) -> dict[str, Any]:
         "priority": None,
         "p_converted_by": {"7": 0.02, "14": 0.04, "30": 0.09, "60": 0.14, "90": 0.16, "180": 0.2},
         "expected_conversion_date": None,
+        "segment": "pooled",
         "expected_value": 4650.0,
         "reasons_positive": [
             {"field": "demo request", "text": "requested a demo 3 days ago", "contribution": 0.82}
@@ -636,6 +637,15 @@ def build_models(
                 default=None,
                 description="p of the primary target × the expected won amount, in "
                 "data.currency; null when no won amounts were known in training",
+            ),
+        ),
+        segment=(
+            str,
+            Field(
+                default="pooled",
+                max_length=200,
+                description="the model that scored the lead: its segment's name (params.yaml "
+                "segments) or 'pooled' (the model trained on all leads)",
             ),
         ),
         reasons_positive=(list[Reason], ...),

@@ -104,6 +104,10 @@ COUNTRIES = (
     ("ES", 0.03),
     ("SE", 0.05),
 )
+AMERICAS, EMEA, APAC = 0, 1, 2
+REGIONS = {"US": AMERICAS, "CA": AMERICAS, "BR": AMERICAS, "AU": APAC, "IN": APAC}
+REGION_OF_COUNTRY = np.array([REGIONS.get(c, EMEA) for c, _ in COUNTRIES])
+"""Per country index, its region (``generate.segment_drivers``: the drivers differ by region)."""
 SENIORITIES = (
     ("c_level", 0.06, 0.45, "Chief {} Officer"),
     ("vp", 0.09, 0.4, "VP {}"),
@@ -481,13 +485,25 @@ def _simulate_leads(
         mask = channel == index
         source[mask] = offset + (source_choice[mask] * len(profile.sources)).astype(np.int64)
         offset += len(profile.sources)
+    channel_effect = np.array([c.quality for c in CHANNEL_PROFILES])[channel]
+    person_effect = (
+        np.array([e for _, _, e, _ in SENIORITIES])[seniority]
+        + np.array([e for _, _, e, _ in DEPARTMENTS])[department]
+    )
+    person_effect = person_effect + _fit_with_account(
+        world, account, has_account, seniority, department
+    )
+    if settings.segment_drivers:
+        # Regions that buy differently: the drivers' signs flip by region, which one pooled
+        # model can only learn as interactions with the country.
+        region = REGION_OF_COUNTRY[country]
+        person_effect = np.where(region == EMEA, -2.0 * person_effect, person_effect)
+        channel_effect = np.where(region == APAC, -3.0 * channel_effect, channel_effect)
     fit = (
-        np.array([c.quality for c in CHANNEL_PROFILES])[channel]
+        channel_effect
         + world.campaign_quality[campaign]
         + np.where(has_account, world.account_propensity[np.maximum(account, 0)], -0.35)
-        + np.array([e for _, _, e, _ in SENIORITIES])[seniority]
-        + np.array([e for _, _, e, _ in DEPARTMENTS])[department]
-        + _fit_with_account(world, account, has_account, seniority, department)
+        + person_effect
     )
     interest = rng.normal(0.0, 0.75, n)
     slope = rng.normal(0.0, 0.6, n)

@@ -22,9 +22,11 @@ canonical tables.
 
 Output: one row per lead: ``lead_id``, ``as_of`` (ISO), ``p_<target>`` per target, ``score``
 (0–100), ``grade``, ``handoff``, ``fit_score`` / ``engagement_score`` (0–100, null when the
-model has no feature on that axis), ``grid`` and ``reasons_positive`` / ``reasons_negative`` (up
-to three objects ``{field, text, contribution}``, contribution in log-odds of the primary
-target, signed).
+model has no feature on that axis), ``grid``, ``segment`` (the model used: a segment's or
+``pooled``), ``p_converted_by_<d>d`` per timing horizon, ``expected_conversion_date`` and
+``expected_value`` (null without a timing model), and ``reasons_positive`` /
+``reasons_negative`` (up to three objects ``{field, text, contribution}``, contribution in
+log-odds of the primary target, signed).
 The parameter ``with_reasons`` (default true) turns the reasons off for speed.
 
 **A model that travels.** The scorer is a pickle of leadscore's classes, so the bundle carries
@@ -209,6 +211,13 @@ def signature(scorer: LeadScorer) -> ModelSignature:
         ColSpec(DataType.long, "fit_score", required=False),
         ColSpec(DataType.long, "engagement_score", required=False),
         ColSpec(DataType.string, "grid", required=False),
+        ColSpec(DataType.string, "segment"),
+        *(
+            ColSpec(DataType.double, f"p_converted_by_{days}d", required=False)
+            for days in _horizons(scorer)
+        ),
+        ColSpec(DataType.string, "expected_conversion_date", required=False),
+        ColSpec(DataType.double, "expected_value", required=False),
         ColSpec(Array(_REASON), "reasons_positive"),
         ColSpec(Array(_REASON), "reasons_negative"),
     ]
@@ -217,6 +226,11 @@ def signature(scorer: LeadScorer) -> ModelSignature:
         outputs=MlflowSchema(outputs),
         params=ParamSchema([ParamSpec("with_reasons", DataType.boolean, True)]),
     )
+
+
+def _horizons(scorer: LeadScorer) -> tuple[int, ...]:
+    timing = getattr(scorer, "timing_", None)  # scorers pickled before timing: none
+    return () if timing is None else tuple(timing.horizons_days)
 
 
 # ----------------------------------------------------------------- scoring
@@ -286,7 +300,8 @@ def score_frame(
     summary, reasons = scorer.summarise_explained(
         rows, count=REASONS if with_reasons else 0, num_threads=1
     )
-    scored = summary.frame()
+    timing = summary.timing_columns(pd.Series(stamps, dtype=object))
+    scored = pd.concat([summary.frame(), timing], axis=1)
     scored.insert(0, "lead_id", [str(_plain(r.get("lead_id"))) for r in records])
     scored.insert(1, AS_OF, [stamp.isoformat() for stamp in stamps])
     scored["reasons_positive"] = [reason_records(p) for p, _ in reasons]

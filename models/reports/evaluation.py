@@ -479,6 +479,8 @@ def evaluate(
             plots = _plots(y, predictions, scorer, settings.ece_bins)
     metrics["leakage_suspected"] = leakage
     metrics["primary_target"] = primary
+    if scorer.segmentation is not None:
+        metrics["segments"] = segment_metrics(test_snapshots, X_test, scorer, settings.ece_bins)
     primary_labelled = labelled(test_snapshots, primary)
     fields = fields_by_shap(scorer, X_test[primary_labelled], shap_rows)
     return Evaluation(
@@ -488,6 +490,42 @@ def evaluate(
         top_fields=fields,
         test_rows=int(test.sum()),
     )
+
+
+def segment_metrics(
+    test_snapshots: pd.DataFrame, X_test: np.ndarray, scorer: LeadScorer, bins: int
+) -> dict[str, Any]:
+    """Per segment (:mod:`models.segments`), training's figures and choice, and on the
+    segment's own test rows, per target: the metrics of the model its leads are scored with
+    (``model``: the segment's own, or the pooled model where it was refused) beside the pooled
+    model's (``pooled``) on the same rows."""
+    segmentation = scorer.segmentation
+    assert segmentation is not None
+    routed = scorer.probabilities(X_test)
+    pooled = scorer.probabilities(X_test, routed=False)
+    membership = segmentation.membership(X_test)
+    report = segmentation.report
+    segments: dict[str, Any] = {}
+    for name, trained in report.get("segments", {}).items():
+        entry = {k: v for k, v in trained.items() if k != "targets"}
+        tests: dict[str, Any] = {}
+        for target in scorer.models:
+            rows = labelled(test_snapshots, target) & (membership == name)
+            y = test_snapshots.loc[rows, f"label_{target}"].to_numpy(dtype=np.float64)
+            test: dict[str, Any] = {"rows": int(rows.sum()), "positives": int(y.sum())}
+            test["model"] = _rounded(binary_metrics(y, routed[target][rows], bins))
+            test["pooled"] = _rounded(binary_metrics(y, pooled[target][rows], bins))
+            tests[target] = {**trained.get("targets", {}).get(target, {}), "test": test}
+        entry["targets"] = tests
+        segments[name] = entry
+    return {
+        "by": report.get("by", segmentation.feature),
+        "groups": report.get("groups", {}),
+        "chosen_on": report.get("chosen_on"),
+        "min_gain": report.get("min_gain"),
+        "used": sorted(segmentation.scorers),
+        "segments": segments,
+    }
 
 
 def metric_table(metrics: Mapping[str, Any], target: str) -> pd.DataFrame:

@@ -92,6 +92,46 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def segments_section(metrics: Mapping[str, Any], primary: str) -> str:
+    """Per segment: its size, the model its leads get, and the primary target's test ROC AUC
+    and ECE of that model beside the pooled model's on the segment's rows."""
+    segments = metrics.get("segments")
+    if not isinstance(segments, Mapping):
+        return "One pooled model for every lead (`segments.by` is null)."
+    rows = []
+    for name, entry in segments["segments"].items():
+        target = entry.get("targets", {}).get(primary, {})
+        test = target.get("test", {})
+        chosen_on = target.get("calibration_roc_auc", {})
+        rows.append(
+            [
+                name,
+                entry["rows"],
+                entry["train_positives"],
+                entry["model"],
+                chosen_on.get("segment"),
+                chosen_on.get("pooled"),
+                test.get("rows"),
+                test.get("model", {}).get("roc_auc"),
+                test.get("pooled", {}).get("roc_auc"),
+                test.get("model", {}).get("ece"),
+                test.get("pooled", {}).get("ece"),
+                entry.get("reason", ""),
+            ]
+        )
+    header = [
+        "segment", "snapshots", "train positives", "model", "calib. AUC own", "calib. AUC pooled",
+        "test rows", "test AUC used", "test AUC pooled", "test ECE used", "test ECE pooled", "why",
+    ]  # fmt: skip
+    intro = (
+        f"By `{segments['by']}`. A segment keeps its own model only if it beat the pooled "
+        f"model on the segment's calibration rows (by more than {segments['min_gain']} ROC "
+        f"AUC); the test columns compare the model used with the pooled one on the segment's "
+        f"test rows (`{primary}`). Used: {', '.join(segments['used']) or 'none'}.\n\n"
+    )
+    return intro + markdown_table(header, rows)
+
+
 def selection_section(metrics: Mapping[str, Any], primary: str) -> str:
     """Per target: every candidate's validation ROC AUC and which was chosen."""
     parts = []
@@ -401,6 +441,7 @@ def render(card: CardInputs) -> str:
         "validation data only (the test slice is never read to choose): LightGBM settings, the "
         "logistic regression and blends of their log-odds (the logistic's weight named).\n\n"
         + selection_section(card.metrics, primary),
+        "## Models per segment\n\n" + segments_section(card.metrics, primary),
         f"## By channel and month (`{primary}`)\n\nTest metrics per group "
         f"(`artifacts/metrics_by_group.json` has every metric), groups of at least "
         f"{card.min_group_size} labelled snapshots.\n\n" + group_section(card.by_group, primary),

@@ -238,6 +238,21 @@ def open_lead_forecast(
     return monthly_forecast(as_of, by, _amounts(scorer, X_open), timing, end)
 
 
+def pipeline_forecast(
+    X_open: np.ndarray,
+    scorer: LeadScorer,
+    horizon: pd.Timestamp,
+    backtest: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """``kpis.json`` ``forecast``: the open leads' count and :func:`open_lead_forecast`, and
+    the test period's ``forecast_by_month`` (``backtest``: :func:`timing_report`'s) beside."""
+    return {
+        "open_leads": len(X_open),
+        "by_month": open_lead_forecast(X_open, scorer, horizon),
+        "backtest_by_month": list(backtest["forecast_by_month"]) if backtest else [],
+    }
+
+
 def forecast_totals(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """Summed forecast (and actual, when known) wins and revenue over ``rows``."""
     keys = ("expected_wins", "expected_revenue", "actual_wins", "actual_revenue")

@@ -272,6 +272,49 @@
     renderKpiChart();
     renderKpiTable();
     renderGrid();
+    renderForecast();
+  }
+
+  // Expected wins per month: the open leads' forecast, and the test period's beside the actual.
+  function renderForecast() {
+    const note = $("forecast-note");
+    const table = $("forecast-table");
+    table.replaceChildren();
+    const forecast = state.kpis && state.kpis.forecast;
+    if (!forecast) {
+      C.empty($("forecast-open"), "No forecast: the model has no conversion-timing part.");
+      C.empty($("forecast-backtest"), "No backtest.");
+      note.textContent = "A forecast needs sales events with times (not a flat export) and timing.enabled.";
+      return;
+    }
+    const open = Array.isArray(forecast.by_month) ? forecast.by_month : [];
+    const back = Array.isArray(forecast.backtest_by_month) ? forecast.backtest_by_month : [];
+    C.columnChart($("forecast-open"), open.map((r) => ({
+      label: String(r.month), values: [{ name: "expected wins", value: r.expected_wins }],
+    })), { yFormat: (v) => num(v, 1), label: "expected wins per month from the open leads" });
+    C.columnChart($("forecast-backtest"), back.map((r) => ({
+      label: String(r.month),
+      values: [{ name: "forecast", value: r.expected_wins }, { name: "actual", value: r.actual_wins }],
+    })), { yFormat: (v) => num(v, 0), label: "forecast vs actual wins per month on the test period" });
+    const head = h("tr", {}, ["month", "expected wins", "expected revenue", "actual wins", "actual revenue"].map(
+      (t, i) => h("th", { class: i ? "num" : "" }, t)));
+    table.appendChild(h("thead", {}, head));
+    const body = h("tbody");
+    for (const [kind, rows] of [["open", open], ["backtest", back]]) {
+      for (const r of rows) {
+        body.appendChild(h("tr", { "data-kind": kind },
+          h("td", {}, `${r.month}${kind === "backtest" ? " (test)" : ""}`),
+          h("td", { class: "num" }, num(r.expected_wins, 1)),
+          h("td", { class: "num" }, money(r.expected_revenue)),
+          h("td", { class: "num" }, kind === "backtest" ? int(r.actual_wins) : "—"),
+          h("td", { class: "num" }, kind === "backtest" ? money(r.actual_revenue) : "—")));
+      }
+    }
+    table.appendChild(body);
+    const sum = (rows, key) => rows.reduce((a, r) => a + (isNum(r[key]) ? r[key] : 0), 0);
+    note.textContent = `${int(forecast.open_leads)} open leads: ${num(sum(open, "expected_wins"), 1)} expected wins, ` +
+      `${money(sum(open, "expected_revenue"))}. Test period: ${num(sum(back, "expected_wins"), 1)} forecast vs ` +
+      `${int(sum(back, "actual_wins"))} actual wins.`;
   }
 
   // A heat map: each cell's shade follows its observed rate against the highest cell's.
@@ -494,6 +537,16 @@
     $("feedback-reason-label").hidden = !reasons.length;
   }
 
+  // When and how much (the timing model), and which model scored the lead.
+  function whenText(row) {
+    const parts = [];
+    if (row.expected_conversion_date) parts.push(`expected to convert by ${row.expected_conversion_date}`);
+    else if (Object.keys(row).some((k) => k.startsWith("p_converted_by_"))) parts.push("under 50 % to convert within the forecast horizon");
+    if (isNum(row.expected_value)) parts.push(`expected value ${money(row.expected_value)}`);
+    parts.push(row.segment && row.segment !== "pooled" ? `scored by the ${row.segment} model` : "scored by the pooled model");
+    return parts.join(" · ");
+  }
+
   function renderLead(page) {
     const lead = page.lead || {};
     const row = page.queue || {};
@@ -508,7 +561,8 @@
         h("div", { class: "small muted" }, `${page.lead_id}${row.owner_id ? ` · owner ${row.owner_id}` : ""}${row.channel ? ` · ${row.channel}` : ""}${row.campaign_name ? ` · ${row.campaign_name}` : ""}`)),
       page.queue
         ? h("div", { class: "lead-score" }, gradeBadge(row.grade), h("div", { class: "kpi-value" }, isNum(row.score) ? String(row.score) : "—"),
-          h("div", { class: "small muted" }, `rank ${row.rank}`), h("div", { class: "small" }, statusCell(row)))
+          h("div", { class: "small muted" }, `rank ${row.rank}`), h("div", { class: "small" }, statusCell(row)),
+          h("div", { class: "small", id: "lead-when", "data-testid": "lead-when" }, whenText(row)))
         : h("div", { class: "muted small" }, "not in the queue (closed, or not scored yet)")
     );
     const history = (page.scores || []).slice().reverse();

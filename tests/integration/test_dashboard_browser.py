@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 from websockets.sync.client import ClientConnection, connect
@@ -240,6 +241,28 @@ def test_dashboard_in_chromium(server: Server, browser: Browser, world: World) -
     assert sum(c[1] for c in cells) == kpi_grid["scores"] > 0
     assert {c["cell"]: c["scores"] for c in kpi_grid["cells"]} == {c[0]: c[1] for c in cells}
     assert len({c[2] for c in cells if c[1]}) > 1  # the shades differ with the rates
+
+    # the pipeline forecast: a bar per month of the open leads' forecast, forecast beside
+    # actual on the test period, the table's rows and the note's totals from kpis.json
+    forecast = json.loads((world.artifacts / "kpis.json").read_text())["forecast"]
+    assert forecast["by_month"]
+    assert forecast["backtest_by_month"]
+    drawn = browser.evaluate(
+        "[document.querySelectorAll('#forecast-open svg rect.bar').length,"
+        " document.querySelectorAll('#forecast-backtest svg rect.bar').length,"
+        " document.querySelectorAll('#forecast-table tbody tr[data-kind=open]').length,"
+        " document.querySelectorAll('#forecast-table tbody tr[data-kind=backtest]').length,"
+        " document.getElementById('forecast-note').textContent]"
+    )
+    assert drawn[0] == len(forecast["by_month"])
+    assert drawn[1] == 2 * len(forecast["backtest_by_month"])
+    assert drawn[2:4] == [len(forecast["by_month"]), len(forecast["backtest_by_month"])]
+    expected = sum(r["expected_wins"] for r in forecast["by_month"])
+    actual = sum(r["actual_wins"] for r in forecast["backtest_by_month"])
+    assert f"{forecast['open_leads']:,} open leads: {expected:.1f} expected wins" in drawn[4]
+    assert f"{actual:,} actual wins" in drawn[4]
+    browser.evaluate("document.getElementById('forecast').scrollIntoView(), true")
+    _screenshot(browser, "forecast.png", 1400)
 
     # queue: sorted by predicted conversion, best first
     probabilities = browser.evaluate(
@@ -471,6 +494,14 @@ def test_queue_and_lead_page_in_chromium(server: Server, browser: Browser, world
     browser.wait_for(f"document.body.dataset.lead === {json.dumps(lead)}")
     assert browser.evaluate("document.getElementById('queue').offsetParent === null")
     assert browser.evaluate("document.getElementById('lead-name').textContent").strip()
+    # when and how much, and which model scored it (the queue file's row for this lead)
+    queued = pd.read_parquet(world.artifacts / "queue.parquet").set_index("lead_id").loc[lead]
+    when = browser.evaluate("document.getElementById('lead-when').textContent")
+    assert when.endswith("scored by the pooled model")
+    date = queued["expected_conversion_date"]
+    date = None if pd.isna(date) else date
+    assert (f"expected to convert by {date}" if date else "under 50 % to convert") in when
+    assert f"expected value €{int(queued['expected_value'] + 0.5):,}" in when
     assert browser.evaluate("document.querySelectorAll('#lead-timeline li.event').length") > 0
     assert browser.evaluate("document.querySelectorAll('#lead-up li').length") > 0
     assert browser.evaluate("document.querySelectorAll('#lead-history svg path').length") > 0

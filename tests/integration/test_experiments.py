@@ -20,6 +20,8 @@ import yaml
 from tests.project import BIN, GIT, commit_all, copy_project, pipeline_env
 
 EXPERIMENTS = {"leaves-3": "train.num_leaves=3", "leaves-15": "train.num_leaves=15"}
+SEGMENTED = ("by-country", "segments.by=country")
+"""Run after the others: a model per country where the data allows (models.segment_training)."""
 REPORTS = (
     "artifacts/summary.json",
     "artifacts/promotion.json",
@@ -62,6 +64,9 @@ def experiments(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         _run([str(BIN / "dvc"), "exp", "run", "-n", name, "-S", setting], repo, env)
         outputs[name] = {path: (repo / path).read_bytes() for path in REPORTS}
     shown = _run([str(BIN / "dvc"), "exp", "show", "--json"], repo, env).stdout
+    name, setting = SEGMENTED
+    _run([str(BIN / "dvc"), "exp", "run", "-n", name, "-S", setting], repo, env)
+    outputs[name] = {path: (repo / path).read_bytes() for path in REPORTS}
     return {
         "repo": repo,
         "env": env,
@@ -125,16 +130,17 @@ def test_experiments_log_runs_but_register_nothing(experiments: dict[str, Any]) 
     assert str(client.get_model_version_by_alias("lead-scoring", "champion").version) == "1"
     experiment = client.get_experiment_by_name("leadscore").experiment_id
     runs = client.search_runs([experiment])
-    assert len(runs) == 1 + len(EXPERIMENTS)
+    settings = {**EXPERIMENTS, SEGMENTED[0]: SEGMENTED[1]}
+    assert len(runs) == 1 + len(settings)
     assert {run.info.status for run in runs} == {"FINISHED"}
     logged = {
         run.info.run_name: run
         for run in runs
         if run.data.tags.get("registry.action") == "logged only"
     }
-    assert set(logged) == set(EXPERIMENTS)
+    assert set(logged) == set(settings)
     for name, run in logged.items():
-        setting, value = EXPERIMENTS[name].split("=")
+        setting, value = settings[name].split("=")
         assert run.data.params[setting] == value
         assert "registry.version" not in run.data.tags
         record = json.loads(experiments["outputs"][name]["artifacts/registry.json"])
@@ -164,6 +170,39 @@ def test_exp_show_prints_each_experiments_metrics(experiments: dict[str, Any]) -
     text = json.dumps([rows[name] for name in EXPERIMENTS])
     for volatile in ("run_id", '"now"', "seconds"):
         assert volatile not in text
+
+
+def test_a_segmented_experiment_reports_every_segment_beside_the_pooled_model(
+    experiments: dict[str, Any],
+) -> None:
+    """`dvc exp run -S segments.by=country`: every country is reported, each with the model
+    its leads get (its own, or pooled with the reason) and both models' test figures on its
+    rows; the model card shows the table; the bundle's scorer routes by country."""
+    import pickle
+
+    outputs = experiments["outputs"][SEGMENTED[0]]
+    metrics = json.loads(outputs["artifacts/metrics.json"])
+    segments = metrics["segments"]
+    assert segments["by"] == "country"
+    assert len(segments["segments"]) >= 5
+    for name, entry in segments["segments"].items():
+        assert entry["model"] in ("segment", "pooled"), name
+        assert entry["model"] == "segment" or entry["reason"]
+        test = entry["targets"]["converted"]["test"]
+        if entry["model"] == "pooled" and test["rows"]:
+            assert test["model"] == test["pooled"]
+    ready = [
+        name
+        for name, entry in segments["segments"].items()
+        if "calibration_roc_auc" in entry["targets"]["converted"]
+    ]
+    assert ready, "no country had enough data for a model of its own at 4,000 leads"
+    card = outputs["artifacts/model_card.md"].decode()
+    assert "## Models per segment" in card
+    assert "By `country`" in card
+    scorer = pickle.loads(outputs["artifacts/model/artifacts/scorer.pkl"])
+    assert scorer.segmentation is not None
+    assert sorted(scorer.segmentation.scorers) == segments["used"]
 
 
 def test_exp_apply_restores_every_report_of_the_run(experiments: dict[str, Any]) -> None:

@@ -58,8 +58,10 @@ def test_summary_follows_the_definition(scorer: LeadScorer, rows: np.ndarray) ->
         "fit_score",
         "engagement_score",
         "grid",
+        "segment",
     ]
     assert len(frame) == len(rows)
+    assert set(frame["segment"]) == {"pooled"}  # a model without segments
 
 
 def test_grade_floors_are_inclusive(scorer: LeadScorer) -> None:

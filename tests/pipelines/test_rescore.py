@@ -52,7 +52,15 @@ def test_rescore_stores_and_writes_back(
     horizon = contract.data_horizon(world.tables)
     expected, _ = open_leads(world.tables, horizon, flat=False)
     first = _rescore(world, tmp_path / "crm.csv")
-    assert list(first[0]) == list(CRM_COLUMNS)
+    horizons = [f"p_converted_by_{d}d" for d in world.scorer.timing_.horizons_days]
+    assert list(first[0]) == [*CRM_COLUMNS, *horizons]
+    assert {r["segment"] for r in first} == {"pooled"}
+    for row in first:  # when and how much: a non-decreasing curve, a value, a date or none
+        curve = [float(row[h]) for h in horizons]
+        assert curve == sorted(curve)
+        assert float(row["expected_value"]) >= 0
+        date = row["expected_conversion_date"]
+        assert date == "" or dt.date.fromisoformat(date) >= horizon.date()
     assert sorted(r["lead_id"] for r in first) == sorted(expected["lead_id"].astype(str))
     assert {r["trend"] for r in first} == {"not enough history"}
     assert all(r["grade"] in "ABCD" and 0 <= int(r["score"]) <= 100 for r in first)

@@ -53,6 +53,7 @@ def test_score(client: TestClient, bodies: list[dict[str, Any]]) -> None:
         "p_converted_by",
         "expected_conversion_date",
         "expected_value",
+        "segment",
         "reasons_positive",
         "reasons_negative",
         "unseen",
@@ -68,6 +69,7 @@ def test_score(client: TestClient, bodies: list[dict[str, Any]]) -> None:
     assert result["grid"][0] in "ABCD"
     assert result["grid"][1] in "1234"
     assert result["priority"] is None  # one lead alone: no queue to rank it in
+    assert result["segment"] == "pooled"  # a model without segments
     # when and for how much (models.timing): a curve over the horizons that never decreases
     by = result["p_converted_by"]
     assert list(by) == [str(d) for d in Params().timing.horizons_days]

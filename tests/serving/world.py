@@ -76,10 +76,11 @@ def fast(params: Params) -> Params:
 
 
 def _build(root: Path) -> None:
-    from models.queue import sales_queue
+    from models.queue import open_lead_features, sales_queue
     from models.reports.evaluation import evaluate
     from models.reports.grid import grid_report
     from models.reports.kpis import compute_kpis, first_snapshot_predictions
+    from models.reports.timing import pipeline_forecast, timing_report
     from models.timing import durations
 
     params = fast(load_params(REPO / "params.yaml"))
@@ -115,6 +116,10 @@ def _build(root: Path) -> None:
         predictions=first_snapshot_predictions(snapshots, X, scorer),
     )
     kpis["grid"] = grid_report(snapshots, X, scorer)
+    stamp = pd.Timestamp(horizon)
+    timing = timing_report(snapshots, X, tables["sales_events"], scorer, stages, stamp)
+    _, _, X_open = open_lead_features(tables, scorer, stamp)
+    kpis["forecast"] = pipeline_forecast(X_open, scorer, stamp, timing)
     (artifacts / "metrics.json").write_text(json.dumps(evaluation.metrics, default=_plain))
     (artifacts / "kpis.json").write_text(json.dumps(kpis, default=_plain))
     for name, frame in evaluation.plots.items():
@@ -277,6 +282,7 @@ def batch_answers(
         answer["expected_conversion_date"] = timing["expected_conversion_date"][i]
         value = timing["expected_value"][i]
         answer["expected_value"] = None if pd.isna(value) else float(value)
+        answer["segment"] = summary.segment_of(i)
         answer["reasons_positive"] = reason_records(explained[i][0])
         answer["reasons_negative"] = reason_records(explained[i][1])
         out.append(answer)

@@ -121,10 +121,16 @@ def test_pyfunc_scores_equal_the_pipeline_scores(
     assert answer["lead_id"].tolist() == sample["lead_id"].tolist()
     for target in scorer.models:
         np.testing.assert_allclose(answer[f"p_{target}"], expected[f"p_{target}"], rtol=0, atol=0)
-    for column in ("score", "grade", "handoff"):
+    for column in ("score", "grade", "handoff", "segment"):
         assert answer[column].tolist() == expected[column].tolist()
     as_of = pd.to_datetime(answer["as_of"], utc=True, format="ISO8601")
     assert (as_of == sample["as_of"].reset_index(drop=True)).all()
+    # when and how much, as every other answer carries them
+    X = scorer.engine.matrix_from_frame(sample)
+    timing = scorer.summarise(X).timing_columns(sample["as_of"].reset_index(drop=True))
+    assert scorer.timing_ is not None
+    for column in timing.columns:
+        assert answer[column].tolist() == timing[column].tolist(), column
 
 
 def test_reasons_are_the_scorers_top_three_each_way(
@@ -186,8 +192,12 @@ def test_pyfunc_answer_equals_the_api_answer(
     sales = list(frame.loc[0, "sales_events"])
     prepared = ModelInput(scorer).prepare(lead, touches, sales, as_of.to_pydatetime())
     api = answers(scorer, [prepared], {"name": "m", "version": "1"})[0]
-    for key in ("lead_id", "p_accepted", "p_converted", "score", "grade", "handoff"):
+    for key in ("lead_id", "p_accepted", "p_converted", "score", "grade", "handoff", "segment"):
         assert answer[key] == api[key], key
+    for days, p in api["p_converted_by"].items():
+        assert answer[f"p_converted_by_{days}d"] == p
+    assert answer["expected_conversion_date"] == api["expected_conversion_date"]
+    assert answer["expected_value"] == api["expected_value"]
     assert list(answer["reasons_positive"]) == api["reasons_positive"]
     assert list(answer["reasons_negative"]) == api["reasons_negative"]
 
@@ -209,6 +219,7 @@ def test_signature_follows_the_contract(bundle: Path, scorer: LeadScorer) -> Non
     outputs = signature.outputs.input_names()
     assert {f"p_{t}" for t in scorer.models} <= set(outputs)
     assert {"score", "grade", "handoff", "reasons_positive", "reasons_negative"} <= set(outputs)
+    assert {"segment", "expected_conversion_date", "expected_value"} <= set(outputs)
 
 
 def test_input_example_is_real_leads_and_serves(
