@@ -430,6 +430,7 @@ class TimingParams(Section):
     horizons_days: tuple[Annotated[int, Field(ge=1, le=3650)], ...] = (7, 14, 30, 60, 90, 180)
     min_deals: Annotated[int, Field(ge=1)] = 50
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
+    calibrate: bool = True
 
     @field_validator("horizons_days")
     @classmethod

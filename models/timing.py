@@ -12,7 +12,11 @@ and 0 when it is observed to its end without converting. An interval in which th
 censored gives no row: nothing about it is known. LightGBM learns the interval's hazard from the
 snapshot's features plus the interval's index (one model for all horizons); per lead
 ``P(converted by h_k) = 1 - prod_{j <= k} (1 - hazard_j)``, non-decreasing by construction
-(and enforced). The expected conversion day is where that curve crosses 50 %, linear between
+(and enforced). Each horizon's probability is then recalibrated (sigmoid, on the `calibration`
+slice's snapshots labelled at that horizon: converted by it, or observed past it without
+converting), as the targets' probabilities are: the product of hazards learned interval by
+interval drifts from the observed share, and the monthly forecast sums these probabilities. The
+expected conversion day is where that curve crosses 50 %, linear between
 horizons, or unknown when it stays under 50 % up to the longest horizon.
 
 **Deal amount** (:class:`AmountModel`): LightGBM regression of the won deal's amount on the
@@ -31,6 +35,8 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+
+from models.calibration import Calibrator
 
 DAY_SECONDS = 86_400.0
 
@@ -157,8 +163,40 @@ class ConversionTiming:
         self.person_periods_ = len(y)
         return self
 
+    def calibrate(
+        self, X: np.ndarray, days: np.ndarray, event: np.ndarray, min_each: int = 20
+    ) -> ConversionTiming:
+        """Per horizon, a sigmoid map of the curve's value fitted on the snapshots of ``X``
+        labelled at that horizon (converted by it, or observed past it without converting);
+        none (the value as it is) for a horizon with fewer than ``min_each`` of either."""
+        raw = self._uncalibrated(X)
+        calibrators: list[Calibrator | None] = []
+        self.calibration_rows_: list[int] = []
+        for k, horizon in enumerate(self.horizons_days):
+            converted = event & (days <= horizon)
+            observed = converted | (days > horizon)
+            y = converted[observed]
+            self.calibration_rows_.append(int(observed.sum()))
+            if y.sum() < min_each or (~y).sum() < min_each:
+                calibrators.append(None)
+                continue
+            calibrators.append(Calibrator("sigmoid").fit(raw[observed, k], y.astype(np.float64)))
+        self.calibrators_ = calibrators
+        return self
+
     def by_horizon(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
-        """(n, K): the probability of converting within each horizon, non-decreasing."""
+        """(n, K): the probability of converting within each horizon, calibrated per horizon
+        where the calibration slice allowed, non-decreasing."""
+        by = self._uncalibrated(X, num_threads)
+        calibrators = getattr(self, "calibrators_", None)  # pickled before calibration: none
+        if calibrators is None or not len(by):
+            return by
+        for k, calibrator in enumerate(calibrators):
+            if calibrator is not None:
+                by[:, k] = calibrator.predict(by[:, k])
+        return np.maximum.accumulate(by, axis=1)
+
+    def _uncalibrated(self, X: np.ndarray, num_threads: int = 0) -> np.ndarray:
         n, k = len(X), len(self.horizons_days)
         if not n:
             return np.zeros((0, k))

@@ -471,6 +471,10 @@ def train_timing(
     ).fit(
         X[train], days[train], event[train], X[valid], days[valid], event[valid], names, categorical
     )
+    calibration = split == "calibration"
+    if params.timing.calibrate:
+        timing.calibrate(X[calibration], days[calibration], event[calibration])
+    calibrators = getattr(timing, "calibrators_", [None] * len(timing.horizons_days))
     won = train & event
     amount = AmountModel(booster_params, params.timing.min_deals).fit(
         X[won], amounts[won], names, categorical
@@ -480,6 +484,9 @@ def train_timing(
         "horizons_days": list(timing.horizons_days),
         "person_periods": timing.person_periods_,
         "trees": timing.best_iteration_,
+        "calibrated_horizons": [
+            d for d, c in zip(timing.horizons_days, calibrators, strict=True) if c is not None
+        ],
         "conversions_train": conversions,
         "amount": {
             "deals": amount.deals_,

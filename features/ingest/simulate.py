@@ -486,24 +486,26 @@ def _simulate_leads(
         source[mask] = offset + (source_choice[mask] * len(profile.sources)).astype(np.int64)
         offset += len(profile.sources)
     channel_effect = np.array([c.quality for c in CHANNEL_PROFILES])[channel]
-    person_effect = (
-        np.array([e for _, _, e, _ in SENIORITIES])[seniority]
-        + np.array([e for _, _, e, _ in DEPARTMENTS])[department]
-    )
-    person_effect = person_effect + _fit_with_account(
-        world, account, has_account, seniority, department
-    )
+    seniority_effect = np.array([e for _, _, e, _ in SENIORITIES])[seniority]
+    department_effect = np.array([e for _, _, e, _ in DEPARTMENTS])[department]
+    profile_effect = _fit_with_account(world, account, has_account, seniority, department)
     if settings.segment_drivers:
         # Regions that buy differently: the drivers' signs flip by region, which one pooled
         # model can only learn as interactions with the country.
         region = REGION_OF_COUNTRY[country]
-        person_effect = np.where(region == EMEA, -2.0 * person_effect, person_effect)
+        emea = region == EMEA
+        seniority_effect = np.where(emea, -2.0 * seniority_effect, seniority_effect)
+        department_effect = np.where(emea, -2.0 * department_effect, department_effect)
+        profile_effect = np.where(emea, -2.0 * profile_effect, profile_effect)
         channel_effect = np.where(region == APAC, -3.0 * channel_effect, channel_effect)
+    # Summed in this order so that the default world stays bit for bit what it was.
     fit = (
         channel_effect
         + world.campaign_quality[campaign]
         + np.where(has_account, world.account_propensity[np.maximum(account, 0)], -0.35)
-        + person_effect
+        + seniority_effect
+        + department_effect
+        + profile_effect
     )
     interest = rng.normal(0.0, 0.75, n)
     slope = rng.normal(0.0, 0.6, n)

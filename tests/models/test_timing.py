@@ -4,6 +4,8 @@ decreases, and the survival metrics checked against scikit-survival's."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -69,11 +71,13 @@ def test_person_periods_label_only_what_was_observed(days: np.ndarray, seed: int
     assert sorted(rows[label == 1].tolist()) == np.flatnonzero(converted).tolist()
 
 
-def _timing_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _timing_data(
+    n: int, seed: int, speed: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Two features speed conversion up; observation ends at a random censoring time."""
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, 3))
-    rate = np.exp(-4.0 + 1.2 * X[:, 0] + 0.6 * X[:, 1])
+    rate = speed * np.exp(-4.0 + 1.2 * X[:, 0] + 0.6 * X[:, 1])
     time = rng.exponential(1 / rate)
     censor = rng.uniform(5, 150, n)
     return X, np.minimum(time, censor), time <= censor
@@ -89,12 +93,46 @@ def fitted() -> ConversionTiming:
     return timing.fit(X, days, event, Xv, days_v, event_v, ["x0", "x1", "x2"], [])
 
 
-@settings(max_examples=50, deadline=None)
-@given(rows=arrays(np.float64, (5, 3), elements=st.floats(-1e6, 1e6) | st.just(np.nan)))
-def test_the_curve_never_decreases_and_stays_a_probability(
-    fitted: ConversionTiming, rows: np.ndarray
+@pytest.fixture(scope="module")
+def recalibrated(fitted: ConversionTiming) -> ConversionTiming:
+    """The same model recalibrated on a later period in which leads convert twice as fast."""
+    timing = copy.deepcopy(fitted)
+    return timing.calibrate(*_timing_data(4_000, 3, speed=2.0))
+
+
+def test_recalibration_brings_each_horizon_to_the_observed_share(
+    fitted: ConversionTiming, recalibrated: ConversionTiming
 ) -> None:
-    by = fitted.by_horizon(rows)
+    X, days, event = _timing_data(6_000, 4, speed=2.0)
+    before, after = fitted.by_horizon(X), recalibrated.by_horizon(X)
+    assert all(c is not None for c in recalibrated.calibrators_)
+    for k, horizon in enumerate(HORIZONS):
+        converted = event & (days <= horizon)
+        observed = converted | (days > horizon)
+        share = converted[observed].mean()
+        # the faster period: the model trained before under-forecasts, recalibrated it does not
+        assert before[observed, k].mean() < share - 0.02
+        assert abs(after[observed, k].mean() - share) < 0.02, (horizon, share)
+
+
+def test_a_horizon_with_too_few_labels_keeps_its_value(fitted: ConversionTiming) -> None:
+    X, days, event = _timing_data(60, 5)
+    few = copy.deepcopy(fitted).calibrate(X, days, event, min_each=20)
+    assert few.calibrators_[0] is None  # a handful of the 60 convert within 7 days
+    none = copy.deepcopy(fitted).calibrate(X, days, event, min_each=10_000)
+    assert all(c is None for c in none.calibrators_)
+    assert np.array_equal(none.by_horizon(X), fitted.by_horizon(X))
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    rows=arrays(np.float64, (5, 3), elements=st.floats(-1e6, 1e6) | st.just(np.nan)),
+    calibrated=st.booleans(),
+)
+def test_the_curve_never_decreases_and_stays_a_probability(
+    fitted: ConversionTiming, recalibrated: ConversionTiming, rows: np.ndarray, calibrated: bool
+) -> None:
+    by = (recalibrated if calibrated else fitted).by_horizon(rows)
     assert by.shape == (5, len(HORIZONS))
     assert ((by >= 0) & (by <= 1)).all()
     assert (np.diff(by, axis=1) >= 0).all()
