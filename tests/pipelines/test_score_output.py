@@ -271,6 +271,11 @@ def test_csv_reason_columns_are_the_parquet_reasons_texts(
     a = pd.read_parquet(tmp_path / "out.parquet")
     b = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
     assert "reasons_positive" not in b.columns  # no JSON in the CSV
+    # the same columns in the same order in both formats, the model used among them
+    lists = ("reasons_positive", "reasons_negative")
+    assert b.columns.tolist() == [c for c in a.columns if c not in lists]
+    assert set(a["segment"]) == {"pooled"}
+    assert set(b["segment"]) == {"pooled"}
     assert b["lead_id"].tolist() == a["lead_id"].tolist()
     for side, prefix in (("reasons_positive", "reason_"), ("reasons_negative", "reason_negative_")):
         texts = [[r["text"] for r in reasons] for reasons in a[side]]
