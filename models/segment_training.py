@@ -34,6 +34,16 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
+def minimums(params: Params) -> tuple[int, int]:
+    """The labelled positives and negatives a segment's train slice needs: the segments'
+    minimums, and never fewer than any model's (``train.min_positives/min_negatives``), so a
+    small segment falls back to the pooled model instead of failing the stage."""
+    return (
+        max(params.segments.min_positives, params.train.min_positives),
+        max(params.segments.min_negatives, params.train.min_negatives),
+    )
+
+
 def check_segment_feature(categorical: list[str], by: str) -> None:
     """Refuse, in one line, a ``segments.by`` that is not a categorical feature of the model
     (before anything is trained)."""
@@ -76,6 +86,7 @@ def train_segments(
     in_train = labelled(snapshots, primary, "train")
     sizes = {str(n): int((in_train & (names == n)).sum()) for n in set(names) if n != POOLED}
     order = sorted(sizes, key=lambda n: (-sizes[n], n))
+    least_positives, least_negatives = minimums(params)
     scorers: dict[str, LeadScorer] = {}
     segments: dict[str, Any] = {}
     for rank, name in enumerate(order):
@@ -90,12 +101,12 @@ def train_segments(
         if rank >= settings.max_segments:
             entry["model"] = POOLED
             entry["reason"] = f"beyond the {settings.max_segments} largest (segments.max_segments)"
-        elif positives < settings.min_positives or negatives < settings.min_negatives:
+        elif positives < least_positives or negatives < least_negatives:
             entry["model"] = POOLED
             entry["reason"] = (
                 f"{positives} positives and {negatives} negatives of '{primary}' in train; "
-                f"segments.min_positives/min_negatives require {settings.min_positives} and "
-                f"{settings.min_negatives}"
+                f"segments.min_positives/min_negatives (and train's) require {least_positives} "
+                f"and {least_negatives}"
             )
         else:
             child, targets = _segment_scorer(
@@ -107,7 +118,7 @@ def train_segments(
             entry["targets"] = targets
             entry["model"] = "segment" if child is not None else POOLED
             if child is None:
-                entry["reason"] = (
+                entry["reason"] = targets[primary].get("reason") or (
                     f"its '{primary}' model did not beat the pooled model on the segment's "
                     "calibration rows"
                 )
@@ -140,16 +151,28 @@ def _segment_scorer(
     X_segment = X[positions]
     segment = snapshots.iloc[positions].reset_index(drop=True)
     settings = params.segments
+    least_positives, least_negatives = minimums(params)
     chosen = {}
     targets: dict[str, Any] = {}
     for target in pooled.models:
         y = segment[f"label_{target}"].to_numpy()
         train = labelled(segment, target, "train")
         positives, negatives = int((train & (y == 1)).sum()), int((train & (y == 0)).sum())
-        if positives < settings.min_positives or negatives < settings.min_negatives:
+        if positives < least_positives or negatives < least_negatives:
             targets[target] = {
                 "model": POOLED,
                 "reason": f"{positives} positives and {negatives} negatives in train",
+            }
+            continue
+        one_class = [
+            split
+            for split in ("valid", "calibration")
+            if len(set(y[labelled(segment, target, split)].tolist())) < 2
+        ]
+        if one_class:  # nothing to stop early on, or to calibrate with
+            targets[target] = {
+                "model": POOLED,
+                "reason": f"its {' and '.join(one_class)} rows hold one class only",
             }
             continue
         model, trained = fit_target(X_segment, segment, target)

@@ -203,3 +203,21 @@ def test_a_segment_column_the_model_lacks_is_one_clear_error(drifted: Trained) -
     snapshots = drifted.snapshots.iloc[:3000]
     with pytest.raises(UserError, match=r"segments\.by: 'favourite_colour' is not a categorical"):
         train_all(snapshots, drifted.scorer.engine, params, X=drifted.X[:3000])
+
+
+@pytest.mark.slow
+def test_segments_smaller_than_any_model_needs_fall_back_instead_of_failing(
+    default: Trained,
+) -> None:
+    """segments' minimums below train's: a tiny segment is pooled with its reason, never a
+    'not ready to train' error that fails the stage."""
+    params = _params(by="industry", groups={}, min_positives=1, min_negatives=1)
+    with threadpool_limits(1):
+        scorer, _ = train_all(default.snapshots, default.scorer.engine, params, X=default.X)
+    assert scorer.segmentation is not None
+    report = scorer.segmentation.report["segments"]
+    small = [e for e in report.values() if e["train_positives"] < params.train.min_positives]
+    assert small
+    for entry in small:
+        assert entry["model"] == POOLED
+        assert f"require {params.train.min_positives}" in entry["reason"]
