@@ -147,6 +147,9 @@ def cluster(params: EngineParams, stage: str = "features") -> Iterator[Client]:
                 # A free port: a fixed one (8787) collides with any other cluster here.
                 dashboard_address=":0",
                 memory_limit=params.memory_limit or "auto",
+                # The stage reports a cluster failure itself, in one line; a dying worker's
+                # own logged tracebacks (heartbeats to a closed scheduler) are noise.
+                silence_logs=logging.CRITICAL,
             )
             client = Client(local, set_as_default=False)
         else:
