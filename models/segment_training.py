@@ -109,12 +109,11 @@ def train_segments(
                 f"and {least_negatives}"
             )
         else:
-            child, targets = _segment_scorer(
-                (X, snapshots, np.flatnonzero(rows)), name, pooled, params, fit_target
-            )
+            X_segment = X[rows]
+            segment = snapshots.iloc[np.flatnonzero(rows)].reset_index(drop=True)
+            child, targets = _segment_scorer(X_segment, segment, name, pooled, params, fit_target)
             if child is not None:
-                segment = snapshots.iloc[np.flatnonzero(rows)].reset_index(drop=True)
-                child.fit_axes(X[rows][reference_rows(segment)])
+                child.fit_axes(X_segment[reference_rows(segment)])
             entry["targets"] = targets
             entry["model"] = "segment" if child is not None else POOLED
             if child is None:
@@ -138,7 +137,8 @@ def train_segments(
 
 
 def _segment_scorer(
-    rows: tuple[np.ndarray, pd.DataFrame, np.ndarray],
+    X_segment: np.ndarray,
+    segment: pd.DataFrame,
     name: str,
     pooled: LeadScorer,
     params: Params,
@@ -146,10 +146,8 @@ def _segment_scorer(
 ) -> tuple[LeadScorer | None, dict[str, Any]]:
     """The segment's scorer (None when its primary model loses to the pooled one; its axes
     not fitted yet) and, per target, its figures beside the pooled model's on the segment's
-    calibration rows. ``rows``: the whole matrix, snapshots and the segment's positions."""
-    X, snapshots, positions = rows
-    X_segment = X[positions]
-    segment = snapshots.iloc[positions].reset_index(drop=True)
+    calibration rows. ``X_segment`` and ``segment``: the segment's feature rows and
+    snapshots."""
     settings = params.segments
     least_positives, least_negatives = minimums(params)
     chosen = {}
