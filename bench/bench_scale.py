@@ -1,15 +1,17 @@
-"""The features stage locally and on a Dask cluster, side by side: wall time and peak RSS of
-every process (the stage's own and each worker's), in interleaved rounds.
+"""The validate and features stages locally and on a Dask cluster, side by side: wall time
+and peak RSS of every process (the stage's own and each worker's), in interleaved rounds.
 
     python bench/bench_scale.py --leads 100000 1000000 --rounds 2
 
 For each size the simulated CRM is generated once (in ``--work``, kept between runs), then each
-round runs ``leadscore features`` once with ``engine.kind: local`` and once with ``dask``
-(a ``LocalCluster`` of ``--workers`` processes, one thread each, started and closed by the
-stage), in alternating order, and checks that both wrote the same snapshots. The peer of the
-Dask figures is the local run of the same round; the load average is printed beside them.
-What runs on the cluster is the transform (the stage's bulk of CPU); reading the tables, the
-snapshots and the engine's fit stay in the stage's process (see docs/scale.md).
+round runs ``leadscore validate`` and ``leadscore features`` once with ``engine.kind: local``
+and once with ``dask`` (a ``LocalCluster`` of ``--workers`` processes, one thread each, started
+and closed by each stage), in alternating order, and checks that both wrote the same
+snapshots. The peer of the Dask figures is the local run of the same round; the load average
+is printed beside them. Under Dask, validate runs Great Expectations per lead partition on the
+workers and writes the lead tables as partitioned datasets; features then never loads the
+touches in the stage's process (the workers read them). Reading and typing the raw files,
+the snapshots and the engine's fit stay in the stages' processes (see docs/scale.md).
 """
 
 from __future__ import annotations
@@ -68,17 +70,12 @@ def _watch(root: psutil.Process, peaks: dict[int, tuple[str, int]], done: thread
         time.sleep(0.05)
 
 
-def _run(raw: Path, out: Path, params: Path) -> tuple[float, int, list[int], str]:
-    """One ``leadscore features`` run: seconds, the stage process's peak RSS, each worker's,
-    and a digest of the snapshots it wrote."""
-    shutil.rmtree(out, ignore_errors=True)
+def _run(command: list[str], params: Path) -> tuple[float, int, list[int]]:
+    """One stage: seconds, the stage process's peak RSS and each worker's."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     start = time.perf_counter()
     process = psutil.Popen(
-        [
-            *(str(BIN / "leadscore"), "features", "--validated", str(raw), "--out", str(out)),
-            *("--params", str(params)),
-        ],
+        [str(BIN / "leadscore"), *command, "--params", str(params)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -93,11 +90,32 @@ def _run(raw: Path, out: Path, params: Path) -> tuple[float, int, list[int], str
     done.set()
     watcher.join()
     if process.returncode != 0:
-        raise SystemExit(f"leadscore features failed: {errors.decode()[-2000:]}")
+        raise SystemExit(f"leadscore {command[0]} failed: {errors.decode()[-2000:]}")
     stage = max((rss for role, rss in peaks.values() if role == "stage"), default=0)
     workers = sorted((rss for role, rss in peaks.values() if role == "worker"), reverse=True)
+    return seconds, stage, workers
+
+
+Figures = dict[str, tuple[float, int, list[int]]]
+
+
+def _stages(raw: Path, work: Path, kind: str, params: Path) -> tuple[Figures, str]:
+    """validate then features with ``params``: each stage's figures, the snapshots' digest."""
+    validated, out = work / f"validated-{kind}", work / f"features-{kind}"
+    for path in (validated, out):
+        shutil.rmtree(path, ignore_errors=True)
+    figures = {
+        "validate": _run(
+            [
+                *("validate", "--raw", str(raw), "--out", str(validated)),
+                *("--report", str(work / f"report-{kind}")),
+            ],
+            params,
+        ),
+        "features": _run(["features", "--validated", str(validated), "--out", str(out)], params),
+    }
     digest = hashlib.sha256((out / "snapshots.parquet").read_bytes()).hexdigest()[:16]
-    return seconds, stage, workers, digest
+    return figures, digest
 
 
 def main() -> None:
@@ -122,31 +140,37 @@ def main() -> None:
         params = {
             kind: _params(work, kind, args.workers, args.partitions) for kind in ("local", "dask")
         }
-        figures: dict[str, list[tuple[float, int, list[int], str]]] = {"local": [], "dask": []}
+        figures: dict[str, list[Figures]] = {"local": [], "dask": []}
+        digests: dict[str, set[str]] = {"local": set(), "dask": set()}
         for round_ in range(args.rounds):
             order = ("local", "dask") if round_ % 2 == 0 else ("dask", "local")
             for kind in order:
-                figures[kind].append(_run(raw, work / f"features-{kind}", params[kind]))
-        local, dask = figures["local"], figures["dask"]
-        same = {r[3] for r in local} == {r[3] for r in dask}
-        t_local = statistics.median(r[0] for r in local)
-        t_dask = statistics.median(r[0] for r in dask)
-        stage_local = max(r[1] for r in local) / mib
-        stage_dask = max(r[1] for r in dask) / mib
-        worker_peak = max((max(r[2], default=0) for r in dask), default=0) / mib
-        total_dask = max(r[1] + sum(r[2]) for r in dask) / mib
+                stage_figures, digest = _stages(raw, work, kind, params[kind])
+                figures[kind].append(stage_figures)
+                digests[kind].add(digest)
+        same = digests["local"] == digests["dask"] and len(digests["local"]) == 1
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"--- {leads:,} leads, {args.rounds} interleaved rounds, load average {load}")
-        print(f"local : {t_local:8.1f} s   stage process peak {stage_local:8.0f} MiB")
-        print(
-            f"dask  : {t_dask:8.1f} s   stage process peak {stage_dask:8.0f} MiB, "
-            f"largest worker {worker_peak:.0f} MiB, all processes {total_dask:.0f} MiB "
-            f"({args.workers} workers, {args.partitions} partitions)"
-        )
-        print(
-            f"ratio : dask/local time {t_dask / t_local:.2f}x, stage peak "
-            f"{stage_dask / stage_local:.2f}x; same snapshots: {same}"
-        )
+        for stage in ("validate", "features"):
+            local = [f[stage] for f in figures["local"]]
+            dask = [f[stage] for f in figures["dask"]]
+            t_local = statistics.median(r[0] for r in local)
+            t_dask = statistics.median(r[0] for r in dask)
+            stage_local = max(r[1] for r in local) / mib
+            stage_dask = max(r[1] for r in dask) / mib
+            worker_peak = max((max(r[2], default=0) for r in dask), default=0) / mib
+            total_dask = max(r[1] + sum(r[2]) for r in dask) / mib
+            print(f"{stage}, local : {t_local:8.1f} s   stage process peak {stage_local:8.0f} MiB")
+            print(
+                f"{stage}, dask  : {t_dask:8.1f} s   stage process peak {stage_dask:8.0f} MiB, "
+                f"largest worker {worker_peak:.0f} MiB, all processes {total_dask:.0f} MiB "
+                f"({args.workers} workers, {args.partitions} partitions)"
+            )
+            print(
+                f"{stage}, ratio : dask/local time {t_dask / t_local:.2f}x, stage peak "
+                f"{stage_dask / stage_local:.2f}x"
+            )
+        print(f"same snapshots: {same}")
 
 
 if __name__ == "__main__":

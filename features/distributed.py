@@ -9,9 +9,14 @@ features depend only on its own history and the fitted state, so the matrix is t
 for bit, whatever the number of partitions or workers. Another backend (Spark) would be one
 more class with the same ``transform``.
 
-What is distributed: the transform, the stage's bulk of CPU. What is not (yet): reading the
-tables, the snapshots and labels, and ``FeatureEngine.fit``, which learns vocabularies and
-time-indexed history from the whole dataset and runs once, in the stage's process.
+When the validate stage has written the lead tables as partitioned datasets
+(:mod:`features.partitions`, under ``engine.kind: dask``), the tasks read their partition of
+leads, touches and sales events straight from them: the stage writes only the snapshots for
+them, and never loads the touches (:meth:`DaskBackend.touch_summary` counts what the fit needs
+of them on the workers). What is not distributed (yet): reading leads and sales events, the
+snapshots and labels, and ``FeatureEngine.fit``, which learns vocabularies and time-indexed
+history from the whole dataset and runs once, in the stage's process; and the matrix comes
+back to the stage's process.
 
 ``dask`` and ``distributed`` are imported only when a Dask backend is asked for.
 """
@@ -19,31 +24,25 @@ time-indexed history from the whole dataset and runs once, in the stage's proces
 from __future__ import annotations
 
 import contextlib
-import logging
 import pickle
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
 
+from features.cluster import cluster, cluster_failures, one_line
 from features.errors import UserError
 from features.params import EngineParams
+from features.partitions import dataset_meta, is_dataset, lead_partition, read_dataset
 
 if TYPE_CHECKING:
     from distributed import Client
 
     from features.engine.engine import FeatureEngine
-
-logger = logging.getLogger(__name__)
-
-HASH_KEY = "leadscore:leadid"
-"""The 16-byte key of the SipHash behind :func:`lead_partition` (fixed: partitions are the same
-in every process, run and machine)."""
-CONNECT_TIMEOUT = "20s"
-"""How long connecting to a running scheduler may take before the stage fails."""
+    from features.engine.table import RemoteTouches
 
 
 class Backend(Protocol):
@@ -84,12 +83,41 @@ class DaskBackend:
     kind = "dask"
 
     def __init__(
-        self, client: Client, partitions: int, workdir: Path | None, stage: str = "features"
+        self,
+        client: Client,
+        partitions: int,
+        workdir: Path | None,
+        stage: str = "features",
+        dataset: Path | None = None,
     ) -> None:
         self.client = client
         self.partitions = partitions
         self.workdir = workdir
         self.stage = stage
+        self.dataset = dataset
+
+    def touch_summary(self) -> RemoteTouches | None:
+        """The touches' latest time and type counts, counted on the workers partition by
+        partition; None unless ``dataset`` holds partitioned touches."""
+        from features.engine.table import RemoteTouches
+
+        if self.dataset is None or not is_dataset(self.dataset / "touches"):
+            return None
+        directory = self.dataset / "touches"
+        count = int(dataset_meta(directory)["partitions"])
+        try:
+            futures = [
+                self.client.submit(_touch_type_counts, str(directory), p, pure=False)
+                for p in range(count)
+            ]
+            parts = self.client.gather(futures)
+        except cluster_failures() as error:
+            raise UserError(
+                f"{self.stage}: the Dask cluster failed counting touch types: {one_line(error)}"
+            ) from None
+        counts = pd.concat(parts).groupby(level=0, sort=False).sum()
+        latest = dataset_meta(directory)["latest"]
+        return RemoteTouches(None if latest is None else pd.Timestamp(latest), counts)
 
     def transform(
         self,
@@ -109,12 +137,24 @@ class DaskBackend:
             self.partitions,
             workdir=self.workdir,
             stage=self.stage,
+            dataset=self.dataset,
         )
+
+
+def _touch_type_counts(directory: str, partition: int) -> pd.Series:
+    """On a worker: one partition's normalised touch type counts."""
+    from features.engine.engine import touch_type_counts_of
+
+    frame = read_dataset(directory, columns=["touch_type"], partitions=[partition])
+    return touch_type_counts_of(frame["touch_type"])
 
 
 @contextlib.contextmanager
 def backend(
-    params: EngineParams, workdir: Path | None = None, stage: str = "features"
+    params: EngineParams,
+    workdir: Path | None = None,
+    stage: str = "features",
+    dataset: Path | None = None,
 ) -> Iterator[Backend]:
     """The backend ``params`` asks for; a Dask one holds a client (and, without a scheduler
     address, its own local cluster) until the block ends, and hands its workers their inputs
@@ -124,68 +164,7 @@ def backend(
         yield LocalBackend()
         return
     with cluster(params, stage) as client:
-        yield DaskBackend(client, params.partitions, workdir, stage)
-
-
-@contextlib.contextmanager
-def cluster(params: EngineParams, stage: str = "features") -> Iterator[Client]:
-    """A ``distributed.Client``: of a ``LocalCluster`` of ``params.workers`` processes on the
-    loopback interface (its dashboard on a free port) started for the block when
-    ``params.scheduler`` is null, else of the running scheduler at that address. Closed (and
-    the local cluster shut down) when the block ends, however it ends; a cluster that cannot
-    be started or reached is a one-line :class:`UserError`."""
-    from distributed import Client, LocalCluster
-
-    local: Any = None
-    try:
-        if params.scheduler is None:
-            local = LocalCluster(
-                n_workers=params.workers,
-                threads_per_worker=params.threads_per_worker,
-                processes=True,
-                host="127.0.0.1",
-                # A free port: a fixed one (8787) collides with any other cluster here.
-                dashboard_address=":0",
-                memory_limit=params.memory_limit or "auto",
-                # The stage reports a cluster failure itself, in one line; a dying worker's
-                # own logged tracebacks (heartbeats to a closed scheduler) are noise.
-                silence_logs=logging.CRITICAL,
-            )
-            client = Client(local, set_as_default=False)
-        else:
-            client = Client(params.scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as error:
-        if local is not None:
-            local.close()
-        where = params.scheduler or "a local cluster"
-        raise UserError(
-            f"{stage}: cannot start or reach the Dask cluster ({where}): {one_line(error)}"
-        ) from None
-    try:
-        logger.info(
-            "%s: Dask cluster %s, %d workers",
-            stage,
-            client.scheduler.address if client.scheduler else "?",
-            len(client.scheduler_info().get("workers", {})),
-        )
-        yield client
-    finally:
-        client.close()
-        if local is not None:
-            local.close()
-
-
-def lead_partition(lead_ids: pd.Series | pd.Index | np.ndarray, n: int) -> np.ndarray:
-    """The partition (0 … n-1) of each lead id, by a keyed SipHash of its text
-    (``pandas.util.hash_array``, not Python's salted ``hash``): the same in every process, run
-    and machine, so every row of a lead, in any table, falls in the same partition."""
-    if n < 1:
-        raise ValueError(f"partitions must be at least 1, not {n}")
-    text = np.asarray(pd.Series(np.asarray(lead_ids, dtype=object)).astype(str), dtype=object)
-    if len(text) == 0:
-        return np.zeros(0, dtype=np.int64)
-    hashes = pd.util.hash_array(text, encoding="utf8", hash_key=HASH_KEY, categorize=True)
-    return (hashes % np.uint64(n)).astype(np.int64)
+        yield DaskBackend(client, params.partitions, workdir, stage, dataset)
 
 
 def _rows_by_partition(frame: pd.DataFrame | None, n: int) -> list[pd.DataFrame | None]:
@@ -196,9 +175,18 @@ def _rows_by_partition(frame: pd.DataFrame | None, n: int) -> list[pd.DataFrame 
     return [frame[part == p] for p in range(n)]
 
 
-PartitionFiles = dict[str, str | None]
-"""One partition's inputs as Parquet files: ``snapshots``, ``leads``, ``touches``,
-``sales_events`` (None: no such table)."""
+PartitionFiles = dict[str, str | tuple[str, int] | None]
+"""One partition's inputs: ``snapshots``, ``leads``, ``touches``, ``sales_events``, each a
+Parquet file, a (dataset directory, partition) of a partitioned table, or None (no table)."""
+
+
+def _read_input(source: str | tuple[str, int] | None) -> pd.DataFrame | None:
+    if source is None:
+        return None
+    if isinstance(source, tuple):
+        directory, partition = source
+        return read_dataset(directory, partitions=[partition])
+    return pd.read_parquet(source)
 
 
 def _transform_partition(engine_path: str, files: PartitionFiles) -> np.ndarray:
@@ -208,7 +196,7 @@ def _transform_partition(engine_path: str, files: PartitionFiles) -> np.ndarray:
 
     with open(engine_path, "rb") as handle:
         engine = pickle.load(handle)
-    tables = {name: None if path is None else pd.read_parquet(path) for name, path in files.items()}
+    tables = {name: _read_input(source) for name, source in files.items()}
     threads = int(get_worker().state.nthreads)
     return engine.transform(
         tables["snapshots"],
@@ -229,6 +217,7 @@ def transform_distributed(
     partitions: int,
     workdir: Path | None = None,
     stage: str = "features",
+    dataset: Path | None = None,
 ) -> np.ndarray:
     """``engine.transform(snapshots, leads, touches, sales_events)`` computed on ``client``'s
     workers, one task per lead partition: the same matrix, bit for bit, rows in
@@ -237,19 +226,29 @@ def transform_distributed(
     directory), removed afterwards; a task reads only those, so Dask can rerun it elsewhere when
     its worker is lost (``distributed.scheduler.allowed-failures`` times). A cluster that fails
     on the way (a worker lost too often, the scheduler gone) is a one-line
-    :class:`UserError` naming ``stage``; an error of the engine itself keeps its traceback."""
+    :class:`UserError` naming ``stage``; an error of the engine itself keeps its traceback.
+
+    ``dataset``: a validated directory whose lead tables are partitioned datasets
+    (:mod:`features.partitions`); the tasks read their partition of each such table from it
+    (a None frame given for it is read there too: the stage need not load it), in the
+    dataset's partitions, and only the snapshots are written for them."""
 
     width = len(engine.feature_names_)
     result = np.empty((len(snapshots), width), dtype=np.float64)
     if len(snapshots) == 0:
         return result
+    given = {"leads": leads, "touches": touches, "sales_events": sales_events}
+    stored = {
+        name: dataset / name for name in given if dataset is not None and is_dataset(dataset / name)
+    }
+    if stored:
+        partitions = int(dataset_meta(next(iter(stored.values())))["partitions"])
     snapshot_part = lead_partition(snapshots["lead_id"], partitions)
     rows = [np.flatnonzero(snapshot_part == p) for p in range(partitions)]
     busy = [p for p in range(partitions) if len(rows[p])]
     tables = {
-        "leads": _rows_by_partition(leads, partitions),
-        "touches": _rows_by_partition(touches, partitions),
-        "sales_events": _rows_by_partition(sales_events, partitions),
+        name: [None] * partitions if name in stored else _rows_by_partition(frame, partitions)
+        for name, frame in given.items()
     }
     with tempfile.TemporaryDirectory(prefix=f".{stage}-dask-", dir=workdir) as shared:
         root = Path(shared)
@@ -259,8 +258,12 @@ def transform_distributed(
         work: list[PartitionFiles] = []
         for p in busy:
             parts = {"snapshots": snapshots.iloc[rows[p]], **{n: t[p] for n, t in tables.items()}}
-            files: PartitionFiles = {}
+            files: PartitionFiles = {
+                name: (str(directory), p) for name, directory in stored.items()
+            }
             for name, frame in parts.items():
+                if name in stored:
+                    continue
                 if frame is None:
                     files[name] = None
                     continue
@@ -281,19 +284,3 @@ def transform_distributed(
     for p, matrix in zip(busy, matrices, strict=True):
         result[rows[p]] = matrix
     return result
-
-
-def cluster_failures() -> tuple[type[BaseException], ...]:
-    """What a Dask computation raises when the cluster fails under it: a task's workers died
-    too often, a connection closed, a future was cancelled with its data, the network failed."""
-    from distributed.client import FutureCancelledError
-    from distributed.comm.core import CommClosedError
-    from distributed.scheduler import KilledWorker
-
-    return (KilledWorker, CommClosedError, FutureCancelledError, OSError, TimeoutError)
-
-
-def one_line(error: BaseException) -> str:
-    """``error`` as ``Type: text`` on one line, for a :class:`UserError`."""
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.errors import UserError
+from features.partitions import dataset_meta, is_dataset, read_dataset
 
 
 def _umask() -> int:
@@ -273,31 +274,71 @@ MANIFEST = "import.json"
 """A flat import's manifest, kept beside the validated tables."""
 
 
+def validated_present(directory: Path | str, name: str) -> bool:
+    """``name`` is among the validated tables in ``directory``: one Parquet file (the local
+    engine's) or a lead-partitioned dataset (``engine.kind: dask``, :mod:`features.partitions`)."""
+    directory = Path(directory)
+    return (directory / f"{name}.parquet").is_file() or is_dataset(directory / name)
+
+
 def read_validated(
     directory: Path | str,
     names: Iterable[str] | None = None,
     lead_ids: Sequence[str] | None = None,
+    partition: int | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The validated canonical tables present in ``directory`` (``names``: only those), each
-    cut to ``lead_ids`` when given (a filtered Parquet read: only those rows are loaded;
-    campaigns and accounts have no lead id and are read whole). The one reader of the
-    validate stage's output."""
+    cut to ``lead_ids`` when given (a filtered Parquet read: only those rows are loaded, and of a
+    partitioned table only their partitions' files; campaigns and accounts have no lead id and
+    are read whole), or to one lead ``partition`` of partitioned tables. Either layout reads as
+    the same frame. The one reader of the validate stage's output."""
     from features import contract
     from features.errors import UserError
 
     directory = Path(directory)
-    if not (directory / "leads.parquet").exists():
+    if not validated_present(directory, "leads"):
         raise UserError(f"{directory}/leads.parquet: missing; run the validate stage first")
     wanted = list(contract.TABLES) if names is None else [n for n in contract.TABLES if n in names]
     tables = {}
     for name in wanted:
-        path = directory / f"{name}.parquet"
-        if not path.exists():
-            continue
         by_lead = lead_ids is not None and "lead_id" in contract.TABLES[name].column_names
-        filters = [("lead_id", "in", list(lead_ids or ()))] if by_lead else None
-        tables[name] = pd.read_parquet(path, filters=filters)
+        path = directory / f"{name}.parquet"
+        if is_dataset(directory / name):
+            tables[name] = read_dataset(
+                directory / name,
+                lead_ids if by_lead else None,
+                partitions=None if partition is None else [partition],
+            )
+        elif path.exists():
+            if partition is not None and "lead_id" in contract.TABLES[name].column_names:
+                raise ValueError(f"{path}: one file, not lead partitions")
+            filters = [("lead_id", "in", list(lead_ids or ()))] if by_lead else None
+            tables[name] = pd.read_parquet(path, filters=filters)
     return tables
+
+
+def validated_horizon(directory: Path | str, fixed: Any = None) -> pd.Timestamp:
+    """:func:`contract.data_horizon` of the validated tables, reading no more than it needs:
+    a partitioned table's latest time from its dataset's description, a single file's time
+    column only."""
+    from features import contract
+
+    if fixed is not None:
+        return contract.utc(fixed)
+    directory = Path(directory)
+    latest: dict[str, pd.DataFrame] = {}
+    for name, spec in contract.TABLES.items():
+        if spec.time_column is None:
+            continue
+        if is_dataset(directory / name):
+            stamp = dataset_meta(directory / name)["latest"]
+            values = [] if stamp is None else [pd.Timestamp(stamp)]
+            latest[name] = pd.DataFrame({spec.time_column: pd.to_datetime(values, utc=True)})
+        elif (directory / f"{name}.parquet").exists():
+            latest[name] = pd.read_parquet(
+                directory / f"{name}.parquet", columns=[spec.time_column]
+            )
+    return contract.data_horizon(latest)
 
 
 def read_manifest(directory: Path | str) -> dict[str, Any] | None:

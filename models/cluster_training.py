@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import lightgbm as lgb
 import numpy as np
 
-from features.distributed import cluster_failures, one_line
+from features.cluster import cluster_failures, one_line
 from features.errors import UserError
 
 if TYPE_CHECKING:

@@ -19,7 +19,8 @@ Reasons come from SHAP (about 0.7 ms per lead), computed in chunks with a progre
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -80,15 +81,21 @@ def reason_texts(scorer: LeadScorer, X: np.ndarray) -> tuple[list[list[str]], li
     return positive, negative
 
 
+def _engine_transform(engine: Any, *tables: pd.DataFrame | None) -> np.ndarray:
+    return np.asarray(engine.transform(*tables))
+
+
 def open_lead_features(
     tables: Mapping[str, pd.DataFrame],
     scorer: LeadScorer,
     horizon: pd.Timestamp,
     flat: bool = False,
     partition: int = 250_000,
+    transform: Callable[..., np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """The open leads (:func:`open_leads`), their sales state and their feature rows as of
-    ``horizon``, ``partition`` leads at a time."""
+    ``horizon``, ``partition`` leads at a time (``transform``: a backend's, e.g. a Dask
+    cluster's reading the touches from their lead partitions; default the engine's own)."""
     leads, state = open_leads(tables, horizon, flat)
     touches = tables.get("touches")
     sales = tables.get("sales_events")
@@ -97,7 +104,8 @@ def open_lead_features(
         part = leads.iloc[start : start + partition]
         part_ids = set(part["lead_id"].astype(str))
         snapshots = pd.DataFrame({"lead_id": part["lead_id"].to_numpy(), "as_of": horizon})
-        matrix = scorer.engine.transform(
+        matrix = (transform or _engine_transform)(
+            scorer.engine,
             snapshots,
             part,
             touches[touches["lead_id"].astype(str).isin(part_ids)] if touches is not None else None,
@@ -119,6 +127,20 @@ def sales_queue(
 ) -> pd.DataFrame:
     """The queue, best first (:meth:`LeadScorer.rank`): one row per open lead, each with the
     ``model_name`` and ``model_version`` that ranked it (``model``: ``{"name", "version"}``)."""
+    return ranked(queue_rows(tables, scorer, horizon, model, flat, partition), scorer)
+
+
+def queue_rows(
+    tables: Mapping[str, pd.DataFrame],
+    scorer: LeadScorer,
+    horizon: pd.Timestamp,
+    model: Mapping[str, str],
+    flat: bool = False,
+    partition: int = 250_000,
+) -> pd.DataFrame:
+    """The queue's rows, not yet ranked (no ``priority`` or ``rank``): each row depends on its
+    lead's history only, so the rows of lead partitions, put together, are the rows of the
+    whole (:func:`ranked` then orders them)."""
     leads, state, X = open_lead_features(tables, scorer, horizon, flat, partition)
     ids = leads["lead_id"].astype(str)
     summary = scorer.summarise(X)
@@ -167,8 +189,16 @@ def sales_queue(
         queue[column] = queue[column].where(queue[column].notna(), None)
     queue["model_name"] = pd.Series([str(model["name"])] * len(queue), dtype="object")
     queue["model_version"] = pd.Series([str(model["version"])] * len(queue), dtype="object")
-    queue["priority"] = scorer.priority(summary.probabilities[scorer.primary])
-    order = scorer.rank(ids.to_numpy(), summary.probabilities[scorer.primary])
+    return queue
+
+
+def ranked(rows: pd.DataFrame, scorer: LeadScorer) -> pd.DataFrame:
+    """:func:`queue_rows`' rows (of one or many partitions) as the queue: each lead's priority
+    among all of them, best first, numbered from 1."""
+    p = rows[f"p_{scorer.primary}"].to_numpy(dtype=np.float64)
+    queue = rows.reset_index(drop=True)
+    queue["priority"] = scorer.priority(p)
+    order = scorer.rank(queue["lead_id"].to_numpy(), p)
     queue = queue.iloc[order].reset_index(drop=True)
     queue.insert(0, "rank", np.arange(1, len(queue) + 1))
     return queue

@@ -41,14 +41,17 @@ from typing import Any
 import pandas as pd
 
 from features import contract
+from features.distributed import backend
 from features.errors import UserError
-from features.params import load_params
+from features.params import EngineParams, load_params
+from features.partitions import is_dataset
 from features.storage import (
     atomic_directory,
     atomic_file,
     json_text,
     read_manifest,
     read_validated,
+    validated_horizon,
 )
 from models.queue import open_lead_features
 from models.reports.evaluation import evaluate, summary_metrics
@@ -99,11 +102,15 @@ def run(features_dir: Path, validated: Path, train: Path, out: Path, params_path
     scorer: LeadScorer = load_pickle(train / "scorer.pkl", "train")
     baselines = load_pickle(train / "baselines.pkl", "train")
     snapshots = read_snapshots(features_dir, scorer)
-    tables = read_validated(validated)
+    # Under engine.kind dask the partitioned touches stay on the cluster: only the forecast's
+    # open-lead features need them, and the workers read them there.
+    on_cluster = params.engine.kind == "dask" and is_dataset(validated / "touches")
+    names = [name for name in contract.TABLES if not (on_cluster and name == "touches")]
+    tables = read_validated(validated, names)
     manifest = read_manifest(validated)
     truth_path = validated / "truth.parquet"
     truth = pd.read_parquet(truth_path) if truth_path.exists() else None
-    horizon = contract.data_horizon(tables, params.data.horizon)
+    horizon = validated_horizon(validated, params.data.horizon)
     random_split = manifest is not None and manifest.get("order") == "random"
 
     X = scorer.engine.matrix_from_frame(snapshots)
@@ -134,7 +141,9 @@ def run(features_dir: Path, validated: Path, train: Path, out: Path, params_path
     if scorer.timing_ is not None and not random_split and "sales_events" in tables:
         stages = scorer.definition.targets[scorer.definition.target]
         timing = timing_report(snapshots, X, tables["sales_events"], scorer, stages, horizon)
-        _, _, X_open = open_lead_features(tables, scorer, horizon)
+        engine = params.engine if on_cluster else EngineParams()
+        with backend(engine, workdir=validated.parent, stage="evaluate", dataset=validated) as run:
+            _, _, X_open = open_lead_features(tables, scorer, horizon, transform=run.transform)
         kpis["forecast"] = pipeline_forecast(X_open, scorer, horizon, timing)
     if timing is not None:
         evaluation.metrics["timing"] = timing

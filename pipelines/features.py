@@ -6,7 +6,10 @@ Writes ``snapshots.parquet`` (lead_id, as_of, split, label_<target>, features),
 all at once into the output directory (atomically).
 
 ``params.yaml`` ``engine.kind: dask`` runs the transform on a Dask cluster, in lead partitions
-(:mod:`features.distributed`); the fit stays in this process. The features are the same bits.
+(:mod:`features.distributed`); the fit stays in this process. When the validate stage wrote the
+lead tables as partitioned datasets (it does under ``engine.kind: dask``), the touches are never
+loaded here: the workers count their types for the fit and read their partitions for the
+transform. The features are the same bits.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.distributed import backend
+from features import contract
+from features.distributed import DaskBackend, backend
 from features.engine.table import build_feature_table
 from features.params import load_params
 from features.storage import atomic_directory, read_manifest, read_validated
@@ -29,13 +33,19 @@ logger = logging.getLogger(__name__)
 
 def run(validated: Path, out: Path, params_path: Path) -> None:
     params = load_params(params_path)
-    tables = read_validated(validated)
     manifest = read_manifest(validated)
     # The workers read their partitions from beside the output: a cluster's workers must reach
     # the data directory anyway.
     out.parent.mkdir(parents=True, exist_ok=True)
-    with backend(params.engine, workdir=out.parent, stage="features") as runner:
-        engine, snapshots = build_feature_table(tables, params, manifest, runner.transform)
+    with backend(params.engine, workdir=out.parent, stage="features", dataset=validated) as runner:
+        # On a cluster, partitioned touches (the largest table) stay with the workers: this
+        # process reads leads, sales events, campaigns and accounts only.
+        remote = runner.touch_summary() if isinstance(runner, DaskBackend) else None
+        names = [name for name in contract.TABLES if remote is None or name != "touches"]
+        tables = read_validated(validated, names)
+        engine, snapshots = build_feature_table(
+            tables, params, manifest, runner.transform, remote_touches=remote
+        )
     with atomic_directory(out) as staging:
         pq.write_table(
             pa.Table.from_pandas(snapshots, preserve_index=False),

@@ -4,7 +4,8 @@ Scores every lead still open at the data horizon with the registry's champion
 (``models:/<mlflow.model_name>@champion`` by default, the model ``/v1/score`` serves), never with
 a challenger the promotion gate rejected, and writes ``artifacts/queue.parquet`` atomically;
 every row records the ``model_name`` and ``model_version`` that ranked it.
-:mod:`models.queue` builds the table.
+:mod:`models.queue` builds the table; under ``engine.kind: dask`` the workers build each lead
+partition's rows (:mod:`models.queue_partitions`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-from features import contract
 from features.params import load_params
-from features.storage import read_manifest, read_validated, write_parquet
+from features.storage import write_parquet
 from models.packaging.loading import load_champion
-from models.queue import sales_queue
+from models.queue_partitions import score_open_leads
 from models.rescoring import queue_records, record_or_warn
 
 logger = logging.getLogger(__name__)
@@ -34,10 +34,7 @@ def run(
     params = load_params(params_path)
     scorer, source = load_champion(params.mlflow.model_name, model, tracking_uri)
     ref = source.ref
-    tables = read_validated(validated)
-    flat = read_manifest(validated) is not None
-    horizon = contract.data_horizon(tables, params.data.horizon)
-    queue = sales_queue(tables, scorer, horizon, ref, flat, params.features.partition_leads)
+    queue, horizon = score_open_leads(validated, params, scorer, ref, "queue")
     write_parquet(out, queue)
     # the queue stands whatever becomes of its scores: a failing store is one warning line
     scored = queue_records(queue, scorer.primary, "queue", dt.datetime.now(dt.UTC))

@@ -16,9 +16,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from features import contract
 from features.errors import UserError
 from features.params import load_params
-from features.storage import atomic_file, read_manifest, read_validated
+from features.storage import atomic_file
 from models.packaging.loading import load_champion
-from models.queue import sales_queue
+from models.queue_partitions import score_open_leads
 from models.rescoring import changed, crm_export, queue_records, write_records
 from models.store import open_store
 from models.store.history import standings
@@ -38,16 +38,13 @@ def run(
 ) -> int:
     params = load_params(params_path)
     scorer, source = load_champion(params.mlflow.model_name, model, tracking_uri)
-    tables = read_validated(validated)
-    horizon = contract.data_horizon(tables, params.data.horizon)
-    when = horizon if as_of is None else _timestamp(as_of)
-    queue = sales_queue(
-        tables,
+    queue, when = score_open_leads(
+        validated,
+        params,
         scorer,
-        when,
         source.ref,
-        read_manifest(validated) is not None,
-        params.features.partition_leads,
+        "rescore",
+        None if as_of is None else _timestamp(as_of),
     )
     scored_at = dt.datetime.now(dt.UTC)
     store = open_store(project_dir, params.store)

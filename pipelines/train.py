@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.distributed import cluster
+from features.cluster import cluster
 from features.params import load_params
 from features.storage import atomic_directory, read_manifest, read_validated
 from models.timing import durations

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from features import contract
-from features.storage import read_validated
+from features.storage import read_validated, validated_present
 from serving.artifacts import json_safe
 
 MAX_EVENTS = 500
@@ -34,7 +34,7 @@ def read_history(validated: Path, lead_id: str) -> dict[str, Any] | None:
     """The lead's row and events from the validated tables (a filtered read of one lead);
     None when the lead is not there (or there are no validated tables)."""
     validated = Path(validated)
-    if not (validated / "leads.parquet").exists():
+    if not validated_present(validated, "leads"):
         return None
     tables = read_validated(validated, ["leads", *contract.EVENT_TABLES], [lead_id])
     leads = tables["leads"]

@@ -228,6 +228,12 @@ def map_lead_ranges(
     )
 
 
+def touch_type_counts_of(touch_types: pd.Series) -> pd.Series:
+    """Normalised touch type → count: what the fit needs of the touches (counts of parts of
+    the table add up to the whole's)."""
+    return normalise(touch_types, lowercase=True).value_counts()
+
+
 class FeatureEngine:
     """Fitted point-in-time feature computer (scikit-learn conventions).
 
@@ -264,14 +270,23 @@ class FeatureEngine:
         self.labels = labels
 
     # ------------------------------------------------------------------ fit
-    def fit(self, tables: Mapping[str, pd.DataFrame], horizon: pd.Timestamp) -> FeatureEngine:
+    def fit(
+        self,
+        tables: Mapping[str, pd.DataFrame],
+        horizon: pd.Timestamp,
+        touch_type_counts: pd.Series | None = None,
+    ) -> FeatureEngine:
+        """Learn vocabularies and time-indexed history from the whole dataset. Of the touches
+        only their types' counts are needed: ``touch_type_counts`` (normalised type → count,
+        e.g. summed over a cluster's partitions) stands for a ``touches`` table not in
+        ``tables``."""
         leads = tables["leads"]
         targets = dict(self.targets or {"converted": ("won",)})
         self.targets_ = {name: tuple(stages) for name, stages in targets.items()}
         self.horizon_ms_ = timestamp_ms(horizon)
         created = timestamps_ms(leads["created_at"])
         self.origin_ms_ = int(created.min()) - ORIGIN_LOOKBACK_MS if len(created) else 0
-        self.has_touches_ = "touches" in tables
+        self.has_touches_ = "touches" in tables or touch_type_counts is not None
         self.has_sales_ = "sales_events" in tables
         self.has_campaigns_ = "campaigns" in tables
         self.has_accounts_ = "accounts" in tables
@@ -325,8 +340,10 @@ class FeatureEngine:
             }
 
         if self.has_touches_:
-            touch_types = normalise(tables["touches"]["touch_type"], lowercase=True)
-            seen = self._vocabulary(touch_types, min_count=self.min_category_count)
+            counts = touch_type_counts
+            if counts is None:
+                counts = touch_type_counts_of(tables["touches"]["touch_type"])
+            seen = self._kept(counts, min_count=self.min_category_count)
             self.touch_types_ = tuple(contract.TOUCH_TYPES) + tuple(
                 t for t in seen if t not in contract.TOUCH_TYPES
             )
@@ -356,7 +373,9 @@ class FeatureEngine:
         return self
 
     def _vocabulary(self, values: pd.Series, min_count: int | None = None) -> tuple[str, ...]:
-        counts = values.value_counts()
+        return self._kept(values.value_counts(), min_count)
+
+    def _kept(self, counts: pd.Series, min_count: int | None = None) -> tuple[str, ...]:
         kept = counts[counts >= (min_count or self.min_category_count)]
         return tuple(sorted(str(value) for value in kept.index))
 

@@ -6,6 +6,7 @@ history in one partition, the fitted engine shared by all)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,19 +50,35 @@ def _own_transform(engine: FeatureEngine, *tables: pd.DataFrame | None) -> np.nd
     return engine.transform(*tables)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True)
+class RemoteTouches:
+    """What the fit needs of a touches table that stays on the cluster's workers (a
+    partitioned dataset under ``engine.kind: dask``): its latest time and its types' counts.
+    The transform then reads each partition's touches where it runs."""
+
+    latest: pd.Timestamp | None
+    type_counts: pd.Series
+
+
 def build_feature_table(
     tables: dict[str, pd.DataFrame],
     params: Params,
     manifest: dict[str, Any] | None,
     transform: Transform | None = None,
+    remote_touches: RemoteTouches | None = None,
 ) -> tuple[FeatureEngine, pd.DataFrame]:
     """Snapshots with split, labels and features, and the fitted engine.
 
     The engine is fitted once, here, on the whole dataset (its vocabularies and time-indexed
     history need every lead); ``transform`` (default: the engine's own, in this process)
-    computes each partition's features, e.g. on a Dask cluster."""
+    computes each partition's features, e.g. on a Dask cluster. With ``remote_touches`` the
+    touches are not in ``tables`` and ``transform`` reads them itself, all snapshots in one
+    call (its tasks read whole partitions)."""
     leads = tables["leads"]
     horizon = contract.data_horizon(tables, params.data.horizon)
+    fixed = params.data.horizon is not None
+    if remote_touches is not None and remote_touches.latest is not None and not fixed:
+        horizon = max(horizon, contract.utc(remote_touches.latest))
     primary = f"label_{params.quality_lead.target}"
     if manifest is not None:
         snapshots = build_flat_snapshots(leads, list(params.targets))
@@ -79,10 +96,12 @@ def build_feature_table(
     if primary not in snapshots:
         raise UserError(f"no outcome for the primary target {params.quality_lead.target!r}")
     snapshots.insert(2, "split", assign_split(snapshots, params.split, primary, random=random))
-    engine = make_engine(params, manifest).fit(tables, horizon)
+    engine = make_engine(params, manifest).fit(
+        tables, horizon, remote_touches.type_counts if remote_touches is not None else None
+    )
 
     parts = []
-    size = params.features.partition_leads
+    size = params.features.partition_leads if remote_touches is None else max(len(leads), 1)
     ids = leads["lead_id"]
     for start in tqdm(range(0, len(leads), size), desc="features", unit="partition", disable=None):
         part_ids = ids.iloc[start : start + size]

@@ -30,6 +30,7 @@ and a time later than ``now`` (the wall clock) is a ``future timestamp in <colum
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import shutil
@@ -43,12 +44,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features import contract
+from features.cluster import cluster
 from features.errors import UserError
 from features.ingest.readers import PASSED_ON, find_table_files, read_table_file
 from features.params import Params
+from features.partitions import write_dataset
 from features.storage import atomic_directory
+from features.validation.checking import merge_failures, validate_table
 from features.validation.coercion import CoercionNotes, ValidatedTable, coerce, mask_positions
-from features.validation.cross_table import close_times, cross_table
+from features.validation.cross_table import close_times
+from features.validation.partitioned import by_lead, validate_by_partition
 from features.validation.report import (
     ValidationSummary,
     log_summary,
@@ -56,18 +61,17 @@ from features.validation.report import (
     threshold_failure,
     write_report,
 )
-from features.validation.rules import RowFailures, rule_missing
+from features.validation.rules import RowFailures
 from features.validation.suites import (
     SuiteSettings,
     build_suite,
     failures_from_result,
     ge_context,
     run_suite,
-    trim_for_docs,
 )
 
 if TYPE_CHECKING:
-    from great_expectations.data_context import AbstractDataContext
+    from distributed import Client
 
 
 # One logger for the whole stage, named as before the split into modules.
@@ -88,47 +92,6 @@ def _horizon(
     return contract.latest_time({name: item.typed for name, item in tables.items()}, now)
 
 
-def _merge(into: RowFailures, more: RowFailures) -> None:
-    for rule, positions in more.items():
-        if len(positions):
-            into[rule] = np.union1d(into[rule], positions) if rule in into else positions
-
-
-def _validate_table(
-    item: ValidatedTable,
-    tables: dict[str, ValidatedTable],
-    settings: SuiteSettings,
-    context: AbstractDataContext,
-    close: np.ndarray | None = None,
-) -> float:
-    """Run the table's GE suite; fill ``item.failures`` and ``item.quarantined``. Returns the
-    seconds spent inside Great Expectations."""
-    derived, cascade = cross_table(item, tables, settings, close)
-    suite = build_suite(item.spec, settings, derived)
-    frame = item.typed
-    if derived:
-        frame = frame.assign(**{d.column: d.values for d in derived})
-    started = time.perf_counter()
-    result = run_suite(context, item.spec.name, frame, suite)
-    seconds = time.perf_counter() - started
-    found = failures_from_result(result, item.spec.name)
-    trim_for_docs(result)
-    item.result = result
-    for name, bad in item.notes.failed_columns.items():
-        rule = rule_missing(name)
-        if rule in found:
-            found[rule] = np.setdiff1d(found[rule], bad)
-            if not len(found[rule]):
-                del found[rule]
-    _merge(item.failures, found)
-    _merge(item.failures, cascade)
-    quarantined = np.zeros(len(item.typed), dtype=bool)
-    for positions in item.failures.values():
-        quarantined[positions] = True
-    item.quarantined = quarantined
-    return seconds
-
-
 def check_table(
     table: contract.Table,
     frame: pd.DataFrame,
@@ -147,7 +110,7 @@ def check_table(
     typed, failures = coerce(table, frame, source)
     settings = SuiteSettings(now=contract.utc(now if now is not None else dt.datetime.now(dt.UTC)))
     result = run_suite(ge_context(), table.name, typed, build_suite(table, settings))
-    _merge(failures, failures_from_result(result, table.name))
+    merge_failures(failures, failures_from_result(result, table.name))
     if failures:
         rule, positions = max(failures.items(), key=lambda item: (len(item[1]), item[0]))
         bad = np.unique(np.concatenate(list(failures.values())))
@@ -161,6 +124,15 @@ def check_table(
             f"{source}: {len(positions):,} of {len(typed):,} rows: {rule} (e.g. {examples}){others}"
         )
     return typed
+
+
+def _latest(item: ValidatedTable) -> pd.Timestamp | None:
+    """The latest time of the table's valid rows (what the data horizon is derived from)."""
+    column = item.spec.time_column
+    if column is None:
+        return None
+    latest = item.typed[column][~item.quarantined].max() if len(item.typed) else None
+    return None if latest is None or pd.isna(latest) else pd.Timestamp(latest)
 
 
 def _reasons(failures: RowFailures) -> pd.Series:
@@ -205,7 +177,8 @@ def _arrow_quarantine(item: ValidatedTable) -> pa.Table:
         return pa.Table.from_pandas(rows.astype("str"), preserve_index=False)
 
 
-def _read(raw: Path) -> dict[str, ValidatedTable]:
+def read_raw(raw: Path) -> dict[str, ValidatedTable]:
+    """The canonical tables in ``raw``, read and typed per the contract (not yet validated)."""
     files = find_table_files(raw)
     if "leads" not in files:
         raise UserError(
@@ -226,7 +199,11 @@ def validate_tables(
     params: Params,
     now: pd.Timestamp,
     report: Path,
+    client: Client | None = None,
+    workdir: Path | None = None,
 ) -> ValidationSummary:
+    """Validate every table (with ``client``: the lead tables per lead partition on its Dask
+    cluster, the same verdict and rows); fills each table's failures and quarantine."""
     horizon = _horizon(tables, params.data.horizon, now)
     settings = SuiteSettings(
         now=now,
@@ -237,9 +214,15 @@ def validate_tables(
     ge_seconds = 0.0
     close: np.ndarray | None = None
     for name, item in tables.items():  # dependency order: leads before their events
+        if client is not None and by_lead(name):
+            continue  # below, on the cluster, once their parents are done
         if name in contract.EVENT_TABLES and close is None:
             close = close_times(tables, settings)
-        ge_seconds += _validate_table(item, tables, settings, context, close)
+        ge_seconds += validate_table(item, tables, settings, context, close)
+    if client is not None:
+        ge_seconds += validate_by_partition(
+            tables, settings, client, params.engine.partitions, workdir
+        )
     summary = ValidationSummary(
         tables={
             name: summarise(item, params.validate_.example_ids) for name, item in tables.items()
@@ -272,8 +255,14 @@ def validate_directory(
     started = time.perf_counter()
     raw, out, report = Path(raw), Path(out), Path(report)
     stamp = contract.utc(now if now is not None else dt.datetime.now(dt.UTC))
-    tables = _read(raw)
-    summary = validate_tables(tables, params, stamp, report)
+    tables = read_raw(raw)
+    partitions = params.engine.partitions if params.engine.kind == "dask" else None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        # The workers read their partitions from beside the output (a cluster's workers must
+        # reach the data directory anyway).
+        client = stack.enter_context(cluster(params.engine, "validate")) if partitions else None
+        summary = validate_tables(tables, params, stamp, report, client, workdir=out.parent)
     summary.seconds = time.perf_counter() - started
     log_summary(summary)
     write_report(report, summary, tables)
@@ -283,7 +272,11 @@ def validate_directory(
         quarantine = staging / "quarantine"
         quarantine.mkdir()
         for name, item in tables.items():
-            pq.write_table(_arrow_valid(item), staging / f"{name}.parquet", compression="zstd")
+            valid = _arrow_valid(item)
+            if partitions is not None and by_lead(name):
+                write_dataset(staging / name, valid, partitions, _latest(item))
+            else:
+                pq.write_table(valid, staging / f"{name}.parquet", compression="zstd")
             pq.write_table(
                 _arrow_quarantine(item), quarantine / f"{name}.parquet", compression="zstd"
             )

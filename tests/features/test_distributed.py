@@ -19,15 +19,17 @@ import pytest
 import yaml
 from distributed import Client
 
+from features import cluster as cluster_module
 from features import contract
-from features import distributed as distributed_module
-from features.distributed import cluster, lead_partition, transform_distributed
+from features.cluster import cluster
+from features.distributed import transform_distributed
 from features.engine.engine import FeatureEngine
 from features.engine.snapshots import build_snapshots
 from features.engine.table import make_engine
 from features.errors import UserError
 from features.ingest.simulate import simulate
 from features.params import EngineParams, GenerateParams, Params
+from features.partitions import lead_partition
 from pipelines import features as features_stage
 from pipelines import ingest
 from pipelines import validate as validate_stage
@@ -78,7 +80,7 @@ def test_lead_partition_is_stable_across_processes(small: Tables, tmp_path: Path
     here = lead_partition(ids, 8)
     code = (
         "import json, sys, pandas as pd\n"
-        "from features.distributed import lead_partition\n"
+        "from features.partitions import lead_partition\n"
         "ids = pd.read_parquet(sys.argv[1])['lead_id']\n"
         "print(json.dumps(lead_partition(ids, 8).tolist()))\n"
     )
@@ -248,7 +250,7 @@ def test_bank_marketing_flat_export_on_the_cluster_equals_local(
 
 # -------------------------------------------------------------- cluster faults
 def test_an_unreachable_scheduler_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(distributed_module, "CONNECT_TIMEOUT", "2s")
+    monkeypatch.setattr(cluster_module, "CONNECT_TIMEOUT", "2s")
     params = EngineParams(kind="dask", scheduler="tcp://127.0.0.1:9")  # discard port: closed
     with (
         pytest.raises(UserError, match="features: cannot start or reach the Dask") as caught,

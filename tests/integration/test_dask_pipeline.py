@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from features.partitions import is_dataset
 from tests.project import BIN, GIT, commit_all, copy_project, pipeline_env, run_ok
 
 pytestmark = pytest.mark.slow
@@ -61,6 +62,10 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "features": pd.read_parquet(repo / FEATURES),
         "output": experiment.stdout + experiment.stderr,
         "train": json.loads((repo / "artifacts/train/report.json").read_text()),
+        "partitioned": {
+            name: is_dataset(repo / "data/validated" / name)
+            for name in ("leads", "touches", "sales_events", "campaigns")
+        },
     }
     return {"repo": repo, "env": env, "local": local, "dask": dask}
 
@@ -72,6 +77,13 @@ def test_exp_run_on_dask_records_the_engine_and_matches_the_local_run(
     assert local["metrics"]["engine"] == "local"
     assert dask["metrics"]["engine"] == "dask"
     assert "engine: dask" in dask["output"]  # the features stage's own log line
+    # validated on the cluster into lead-partitioned datasets; campaigns stay one file
+    assert dask["partitioned"] == {
+        "leads": True,
+        "touches": True,
+        "sales_events": True,
+        "campaigns": False,
+    }
     # the same rows and bits; LightGBM then trains on the cluster, with the sample's trees
     pd.testing.assert_frame_equal(dask["features"], local["features"], check_exact=True)
     for report in dask["train"].values():
@@ -116,7 +128,8 @@ def test_a_worker_killed_mid_stage_fails_it_in_one_line_and_keeps_the_outputs(
 ) -> None:
     repo, env = project["repo"], project["env"]
     run_ok([str(BIN / "dvc"), "exp", "apply", "on-dask"], repo, env)
-    before = {path: _sha(repo / path) for path in (FEATURES, "artifacts/metrics.json")}
+    kept = (FEATURES, "artifacts/metrics.json", "data/validated/touches/part-00000.parquet")
+    before = {path: _sha(repo / path) for path in kept}
     params = yaml.safe_load((repo / "params.yaml").read_text())
     # a change that re-runs the features stage, on the cluster
     _edit(
@@ -147,12 +160,10 @@ def test_a_worker_killed_mid_stage_fails_it_in_one_line_and_keeps_the_outputs(
     assert killed, f"no worker went to work: {output[-3000:]}"
     assert process.returncode != 0, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
-    [line] = [
-        line
-        for line in output.splitlines()
-        if "the Dask cluster failed during the transform" in line
-    ]
-    assert "features:" in line
+    # the change re-runs validate first (engine is one of its params), then features: the
+    # worker dies in whichever of them is on the cluster
+    [line] = [line for line in output.splitlines() if "the Dask cluster failed during" in line]
+    assert re.search(r"\b(validate|features): the Dask cluster failed during", line), line
     assert "KilledWorker" in line
     # the last good outputs stay, the features and everything after them
     assert {path: _sha(repo / path) for path in before} == before

@@ -14,7 +14,7 @@ from distributed import Client
 from sklearn.metrics import roc_auc_score
 
 from features import contract
-from features.distributed import cluster
+from features.cluster import cluster
 from features.engine.snapshots import labelled
 from features.engine.table import build_feature_table
 from features.errors import UserError
