@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 HASH_KEY = "leadscore:leadid"
@@ -43,6 +44,12 @@ def lead_partition(
         return np.zeros(0, dtype=np.int64)
     hashes = pd.util.hash_array(text, encoding="utf8", hash_key=HASH_KEY, categorize=True)
     return (hashes % np.uint64(n)).astype(np.int64)
+
+
+def lead_filter(lead_ids: Sequence[str]) -> pc.Expression:
+    """A Parquet read filter keeping the rows of ``lead_ids`` (typed, so an empty list is a
+    filter that keeps nothing rather than an error)."""
+    return pc.field("lead_id").isin(pa.array([str(lead) for lead in lead_ids], pa.string()))
 
 
 def part_name(partition: int) -> str:
@@ -102,7 +109,7 @@ def read_dataset(
     filters = None
     if lead_ids is not None:
         wanted = sorted(set(lead_partition(list(lead_ids), len(files)).tolist()) & set(wanted))
-        filters = [("lead_id", "in", list(lead_ids))]
+        filters = lead_filter(lead_ids)
     read = None if columns is None else [*columns, ORDER_COLUMN]
     # pandas' own reader, file by file: the same dtypes as reading the single-file table
     parts = [pd.read_parquet(files[p], columns=read, filters=filters) for p in wanted]

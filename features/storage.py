@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.errors import UserError
-from features.partitions import dataset_meta, is_dataset, read_dataset
+from features.partitions import dataset_meta, is_dataset, lead_filter, read_dataset
 
 
 def _umask() -> int:
@@ -312,7 +312,7 @@ def read_validated(
         elif path.exists():
             if partition is not None and "lead_id" in contract.TABLES[name].column_names:
                 raise ValueError(f"{path}: one file, not lead partitions")
-            filters = [("lead_id", "in", list(lead_ids or ()))] if by_lead else None
+            filters = lead_filter(lead_ids or ()) if by_lead else None
             tables[name] = pd.read_parquet(path, filters=filters)
     return tables
 

@@ -9,6 +9,10 @@ DVC plots' tables ``backtest_by_grade.csv`` and ``drift.csv`` (in ``<out>/plots`
 ``plots`` says where). :mod:`models.reports.monitoring` computes everything; the features of
 the recently scored leads are recomputed by the model's own engine. Every file is written
 atomically, the JSON last. An empty store gives a valid report with nothing to backtest.
+
+Touches (the largest table) are read only for the recently scored leads, the one use the report
+has for them: a filtered read, and of lead-partitioned tables (``engine.kind: dask``) only their
+partitions' files, so the stage's memory follows the recent population, not the history.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ from pathlib import Path
 
 from features import contract
 from features.params import load_params
-from features.storage import atomic_file, read_validated, write_json
+from features.storage import atomic_file, read_validated, validated_horizon, write_json
 from models.packaging.loading import load_champion
-from models.reports.monitoring import monitor, plot_tables
+from models.reports.monitoring import monitor, plot_tables, recent_scores
 from models.store import open_store
 
 logger = logging.getLogger(__name__)
@@ -42,8 +46,8 @@ def run(
     """Write ``out/monitoring.json`` and the plots' CSVs; returns the report."""
     params = load_params(params_path)
     scorer, source = load_champion(params.mlflow.model_name, model, tracking_uri)
-    tables = read_validated(validated)
-    horizon = contract.data_horizon(tables, params.data.horizon)
+    tables = read_validated(validated, [name for name in contract.TABLES if name != "touches"])
+    horizon = validated_horizon(validated, params.data.horizon)
     store = open_store(project_dir or Path.cwd(), params.store)
     try:
         if not store.enabled:  # a valid, empty report: `dvc repro` completes with recording off
@@ -53,6 +57,9 @@ def run(
         scores = store.scores_between(EPOCH, end)
     finally:
         store.close()
+    recent = recent_scores(scores, horizon, params.monitor.recent_days) if len(scores) else scores
+    recent_ids = sorted(set(recent["lead_id"].astype(str))) if len(recent) else []
+    tables |= read_validated(validated, ["touches"], recent_ids)
     report = monitor(scores, tables, horizon, scorer, params, source.ref)
     plot_dir = plots or out / "plots"
     for name, frame in plot_tables(report).items():

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from threadpoolctl import threadpool_limits
 
@@ -35,7 +36,9 @@ from features.engine.table import build_feature_table
 from features.errors import UserError
 from features.ingest.simulate import simulate
 from features.params import DriftParams, GenerateParams, Params, load_params
+from features.partitions import write_dataset
 from features.storage import read_validated
+from models.reports.monitoring import monitor
 from models.scorer import LeadScorer
 from models.store import ENV_VAR, ScoreRecord, ScoreStore
 from models.training import train_all
@@ -301,3 +304,60 @@ def test_user_errors_are_one_line(
     for error in (no_model, unreachable):
         assert "\n" not in str(error.value)
     assert not (tmp_path / "monitoring.json").exists()
+
+
+def _partitioned_copy(raw: Path, out: Path, partitions: int) -> Path:
+    """The validated tables of ``raw`` in the layout ``engine.kind: dask`` writes: the lead
+    tables as lead-partitioned datasets, campaigns and accounts single files."""
+    out.mkdir()
+    for name, frame in read_validated(raw).items():
+        spec = contract.TABLES[name]
+        if "lead_id" not in spec.column_names:
+            frame.to_parquet(out / f"{name}.parquet", index=False)
+            continue
+        latest = frame[spec.time_column].max() if spec.time_column else None
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        write_dataset(out / name, table, partitions, latest)
+    return out
+
+
+def test_touches_are_read_only_for_the_recently_scored_leads_in_either_layout(
+    reports: dict[str, dict[str, Any]],
+    plain: Scored,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stage reads touches for the recently scored leads only, and its report is the one
+    computed from every table whole; from lead-partitioned tables it is the same report."""
+    params = load_params(PARAMS)
+    whole = read_validated(plain.raw)
+    horizon = contract.data_horizon(whole, params.data.horizon)
+    with ScoreStore(plain.store_url) as store:
+        scores = store.scores_between(stage.EPOCH, dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
+    expected = json.loads(json.dumps(monitor(scores, whole, horizon, plain.scorer, params)))
+    written = dict(reports["plain"])
+    written.pop("model")  # which model it names: the direct call is given none
+    expected.pop("model")
+    assert written == expected
+
+    reads: list[tuple[list[str], int | None]] = []
+    real_read = stage.read_validated
+
+    def spy(directory: Path, names: Any = None, lead_ids: Any = None) -> dict[str, pd.DataFrame]:
+        reads.append((list(names or contract.TABLES), None if lead_ids is None else len(lead_ids)))
+        return real_read(directory, names, lead_ids)
+
+    monkeypatch.setattr(stage, "read_validated", spy)
+    partitioned = _partitioned_copy(plain.raw, tmp_path / "validated", 4)
+    report = _monitor(plain, tmp_path / "out", monkeypatch)  # single files, spied
+    report_partitioned = _monitor(
+        Scored(partitioned, partitioned, plain.model, plain.store_url, plain.scorer, plain.scores),
+        tmp_path / "out-partitioned",
+        monkeypatch,
+    )
+    assert report == reports["plain"]
+    assert report_partitioned == reports["plain"]
+    touch_reads = [count for names, count in reads if "touches" in names]
+    recent = report["drift"]["recent_scores"]
+    assert touch_reads == [recent, recent]
+    assert 0 < recent < whole["leads"]["lead_id"].nunique() / 2
