@@ -5,7 +5,10 @@ to ``models/store/schema.py``."""
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
+import sys
 import typing
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -15,7 +18,9 @@ from sqlalchemy import create_engine, inspect, text
 from models.store import ScoreStore, StoreError, schema
 from models.store import records as store_records
 from models.store.connection import create_store_engine
-from models.store.migrate import head_revision, upgrade
+from models.store.migrate import HEAD_REVISION, head_revision, upgrade
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_the_literals_spell_the_check_constraints() -> None:
@@ -132,3 +137,19 @@ def test_a_database_with_a_foreign_scores_table_is_one_clear_line(store_url: str
     with pytest.raises(StoreError, match=r"cannot open it: .*already exists") as caught:
         ScoreStore(store_url)
     assert "\n" not in str(caught.value)
+
+
+def test_the_declared_head_is_alembics_and_an_open_at_head_imports_no_alembic(
+    store_url: str,
+) -> None:
+    assert head_revision() == HEAD_REVISION
+    ScoreStore(store_url).close()  # migrated: at head
+    probe = (
+        "import sys; from models.store import ScoreStore; "
+        f"ScoreStore({store_url!r}).close(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert done.stdout.strip() == "[]", done.stderr
