@@ -109,6 +109,7 @@ def test_read_validated_takes_either_layout_and_opens_only_the_partitions_asked_
     # no lead asked for (a monitor with no recent score): no rows, the same columns, either layout
     none_single = read_validated(single, ["touches"], [])["touches"]
     none_split = read_validated(tmp_path / "split", ["leads"], [])["leads"]
-    assert len(none_single) == 0 and len(none_split) == 0
+    assert len(none_single) == 0
+    assert len(none_split) == 0
     assert none_single.dtypes.to_dict() == whole_single["touches"].dtypes.to_dict()
     assert none_split.dtypes.to_dict() == whole_single["leads"].dtypes.to_dict()
