@@ -19,6 +19,7 @@ import logging
 import pickle
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -29,6 +30,20 @@ from features.params import load_params
 from features.storage import atomic_directory, read_manifest, read_validated
 
 logger = logging.getLogger(__name__)
+
+
+ROW_GROUP = 1_048_576
+"""Rows per row group of ``snapshots.parquet`` (pyarrow's default for one ``write_table``)."""
+
+
+def write_snapshots(snapshots: pd.DataFrame, path: Path) -> None:
+    """``snapshots`` as one Parquet file, converted to Arrow a row group at a time: the
+    features are not held twice (as the frame and as one Arrow table) while writing."""
+    schema = pa.Schema.from_pandas(snapshots.iloc[:0], preserve_index=False)
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        for start in range(0, max(len(snapshots), 1), ROW_GROUP):
+            part = snapshots.iloc[start : start + ROW_GROUP]
+            writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))
 
 
 def run(validated: Path, out: Path, params_path: Path) -> None:
@@ -46,12 +61,9 @@ def run(validated: Path, out: Path, params_path: Path) -> None:
         engine, snapshots = build_feature_table(
             tables, params, manifest, runner.transform, remote_touches=remote
         )
+    del tables  # the engine holds what it fitted; the tables are not needed to write
     with atomic_directory(out) as staging:
-        pq.write_table(
-            pa.Table.from_pandas(snapshots, preserve_index=False),
-            staging / "snapshots.parquet",
-            compression="zstd",
-        )
+        write_snapshots(snapshots, staging / "snapshots.parquet")
         (staging / "feature_spec.json").write_text(
             json.dumps({"engine": runner.kind, "features": engine.feature_spec()}, indent=2) + "\n"
         )

@@ -100,26 +100,36 @@ def build_feature_table(
         tables, horizon, remote_touches.type_counts if remote_touches is not None else None
     )
 
-    parts = []
     size = params.features.partition_leads if remote_touches is None else max(len(leads), 1)
     ids = leads["lead_id"]
-    for start in tqdm(range(0, len(leads), size), desc="features", unit="partition", disable=None):
+    chunks = [
+        (start, np.flatnonzero(snapshots["lead_id"].isin(ids.iloc[start : start + size])))
+        for start in range(0, len(leads), size)
+    ]
+    # The table's order (by as_of, then lead; ties in partition order) is known before any
+    # feature is computed, so each partition's rows go straight to their place in one matrix:
+    # the features are held once, not once per partition, again concatenated and again sorted.
+    taken = np.concatenate([rows for _, rows in chunks]) if chunks else np.zeros(0, np.int64)
+    keys = snapshots[["as_of", "lead_id"]].iloc[taken].reset_index(drop=True)
+    order = taken[keys.sort_values(["as_of", "lead_id"], kind="stable").index.to_numpy()]
+    place = np.empty(len(snapshots), dtype=np.int64)
+    place[order] = np.arange(len(order))
+    matrix = np.empty((len(order), len(engine.feature_names_)), dtype=np.float64)
+    for start, rows in tqdm(chunks, desc="features", unit="partition", disable=None):
         part_ids = ids.iloc[start : start + size]
-        part_snapshots = snapshots[snapshots["lead_id"].isin(part_ids)]
         history = {
             name: tables[name][tables[name]["lead_id"].isin(part_ids)]
             for name in contract.EVENT_TABLES
             if name in tables
         }
-        matrix = (transform or _own_transform)(
+        matrix[place[rows]] = (transform or _own_transform)(
             engine,
-            part_snapshots,
+            snapshots.iloc[rows],
             leads.iloc[start : start + size],
             history.get("touches"),
             history.get("sales_events"),
         )
-        features = engine.feature_frame(matrix)
-        features.index = part_snapshots.index
-        parts.append(pd.concat([part_snapshots, features], axis=1))
-    result = pd.concat(parts).sort_values(["as_of", "lead_id"], kind="stable")
-    return engine, result.reset_index(drop=True)
+    head = snapshots.iloc[order].reset_index(drop=True)
+    features = engine.feature_frame(matrix)
+    del matrix
+    return engine, pd.concat([head, features], axis=1)
