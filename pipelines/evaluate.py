@@ -38,7 +38,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from features import contract
 from features.distributed import backend
@@ -71,18 +73,22 @@ def load_pickle(path: Path, stage: str) -> Any:
         return pickle.load(handle)
 
 
-def read_snapshots(features_dir: Path, scorer: LeadScorer) -> pd.DataFrame:
+def read_snapshots(
+    features_dir: Path, scorer: LeadScorer, keep: tuple[str, ...] = ()
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The stored snapshots without their feature columns (but ``keep``) and the model's
+    feature matrix of them (:meth:`~features.engine.engine.FeatureEngine.read_matrix`)."""
     path = features_dir / "snapshots.parquet"
     if not path.exists():
         raise UserError(f"{path}: missing; run the features stage first")
-    snapshots = pd.read_parquet(path)
-    missing = [n for n in scorer.engine.feature_names_ if n not in snapshots]
+    stored = set(pq.read_schema(path).names)
+    missing = [n for n in scorer.engine.feature_names_ if n not in stored]
     if missing:
         raise UserError(
             f"{path}: {len(missing)} model features missing (e.g. {missing[0]!r}); "
             "the features and train outputs are out of step: rerun both"
         )
-    return snapshots
+    return scorer.engine.read_matrix(path, keep)
 
 
 def feature_engine_kind(features_dir: Path) -> str:
@@ -101,7 +107,9 @@ def run(features_dir: Path, validated: Path, train: Path, out: Path, params_path
     params = load_params(params_path)
     scorer: LeadScorer = load_pickle(train / "scorer.pkl", "train")
     baselines = load_pickle(train / "baselines.pkl", "train")
-    snapshots = read_snapshots(features_dir, scorer)
+    # Beside X only ids, times, split, labels and the channel (per-group metrics) are read
+    # below: the other feature columns are in memory once, in X.
+    snapshots, X = read_snapshots(features_dir, scorer, keep=("channel",))
     # Under engine.kind dask the partitioned touches stay on the cluster: only the forecast's
     # open-lead features need them, and the workers read them there.
     on_cluster = params.engine.kind == "dask" and is_dataset(validated / "touches")
@@ -113,10 +121,6 @@ def run(features_dir: Path, validated: Path, train: Path, out: Path, params_path
     horizon = validated_horizon(validated, params.data.horizon)
     random_split = manifest is not None and manifest.get("order") == "random"
 
-    X = scorer.engine.matrix_from_frame(snapshots)
-    # Beside X only ids, times, split, labels and the channel (per-group metrics) are read
-    # below: the other feature columns need not stay in memory twice.
-    snapshots = scorer.engine.drop_features(snapshots, keep=("channel",))
     evaluation = evaluate(
         snapshots,
         X,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -919,18 +920,34 @@ class FeatureEngine:
             )
         return frame
 
+    def _float_column(self, name: str, values: pd.Series) -> np.ndarray:
+        if name in self.categorical_features_:
+            codes = values.cat.codes.to_numpy().astype(np.float64)
+            codes[codes < 0] = np.nan
+            return codes
+        return values.to_numpy(dtype=np.float64)
+
     def matrix_from_frame(self, frame: pd.DataFrame) -> np.ndarray:
         """Inverse of :meth:`feature_frame`: the model's float matrix from stored features."""
-        columns = []
-        for name in self.feature_names_:
-            values = frame[name]
-            if name in self.categorical_features_:
-                codes = values.cat.codes.to_numpy().astype(np.float64)
-                codes[codes < 0] = np.nan
-                columns.append(codes)
-            else:
-                columns.append(values.to_numpy(dtype=np.float64))
+        columns = [self._float_column(name, frame[name]) for name in self.feature_names_]
         return np.column_stack(columns) if columns else np.zeros((len(frame), 0))
+
+    def read_matrix(
+        self, path: Path | str, keep: Sequence[str] = ()
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        """The stored snapshots at ``path`` without their feature columns (but ``keep``) and
+        their :meth:`matrix_from_frame`, read a feature column at a time into the matrix: the
+        features are in memory once, never also as a frame (the train and evaluate stages'
+        peak at a million leads). The caller checks the file has every feature."""
+        import pyarrow.parquet as pq  # here: serving loads the engine and never reads files
+
+        dropped = set(self.feature_names_) - set(keep)
+        names = pq.read_schema(path).names
+        head = pd.read_parquet(path, columns=[c for c in names if c not in dropped])
+        matrix = np.empty((len(head), len(self.feature_names_)), dtype=np.float64)
+        for j, name in enumerate(self.feature_names_):
+            matrix[:, j] = self._float_column(name, pd.read_parquet(path, columns=[name])[name])
+        return head, matrix
 
     def drop_features(self, frame: pd.DataFrame, keep: Sequence[str] = ()) -> pd.DataFrame:
         """``frame`` without its feature columns (but ``keep``): what a stage still reads once

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -73,3 +74,23 @@ def test_the_snapshots_file_written_a_row_group_at_a_time_reads_back_as_the_tabl
     empty = pd.read_parquet(tmp_path / "empty.parquet")
     assert len(empty) == 0
     assert list(empty.columns) == list(table.columns)
+
+
+def test_reading_the_matrix_a_column_at_a_time_equals_reading_the_frame(
+    tables: dict[str, pd.DataFrame],
+    repo_params: Params,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine, table = build_feature_table(tables, repo_params, None)
+    monkeypatch.setattr(features_stage, "ROW_GROUP", 333)
+    path = tmp_path / "snapshots.parquet"
+    features_stage.write_snapshots(table, path)
+    stored = pd.read_parquet(path)
+    for keep in ((), ("channel",)):
+        head, matrix = engine.read_matrix(path, keep)
+        pd.testing.assert_frame_equal(head, engine.drop_features(stored, keep), check_exact=True)
+        expected = engine.matrix_from_frame(stored)
+        assert matrix.shape == expected.shape
+        assert np.array_equal(matrix, expected, equal_nan=True)
+    assert engine.categorical_features_  # the codes' path is exercised too
