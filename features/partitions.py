@@ -52,6 +52,14 @@ def lead_filter(lead_ids: Sequence[str]) -> pc.Expression:
     return pc.field("lead_id").isin(pa.array([str(lead) for lead in lead_ids], pa.string()))
 
 
+def partition_rows(part: np.ndarray, partitions: int) -> list[np.ndarray]:
+    """Per partition 0 … ``partitions``-1, the positions of its rows (``part``: each row's
+    partition, :func:`lead_partition`), in the table's order."""
+    order = np.argsort(part, kind="stable")
+    bounds = np.searchsorted(part[order], np.arange(partitions + 1))
+    return [order[bounds[p] : bounds[p + 1]] for p in range(partitions)]
+
+
 def part_name(partition: int) -> str:
     return f"part-{partition:05d}.parquet"
 
@@ -77,11 +85,8 @@ def write_dataset(
     directory.mkdir(parents=True)
     table = table.append_column(ORDER_COLUMN, pa.array(np.arange(table.num_rows, dtype=np.int64)))
     part = lead_partition(table.column("lead_id").to_pandas(), partitions)
-    order = np.argsort(part, kind="stable")
-    bounds = np.searchsorted(part[order], np.arange(partitions + 1))
-    for p in range(partitions):
-        rows = pa.array(order[bounds[p] : bounds[p + 1]])
-        pq.write_table(table.take(rows), directory / part_name(p), compression="zstd")
+    for p, rows in enumerate(partition_rows(part, partitions)):
+        pq.write_table(table.take(pa.array(rows)), directory / part_name(p), compression="zstd")
     meta = {
         "partitions": partitions,
         "rows": table.num_rows,

@@ -44,15 +44,14 @@ def score_open_leads(
     """The queue of the leads open at ``as_of`` (default: the data horizon), and that time."""
     flat = read_manifest(validated) is not None
     partition_leads = params.features.partition_leads
+    when = as_of if as_of is not None else validated_horizon(validated, params.data.horizon)
     if params.engine.kind == "dask" and is_dataset(validated / "leads"):
-        when = as_of if as_of is not None else validated_horizon(validated, params.data.horizon)
         with cluster(params.engine, stage) as client:
             rows = queue_rows_on_cluster(
                 validated, scorer, when, model, flat, partition_leads, client, stage
             )
         return ranked(rows, scorer), when
     tables = read_validated(validated)
-    when = as_of if as_of is not None else validated_horizon(validated, params.data.horizon)
     return sales_queue(tables, scorer, when, model, flat, partition_leads), when
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from features import contract
 from features.errors import UserError
-from features.partitions import lead_partition
+from features.partitions import lead_partition, partition_rows
 from features.validation.checking import validate_table
 from features.validation.coercion import ValidatedTable
 from features.validation.cross_table import close_times
@@ -112,7 +112,7 @@ def validate_by_partition(
         if not by_lead(name)
     }
     rows = {
-        name: _partition_rows(lead_partition(tables[name].typed["lead_id"], partitions), partitions)
+        name: partition_rows(lead_partition(tables[name].typed["lead_id"], partitions), partitions)
         for name in names
     }
     with tempfile.TemporaryDirectory(prefix=".validate-dask-", dir=workdir) as shared:
@@ -149,12 +149,6 @@ def validate_by_partition(
         item.quarantined = quarantined
         item.result = result
     return seconds
-
-
-def _partition_rows(part: np.ndarray, partitions: int) -> list[np.ndarray]:
-    order = np.argsort(part, kind="stable")
-    bounds = np.searchsorted(part[order], np.arange(partitions + 1))
-    return [order[bounds[p] : bounds[p + 1]] for p in range(partitions)]
 
 
 def _rule_order(typing_failures: RowFailures, result: Any) -> list[str]:
