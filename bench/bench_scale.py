@@ -7,11 +7,12 @@ For each size the simulated CRM is generated once (in ``--work``, kept between r
 round runs ``leadscore validate`` and ``leadscore features`` once with ``engine.kind: local``
 and once with ``dask`` (a ``LocalCluster`` of ``--workers`` processes, one thread each, started
 and closed by each stage), in alternating order, and checks that both wrote the same
-snapshots. The peer of the Dask figures is the local run of the same round; the load average
-is printed beside them. Under Dask, validate runs Great Expectations per lead partition on the
-workers and writes the lead tables as partitioned datasets; features then never loads the
-touches in the stage's process (the workers read them). Reading and typing the raw files,
-the snapshots and the engine's fit stay in the stages' processes (see docs/scale.md).
+snapshots. The peer of the Dask figures is the local run of the same round; the load average is
+printed beside them. Under Dask, validate reads and types the lead tables' Parquet files on the
+workers a chunk (row groups) at a time, cuts them into lead partitions, runs Great Expectations
+per partition there and has the tasks write the partitioned datasets; features then never loads
+the touches in the stage's process (the workers read them). The engine's fit and the matrix
+stay in the features stage's process (see docs/scale.md).
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import psutil
 import yaml
+from process_peaks import largest, watched
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -49,27 +50,6 @@ def _params(work: Path, kind: str, workers: int, partitions: int) -> Path:
     return path
 
 
-def _watch(root: psutil.Process, peaks: dict[int, tuple[str, int]], done: threading.Event) -> None:
-    """Peak RSS per process of ``root``'s tree, sampled every 50 ms."""
-    while not done.is_set():
-        try:
-            tree = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return
-        for process in tree:
-            try:
-                rss = process.memory_info().rss
-                command = " ".join(process.cmdline())
-            except psutil.Error:
-                continue
-            role = "worker" if "spawn_main" in command else "stage"
-            if "resource_tracker" in command:
-                continue
-            previous = peaks.get(process.pid, (role, 0))[1]
-            peaks[process.pid] = (role, max(previous, rss))
-        time.sleep(0.05)
-
-
 def _run(command: list[str], params: Path) -> tuple[float, int, list[int]]:
     """One stage: seconds, the stage process's peak RSS and each worker's."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
@@ -81,19 +61,12 @@ def _run(command: list[str], params: Path) -> tuple[float, int, list[int]]:
         stderr=subprocess.PIPE,
         cwd=params.parent,
     )
-    peaks: dict[int, tuple[str, int]] = {}
-    done = threading.Event()
-    watcher = threading.Thread(target=_watch, args=(process, peaks, done), daemon=True)
-    watcher.start()
-    _, errors = process.communicate()
-    seconds = time.perf_counter() - start
-    done.set()
-    watcher.join()
+    with watched(process) as peaks:
+        _, errors = process.communicate()
+        seconds = time.perf_counter() - start
     if process.returncode != 0:
         raise SystemExit(f"leadscore {command[0]} failed: {errors.decode()[-2000:]}")
-    stage = max((rss for role, rss in peaks.values() if role == "stage"), default=0)
-    workers = sorted((rss for role, rss in peaks.values() if role == "worker"), reverse=True)
-    return seconds, stage, workers
+    return seconds, max(largest(peaks, "stage"), default=0), largest(peaks, "worker")
 
 
 Figures = dict[str, tuple[float, int, list[int]]]

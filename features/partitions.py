@@ -6,8 +6,9 @@ per partition, empty ones included, so a task never meets a missing file) and ``
 (``{"partitions": N, "rows": …, "latest": …}``). Every row of a lead, in every table, is in the
 file of the lead's partition, so a task given partition p of leads, touches and sales events has
 each of those leads' whole history. Each row carries its position in the table as written
-(``_row``): a reader puts the rows back in that order, so reading a dataset gives the same frame
-as reading the single file the local engine writes, row for row.
+(``_row``; validation's tasks write the row's number in the raw file instead, which orders the
+valid rows the same): a reader puts the rows back in that order, so reading a dataset gives the
+same frame as reading the single file the local engine writes, row for row.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ HASH_KEY = "leadscore:leadid"
 """The 16-byte key of the SipHash behind :func:`lead_partition` (fixed: partitions are the same
 in every process, run and machine)."""
 ORDER_COLUMN = "_row"
-"""A dataset row's position in its table (the order a reader restores)."""
+"""A number ordering a dataset's rows as in its table (the order a reader restores)."""
 META = "_dataset.json"
 
 

@@ -260,20 +260,53 @@ def read_csv_file(
     return frame
 
 
-def read_parquet_file(path: Path) -> pd.DataFrame:
-    """A Parquet file with its types (timestamps stay timestamps, strings pandas ``str``)."""
-    path = Path(path)
+def _unreadable(path: Path, error: Exception) -> UserError:
+    detail = " ".join(str(error).split())
+    return UserError(f"{path}: not a readable Parquet file ({detail})")
+
+
+def _check_parquet_path(path: Path) -> None:
     if not path.is_file():
         raise UserError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise UserError(f"{path}: empty file")
+
+
+def read_parquet_file(path: Path) -> pd.DataFrame:
+    """A Parquet file with its types (timestamps stay timestamps, strings pandas ``str``)."""
+    path = Path(path)
+    _check_parquet_path(path)
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError, ValueError) as error:
-        detail = " ".join(str(error).split())
-        raise UserError(f"{path}: not a readable Parquet file ({detail})") from None
+        raise _unreadable(path, error) from None
     if table.num_rows == 0:
         raise UserError(f"{path}: header only, no rows")
+    return table.to_pandas()
+
+
+def parquet_row_groups(path: Path) -> list[int]:
+    """The rows of each row group of a Parquet file (the errors :func:`read_parquet_file`
+    gives for a missing, empty or unreadable file, or one without rows)."""
+    path = Path(path)
+    _check_parquet_path(path)
+    try:
+        metadata = pq.ParquetFile(path).metadata
+    except (pa.ArrowException, OSError, ValueError) as error:
+        raise _unreadable(path, error) from None
+    groups = [metadata.row_group(index).num_rows for index in range(metadata.num_row_groups)]
+    if not sum(groups):
+        raise UserError(f"{path}: header only, no rows")
+    return groups
+
+
+def read_parquet_chunk(path: Path, groups: Sequence[int]) -> pd.DataFrame:
+    """Row groups ``groups`` of a Parquet file, typed as :func:`read_parquet_file` types the
+    whole file."""
+    try:
+        table = pq.ParquetFile(path).read_row_groups(list(groups))
+    except (pa.ArrowException, OSError, ValueError) as error:
+        raise _unreadable(Path(path), error) from None
     return table.to_pandas()
 
 

@@ -49,6 +49,55 @@ class CoercionNotes:
     """Column → positions whose value could not be typed."""
 
 
+@dataclass(frozen=True)
+class ColumnDecision:
+    """What typing decides over a whole column, so that chunks of a file typed apart (on a
+    cluster's workers) are typed as the one file would be. None: decide from the values."""
+
+    whole: bool | None = None
+    """A text column read as floats: every value is a whole number (then "12", not "12.0")."""
+    first: str | None = None
+    """A timestamp column: its first value that is not ISO 8601 (pandas infers the format of
+    every such value from it)."""
+    dayfirst: bool | None = None
+    """A timestamp column: its non-ISO values are read day first (more of them parse)."""
+
+
+@dataclass
+class ColumnStats:
+    """One chunk's view of a column: what it decided alone, what it used, the counts the
+    whole column's decisions are made from."""
+
+    used: ColumnDecision = field(default_factory=ColumnDecision)
+    own_whole: bool | None = None
+    own_first: str | None = None
+    formats: tuple[str | None, str | None] | None = None
+    """The formats the chunk's non-ISO values were parsed with (inferred from ``used.first``),
+    month first and day first."""
+    counts: tuple[int, int] = (0, 0)
+    """Non-ISO values parsed month first and day first (with ``used.first``'s format)."""
+    nonnull: int = 0
+    typed: int = 0
+    example: str | None = None
+    what: str = ""
+    """What a value should be (``"a number"``…), for the error refusing the column."""
+    mistyped: str | None = None
+    """What a value should be (``"a number (type bool)"``…) when the chunk's type cannot be."""
+
+
+def inferred_formats(first: str | None) -> tuple[str | None, str | None] | None:
+    """The formats pandas infers from ``first``, month first and day first (None: no value)."""
+    if first is None:
+        return None
+    from pandas.tseries.api import guess_datetime_format
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return guess_datetime_format(first, dayfirst=False), guess_datetime_format(
+            first, dayfirst=True
+        )
+
+
 def _is_text(series: pd.Series) -> bool:
     return isinstance(series.dtype, pd.StringDtype) or series.dtype == object
 
@@ -69,23 +118,39 @@ def _text(series: pd.Series) -> pd.Series:
     return text.mask(text.str.casefold().isin(NULL_TOKENS) | (text == ""))
 
 
-def _mistyped(source: str, name: str, what: str, values: pd.Series) -> UserError:
-    example = values.dropna().iloc[0] if values.notna().any() else None
+def mistyped_error(source: str, name: str, what: str, count: int, example: Any) -> UserError:
+    """A column none of whose ``count`` values is ``what``: the one line refusing its file."""
     return UserError(
-        f"{source}: column '{name}' is mistyped: none of its {int(values.notna().sum()):,} "
+        f"{source}: column '{name}' is mistyped: none of its {count:,} "
         f"values is {what} (e.g. {str(example)[:40]!r})"
     )
+
+
+def _mistyped(source: str, name: str, what: str, values: pd.Series) -> UserError:
+    example = values.dropna().iloc[0] if values.notna().any() else None
+    return mistyped_error(source, name, what, int(values.notna().sum()), example)
 
 
 def mask_positions(mask: pd.Series | np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.asarray(mask, dtype=bool)).astype(np.int64)
 
 
-def coerce_strings(raw: pd.Series, column: contract.Column, notes: CoercionNotes) -> pd.Series:
+def coerce_strings(
+    raw: pd.Series,
+    column: contract.Column,
+    notes: CoercionNotes,
+    decision: ColumnDecision | None = None,
+    stats: ColumnStats | None = None,
+) -> pd.Series:
     """Text: surrounding spaces stripped, empty → null, lowercase columns lowered."""
     if pd.api.types.is_float_dtype(raw.dtype):  # ids read as floats: 12.0 → "12"
-        whole = raw.dropna()
-        if bool(((whole == np.floor(whole)) & (whole.abs() < 2**53)).all()):
+        values = raw.dropna()
+        own = bool(((values == np.floor(values)) & (values.abs() < 2**53)).all())
+        whole = decision.whole if decision is not None and decision.whole is not None else own
+        if stats is not None:
+            stats.own_whole = own
+            stats.used = ColumnDecision(whole=whole)
+        if whole:
             raw = raw.astype("Int64")
     if not isinstance(raw.dtype, pd.StringDtype):
         raw = raw.astype("str")
@@ -105,27 +170,47 @@ def coerce_strings(raw: pd.Series, column: contract.Column, notes: CoercionNotes
     return _from_arrow(clean)
 
 
-def lenient_timestamps(text: pd.Series) -> pd.Series:
+def lenient_timestamps(
+    text: pd.Series, decision: ColumnDecision | None = None, stats: ColumnStats | None = None
+) -> pd.Series:
     """Text → ``datetime64[us, UTC]``, leniently: NaT where it does not parse (the row is then
     quarantined, where the importer's :func:`~features.ingest.mapping.strict_timestamps` refuses
     the file).
 
     ISO 8601 first (naive values taken as UTC, offsets converted); the rest with a format
     inferred from the values, day-first when that parses more of them, then value by value.
+    ``decision`` imposes the whole column's first non-ISO value (pandas infers the format from
+    the first value) and its day-first choice on a chunk of it; ``stats`` receives the chunk's.
     """
     parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
     parsed = parsed.dt.floor("us").dt.as_unit("us")
     left = parsed.isna() & text.notna()
     if not left.any():
+        if stats is not None:
+            stats.used = decision or ColumnDecision()
         return parsed
     rest = text[left]
+    first = decision.first if decision is not None and decision.first is not None else None
+    probe = rest
+    if first is not None:  # parsed with the format pandas infers from the column's first value
+        probe = pd.concat([pd.Series([first], dtype=rest.dtype), rest], ignore_index=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tries = []
         for dayfirst in (False, True):
-            guess = pd.to_datetime(rest, utc=True, errors="coerce", dayfirst=dayfirst)
+            guess = pd.to_datetime(probe, utc=True, errors="coerce", dayfirst=dayfirst)
+            if first is not None:
+                guess = guess.iloc[1:].set_axis(rest.index)
             tries.append((int(guess.notna().sum()), dayfirst, guess))
-        count, dayfirst, guess = max(tries, key=lambda item: item[0])
+        if decision is not None and decision.dayfirst is not None:
+            count, dayfirst, guess = tries[int(decision.dayfirst)]
+        else:
+            count, dayfirst, guess = max(tries, key=lambda item: item[0])
+        if stats is not None:
+            stats.own_first = str(rest.iloc[0])
+            stats.formats = inferred_formats(first or stats.own_first)
+            stats.counts = (tries[0][0], tries[1][0])
+            stats.used = ColumnDecision(first=first or stats.own_first, dayfirst=dayfirst)
         if count < len(rest):
             still = guess.isna()
             mixed = pd.to_datetime(
@@ -137,24 +222,55 @@ def lenient_timestamps(text: pd.Series) -> pd.Series:
     return parsed
 
 
+def _tally(stats: ColumnStats | None, text: pd.Series, typed: pd.Series, what: str) -> None:
+    if stats is None:
+        return
+    stats.what = what
+    stats.nonnull = int(text.notna().sum())
+    stats.typed = int(typed.notna().sum())
+    stats.example = str(text.dropna().iloc[0]) if stats.nonnull else None
+
+
+def _mistyped_type(
+    stats: ColumnStats | None, source: str, name: str, what: str, values: pd.Series
+) -> UserError | None:
+    """A column whose type cannot be typed: the error, or (a chunk) recorded in ``stats``."""
+    if stats is None:
+        return _mistyped(source, name, what, values)
+    stats.mistyped = what
+    stats.nonnull = int(values.notna().sum())
+    stats.example = str(values.dropna().iloc[0]) if stats.nonnull else None
+    return None
+
+
 def coerce_timestamps(
-    raw: pd.Series, column: contract.Column, source: str
+    raw: pd.Series,
+    column: contract.Column,
+    source: str,
+    decision: ColumnDecision | None = None,
+    stats: ColumnStats | None = None,
 ) -> tuple[pd.Series, np.ndarray]:
+    """(``stats``: a chunk of the column, typed per ``decision``; a column none of whose values
+    types is then the caller's to refuse, from every chunk's counts.)"""
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
         typed = raw.dt.tz_convert("UTC")
     elif pd.api.types.is_datetime64_dtype(raw.dtype):
         typed = raw.dt.tz_localize("UTC")
     elif _is_text(raw):
         text = _text(raw)
-        typed = lenient_timestamps(text)
+        typed = lenient_timestamps(text, decision, stats)
         bad = typed.isna() & text.notna()
-        if bad.any() and not typed.notna().any():
+        _tally(stats, text, typed, "a timestamp")
+        if stats is None and bad.any() and not typed.notna().any():
             raise _mistyped(source, column.name, "a timestamp", text)
         return typed.reset_index(drop=True), mask_positions(bad)
     elif raw.isna().all():
         typed = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
     else:
-        raise _mistyped(source, column.name, f"a timestamp (type {raw.dtype})", raw)
+        error = _mistyped_type(stats, source, column.name, f"a timestamp (type {raw.dtype})", raw)
+        if error is not None:
+            raise error
+        typed = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
     typed = typed.dt.floor("us").astype("datetime64[us, UTC]")
     return typed.reset_index(drop=True), np.empty(0, dtype=np.int64)
 
@@ -180,7 +296,7 @@ def lenient_numbers(text: pd.Series) -> pd.Series:
 
 
 def coerce_floats(
-    raw: pd.Series, column: contract.Column, source: str
+    raw: pd.Series, column: contract.Column, source: str, stats: ColumnStats | None = None
 ) -> tuple[pd.Series, np.ndarray]:
     if pd.api.types.is_numeric_dtype(raw.dtype) or pd.api.types.is_bool_dtype(raw.dtype):
         typed = raw.astype("float64")
@@ -188,11 +304,16 @@ def coerce_floats(
         typed[bad] = np.nan
         return typed.reset_index(drop=True), mask_positions(bad)
     if not _is_text(raw) and not raw.isna().all():
-        raise _mistyped(source, column.name, f"a number (type {raw.dtype})", raw)
+        error = _mistyped_type(stats, source, column.name, f"a number (type {raw.dtype})", raw)
+        if error is not None:
+            raise error
+        typed = pd.Series(np.nan, index=pd.RangeIndex(len(raw)), dtype="float64")
+        return typed, np.empty(0, dtype=np.int64)
     text = _text(raw)
     typed = lenient_numbers(text)
     bad = typed.isna() & text.notna()
-    if bad.any() and not typed.notna().any():
+    _tally(stats, text, typed, "a number")
+    if stats is None and bad.any() and not typed.notna().any():
         raise _mistyped(source, column.name, "a number", text)
     return typed.reset_index(drop=True), mask_positions(bad)
 
@@ -234,6 +355,8 @@ def coerce(
     frame: pd.DataFrame,
     source: str | Path = "",
     notes: CoercionNotes | None = None,
+    decisions: dict[str, ColumnDecision] | None = None,
+    stats: dict[str, ColumnStats] | None = None,
 ) -> tuple[pd.DataFrame, RowFailures]:
     """Type ``frame``'s columns per the contract; return the typed frame and row failures.
 
@@ -241,6 +364,10 @@ def coerce(
     (absent nullable ones added as nulls) and, on tables that allow them, the extra columns
     unchanged. Raises :class:`UserError` for a missing required column or a column none of whose
     values can be typed.
+
+    A chunk of a file (``stats`` given, filled per column): typed with the whole column's
+    ``decisions``, and a column none of whose values types is not refused here but counted
+    (:mod:`features.validation.chunked` refuses it from every chunk's counts).
     """
     source = str(source) or table.name
     notes = notes if notes is not None else CoercionNotes()
@@ -257,14 +384,18 @@ def coerce(
             columns[column.name] = _null_column(column, rows)
             continue
         raw = frame[column.name]
+        decision = (decisions or {}).get(column.name)
+        column_stats = None
+        if stats is not None:
+            column_stats = stats[column.name] = ColumnStats()
         if column.kind is Kind.STRING:
-            columns[column.name] = coerce_strings(raw, column, notes)
+            columns[column.name] = coerce_strings(raw, column, notes, decision, column_stats)
             continue
         if column.kind is Kind.TIMESTAMP:
-            typed, bad = coerce_timestamps(raw, column, source)
+            typed, bad = coerce_timestamps(raw, column, source, decision, column_stats)
             rule = rule_unparseable(column.name)
         else:
-            typed, bad = coerce_floats(raw, column, source)
+            typed, bad = coerce_floats(raw, column, source, column_stats)
             rule = rule_not_a_number(column.name)
         columns[column.name] = typed
         if len(bad):
@@ -273,9 +404,13 @@ def coerce(
     extras = [str(name) for name in frame.columns if name not in table.column_names]
     if extras and not table.extra_columns_allowed:
         notes.dropped.extend(extras)
-        logger.warning(
-            "%s: extra columns dropped (%s allows none): %s", source, table.name, ", ".join(extras)
-        )
+        if stats is None:  # a chunk's: the stage warns once for the file
+            logger.warning(
+                "%s: extra columns dropped (%s allows none): %s",
+                source,
+                table.name,
+                ", ".join(extras),
+            )
     elif extras:
         for name in extras:
             columns[name] = frame[name].reset_index(drop=True)

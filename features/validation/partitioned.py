@@ -1,18 +1,20 @@
 """Validation per lead partition on a Dask cluster (``params.yaml`` ``engine.kind: dask``).
 
-The tables with a ``lead_id`` (leads, touches, sales events) are cut into lead partitions by
-the stable hash of :mod:`features.partitions`; each partition, with the small parent tables
-(campaigns, accounts: validated first, in the stage's process) whole, is validated on a
+The tables with a ``lead_id`` (leads, touches, sales events) arrive as shards, one per lead
+partition and chunk of their file (:mod:`features.validation.chunked`: typed on the workers,
+cut by the stable hash of :mod:`features.partitions`). Each partition, with the small parent
+tables (campaigns, accounts: validated first, in the stage's process) whole, is validated on a
 worker by the same Great Expectations suites and cross-table rules as the local path. That is
 exact, not an approximation: every row with a given ``lead_id`` is in the same partition, so a
 duplicated lead id meets its copies there (the suite's uniqueness rule quarantines all of
 them), a touch finds its lead or finds it missing there, and a lead's close time comes from
-its own sales events. The partitions' failing rows are mapped back to the table's row numbers
-and their per-rule counts and GE results merged, so the quarantine, the report and the verdict
-are those of one run over the whole table.
+its own sales events.
 
-Each partition goes to the workers as a file (a task whose worker dies can run again on
-another); the typed tables are read and coerced in the stage's process, as locally.
+The task writes its partition of the valid rows straight into the stage's staging output (the
+dataset's part file) and its quarantined rows beside it, and returns counts: per rule the rows
+failing it and a few example ids, the GE result with row numbers of the whole file, the latest
+valid time, the Arrow schema written. Merged, they are the quarantine, the report and the
+verdict of one run over the whole table, and the stage's process never holds the lead tables.
 """
 
 from __future__ import annotations
@@ -22,18 +24,36 @@ import dataclasses
 import pickle
 import tempfile
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from features import contract
 from features.errors import UserError
-from features.partitions import lead_partition, partition_rows
+from features.partitions import META, ORDER_COLUMN, part_name
 from features.validation.checking import validate_table
+from features.validation.chunked import (
+    TableTyping,
+    read_shards,
+    shard_files,
+    shard_pattern,
+    table_part,
+)
 from features.validation.coercion import ValidatedTable
 from features.validation.cross_table import close_times
-from features.validation.rules import RowFailures
+from features.validation.outputs import (
+    ROW_COLUMN,
+    arrow_quarantine,
+    arrow_valid,
+    latest_valid,
+    quarantine_rows,
+)
+from features.validation.report import TableSummary, example_candidates, merge_examples
 from features.validation.suites import SuiteSettings, ge_context
 
 if TYPE_CHECKING:
@@ -47,111 +67,248 @@ def by_lead(name: str) -> bool:
     return "lead_id" in contract.TABLES[name].column_names
 
 
-def _localise(global_positions: np.ndarray, inverse: np.ndarray) -> np.ndarray:
-    local = inverse[global_positions]
-    return local[local >= 0]
+@dataclass
+class PartitionFound:
+    """One lead table's findings in one partition (row numbers of the whole file)."""
+
+    rows: int
+    quarantined: int
+    rules: dict[str, int]
+    examples: dict[str, list[tuple[int, str]]]
+    result: Any
+    latest: pd.Timestamp | None
+    schema: pa.Schema
 
 
-def _part(item: ValidatedTable, positions: np.ndarray) -> ValidatedTable:
-    """The rows of ``item`` at ``positions`` as a table of their own (row numbers 0…)."""
-    inverse = np.full(len(item.typed), -1, dtype=np.int64)
-    inverse[positions] = np.arange(len(positions))
-    notes = dataclasses.replace(
-        item.notes,
-        failed_columns={
-            column: _localise(bad, inverse) for column, bad in item.notes.failed_columns.items()
-        },
-    )
-    failures = {rule: _localise(bad, inverse) for rule, bad in item.failures.items()}
-    return ValidatedTable(
-        item.spec,
-        item.path,
-        item.raw.iloc[positions].reset_index(drop=True),
-        item.typed.iloc[positions].reset_index(drop=True),
-        {rule: bad for rule, bad in failures.items() if len(bad)},
-        notes,
-    )
+@dataclass
+class _Work:
+    """What a partition's task is given (pickled to a file beside the output)."""
+
+    parents: dict[str, ValidatedTable]
+    templates: dict[str, ValidatedTable]
+    names: list[str]
+    settings: SuiteSettings
+    shards: str
+    staging: str
+    quarantine: str
+    example_ids: int
 
 
-def _validate_partition(path: str) -> tuple[dict[str, tuple[RowFailures, Any]], float]:
+def _validate_partition(path: str, partition: int) -> tuple[dict[str, PartitionFound], float]:
     """On a worker: one partition's lead tables validated as the local stage does, beside the
-    parents in the file; per table its failing rows (partition row numbers) and GE result."""
+    parents; the valid rows written to the staging dataset, the quarantined rows beside it."""
     with open(path, "rb") as handle:
-        work = pickle.load(handle)
-    tables: dict[str, ValidatedTable] = work["tables"]
-    settings: SuiteSettings = work["settings"]
+        work: _Work = pickle.load(handle)
+    tables: dict[str, ValidatedTable] = dict(work.parents)
+    rows: dict[str, np.ndarray] = {}
+    for name in work.names:
+        read = read_shards(shard_files(work.shards, name, partition))
+        if read is None:
+            tables[name], rows[name] = work.templates[name], np.zeros(0, dtype=np.int64)
+        else:
+            tables[name], rows[name] = read
     context = ge_context()
     close = None
     seconds = 0.0
-    found: dict[str, tuple[RowFailures, Any]] = {}
-    for name in work["names"]:  # dependency order: leads before their events
+    found: dict[str, PartitionFound] = {}
+    for name in work.names:  # dependency order: leads before their events
+        item = tables[name]
         if name in contract.EVENT_TABLES and close is None:
-            close = close_times(tables, settings)
-        seconds += validate_table(tables[name], tables, settings, context, close)
-        found[name] = (tables[name].failures, tables[name].result)
+            close = close_times(tables, work.settings)
+        seconds += validate_table(item, tables, work.settings, context, close)
+        found[name] = _findings(item, rows[name], work, partition)
     return found, seconds
 
 
+def _findings(
+    item: ValidatedTable, rows: np.ndarray, work: _Work, partition: int
+) -> PartitionFound:
+    name = item.spec.name
+    valid = arrow_valid(item)
+    valid = valid.append_column(ORDER_COLUMN, pa.array(rows[~item.quarantined], pa.int64()))
+    pq.write_table(valid, Path(work.staging) / name / part_name(partition), compression="zstd")
+    if item.quarantined.any():
+        quarantined = quarantine_rows(item, rows)
+        with (Path(work.quarantine) / f"{name}-{partition:05d}.pkl").open("wb") as handle:
+            pickle.dump(quarantined, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    return PartitionFound(
+        rows=len(item.typed),
+        quarantined=int(item.quarantined.sum()),
+        rules={rule: len(positions) for rule, positions in item.failures.items()},
+        examples={
+            rule: example_candidates(item, positions, work.example_ids, rows)
+            for rule, positions in item.failures.items()
+        },
+        result=merge_results([(rows, item.result)]),
+        latest=latest_valid(item),
+        schema=valid.schema,
+    )
+
+
+@dataclass
+class ClusterValidation:
+    """The lead tables validated on the cluster: per table its summary and GE result."""
+
+    summaries: dict[str, TableSummary] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+    latest: dict[str, pd.Timestamp | None] = field(default_factory=dict)
+    schemas: dict[str, pa.Schema] = field(default_factory=dict)
+    empty_quarantine: dict[str, pd.DataFrame] = field(default_factory=dict)
+    """Per table its quarantine file's columns, no rows (what a table without one writes)."""
+    ge_seconds: float = 0.0
+
+
 def validate_by_partition(
-    tables: dict[str, ValidatedTable],
+    typing: dict[str, TableTyping],
+    parents: dict[str, ValidatedTable],
     settings: SuiteSettings,
     client: Client,
     partitions: int,
-    workdir: Path | None = None,
-) -> float:
-    """Validate ``tables``' lead tables on ``client``'s workers, one task per lead partition,
-    after their parents (already validated: ``quarantined`` set). Fills each lead table's
-    ``failures``, ``quarantined`` and ``result`` as the local path would; returns the seconds
-    spent inside Great Expectations (all workers together)."""
+    shards: Path,
+    staging: Path,
+    example_ids: int,
+) -> ClusterValidation:
+    """Validate the lead tables typed into ``shards`` on ``client``'s workers, one task per
+    lead partition, after their ``parents`` (already validated). Each task writes its valid
+    rows into ``staging/<table>/`` and its quarantined rows beside them; the stage's
+    :func:`finish_datasets` completes them once the verdict is known."""
     from features.cluster import cluster_failures, one_line
 
-    names = [name for name in tables if by_lead(name)]
-    parents = {
-        name: dataclasses.replace(item, result=None)
-        for name, item in tables.items()
-        if not by_lead(name)
-    }
-    rows = {
-        name: partition_rows(lead_partition(tables[name].typed["lead_id"], partitions), partitions)
-        for name in names
-    }
-    with tempfile.TemporaryDirectory(prefix=".validate-dask-", dir=workdir) as shared:
-        paths = []
-        for p in range(partitions):
-            if not any(len(rows[name][p]) for name in names):
-                continue
-            part = {name: _part(tables[name], rows[name][p]) for name in names}
-            path = Path(shared) / f"{p:05d}.pkl"
-            with path.open("wb") as handle:
-                payload = {"tables": parents | part, "settings": settings, "names": names}
-                pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL)
-            paths.append((p, str(path)))
-        try:
-            futures = [client.submit(_validate_partition, path, pure=False) for _, path in paths]
-            results = client.gather(futures)
-        except cluster_failures() as error:
-            raise UserError(
-                f"validate: the Dask cluster failed during validation: {one_line(error)}"
-            ) from None
-    seconds = 0.0
-    merged: dict[str, list[tuple[np.ndarray, RowFailures, Any]]] = {name: [] for name in names}
-    for (p, _), (found, spent) in zip(paths, results, strict=True):
-        seconds += spent
-        for name, (failures, result) in found.items():
-            merged[name].append((rows[name][p], failures, result))
+    names = list(typing)
+    templates = {}
     for name in names:
-        item = tables[name]
-        result = merge_results([(rows_p, found) for rows_p, _, found in merged[name]])
-        item.failures = _merge_failures(merged[name], _rule_order(item.failures, result))
-        quarantined = np.zeros(len(item.typed), dtype=bool)
-        for positions in item.failures.values():
-            quarantined[positions] = True
-        item.quarantined = quarantined
-        item.result = result
-    return seconds
+        first = read_shards(shard_files(shards, name, _a_partition(shards, name)))
+        assert first is not None  # a table typed in chunks has rows
+        templates[name] = table_part(first[0], np.zeros(0, dtype=np.int64))
+        (staging / name).mkdir(parents=True)
+    quarantine = staging / ".quarantine-parts"
+    quarantine.mkdir()
+    stripped = {name: dataclasses.replace(item, result=None) for name, item in parents.items()}
+    with tempfile.NamedTemporaryFile(
+        prefix=".validate-dask-", suffix=".pkl", dir=shards.parent, delete=False
+    ) as handle:
+        work = _Work(
+            stripped,
+            templates,
+            names,
+            settings,
+            str(shards),
+            str(staging),
+            str(quarantine),
+            example_ids,
+        )
+        pickle.dump(work, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    try:
+        futures = [
+            client.submit(_validate_partition, handle.name, p, pure=False)
+            for p in range(partitions)
+        ]
+        results = client.gather(futures)
+    except cluster_failures() as error:
+        raise UserError(
+            f"validate: the Dask cluster failed during validation: {one_line(error)}"
+        ) from None
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
+    merged = ClusterValidation()
+    for _, spent in results:
+        merged.ge_seconds += spent
+    for name in names:
+        pieces = [found[name] for found, _ in results]
+        result = merge_results([(None, piece.result) for piece in pieces])
+        order = _rule_order(typing[name].rules, result)
+        counts: Counter[str] = Counter()
+        for piece in pieces:
+            counts.update(piece.rules)
+        rank = {rule: i for i, rule in enumerate(order)}
+        first_met = list(dict.fromkeys(rule for piece in pieces for rule in piece.rules))
+        rules = sorted(first_met, key=lambda rule: rank.get(rule, len(rank)))  # stable
+        rows_in = sum(piece.rows for piece in pieces)
+        quarantined = sum(piece.quarantined for piece in pieces)
+        notes = typing[name].notes
+        merged.summaries[name] = TableSummary(
+            name=name,
+            source=str(typing[name].path),
+            rows_in=rows_in,
+            rows_valid=rows_in - quarantined,
+            rows_quarantined=quarantined,
+            rules={rule: counts[rule] for rule in rules},
+            examples={
+                rule: merge_examples([p.examples.get(rule, []) for p in pieces], example_ids)
+                for rule in rules
+            },
+            normalised=dict(notes.normalised),
+            renamed=dict(notes.renamed),
+            dropped_columns=list(notes.dropped),
+            added_columns=list(notes.added),
+            expectations=len(result.results) if result is not None else 0,
+        )
+        merged.results[name] = result
+        latest = [piece.latest for piece in pieces if piece.latest is not None]
+        merged.latest[name] = max(latest, default=None)
+        merged.schemas[name] = _unified_schema([piece.schema for piece in pieces])
+        empty = dataclasses.replace(templates[name], quarantined=np.zeros(0, dtype=bool))
+        merged.empty_quarantine[name] = quarantine_rows(empty)
+    return merged
 
 
-def _rule_order(typing_failures: RowFailures, result: Any) -> list[str]:
+def _a_partition(shards: Path, name: str) -> int:
+    import glob
+
+    first = sorted(glob.glob(shard_pattern(shards, name)))[0]
+    return int(Path(first).name.split("-")[0])
+
+
+def _unified_schema(schemas: list[pa.Schema]) -> pa.Schema:
+    """Per column the first type that is not null (a partition whose extra column is all
+    missing reads it as Arrow's null type)."""
+    fields = []
+    for index, first in enumerate(schemas[0]):
+        typed = next(
+            (s.field(index) for s in schemas if not pa.types.is_null(s.field(index).type)), first
+        )
+        fields.append(typed)
+    return pa.schema(fields)
+
+
+def finish_datasets(staging: Path, cluster: ClusterValidation, partitions: int) -> None:
+    """Once the verdict is a pass: every partition file in the table's one schema, the
+    datasets' ``_dataset.json``, each table's quarantined rows as one file in file order."""
+    import json
+
+    quarantine_parts = staging / ".quarantine-parts"
+    for name, schema in cluster.schemas.items():
+        directory = staging / name
+        for p in range(partitions):
+            path = directory / part_name(p)
+            table = pq.read_table(path)
+            if not table.schema.equals(schema):
+                pq.write_table(table.cast(schema), path, compression="zstd")
+        latest = cluster.latest[name]
+        meta = {
+            "partitions": partitions,
+            "rows": cluster.summaries[name].rows_valid,
+            "latest": None if latest is None else pd.Timestamp(latest).isoformat(),
+        }
+        (directory / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        parts = sorted(quarantine_parts.glob(f"{name}-*.pkl"))
+        frames = [pd.read_pickle(part) for part in parts]
+        rows = (
+            pd.concat(frames, ignore_index=True).sort_values(ROW_COLUMN, kind="stable")
+            if frames
+            else None
+        )
+        if rows is None:
+            rows = cluster.empty_quarantine[name]
+        quarantined = arrow_quarantine(rows.reset_index(drop=True))
+        target = staging / "quarantine" / f"{name}.parquet"
+        pq.write_table(quarantined, target, compression="zstd")
+    for part in quarantine_parts.iterdir():
+        part.unlink()
+    quarantine_parts.rmdir()
+
+
+def _rule_order(typing_rules: list[str], result: Any) -> list[str]:
     """The local path's order of rules: typing's first, then the suite's in its order (the
     cascades, whatever else, after them), so the quarantine reasons read the same."""
     suite = [
@@ -159,28 +316,15 @@ def _rule_order(typing_failures: RowFailures, result: Any) -> list[str]:
         for item in (result.results if result is not None else [])
         if item.expectation_config is not None and item.expectation_config.meta
     ]
-    return list(dict.fromkeys([*typing_failures, *suite]))
+    return list(dict.fromkeys([*typing_rules, *suite]))
 
 
-def _merge_failures(
-    parts: list[tuple[np.ndarray, RowFailures, Any]], order: list[str]
-) -> RowFailures:
-    """Per rule, every partition's failing rows as the table's row numbers, rules in
-    ``order`` (others after them, as first met)."""
-    collected: dict[str, list[np.ndarray]] = {}
-    for positions, failures, _ in parts:
-        for rule, local in failures.items():
-            collected.setdefault(rule, []).append(positions[local])
-    rank = {rule: i for i, rule in enumerate(order)}
-    rules = sorted(collected, key=lambda rule: rank.get(rule, len(rank)))
-    return {rule: np.unique(np.concatenate(collected[rule])) for rule in rules}
-
-
-def merge_results(parts: list[tuple[np.ndarray, Any]]) -> Any:
+def merge_results(parts: list[tuple[np.ndarray | None, Any]]) -> Any:
     """One GE suite result from the partitions' (same suite, other rows): per expectation the
-    counts summed and the percentages recomputed over all rows, success only if every partition
-    succeeded, the partial lists (of 20) filled from the partitions in turn with row numbers of
-    the whole table; the suite's statistics recomputed. None without partitions."""
+        counts summed and the percentages recomputed over all rows, success only if every partition
+        succeeded, the partial lists (of 20) filled from the partitions in turn with row numbers of
+        the whole table (``positions``: the whole table's row of each of the part's rows; None: they
+    are already); the suite's statistics recomputed. None without partitions."""
     if not parts:
         return None
     _, first = parts[0]
@@ -202,7 +346,7 @@ def merge_results(parts: list[tuple[np.ndarray, Any]]) -> Any:
     return merged
 
 
-def _merge_counts(pieces: list[tuple[np.ndarray, dict[str, Any]]]) -> dict[str, Any]:
+def _merge_counts(pieces: list[tuple[np.ndarray | None, dict[str, Any]]]) -> dict[str, Any]:
     result = dict(pieces[0][1])
     for key in ("element_count", "unexpected_count", "missing_count"):
         if key in result:
@@ -224,7 +368,8 @@ def _merge_counts(pieces: list[tuple[np.ndarray, dict[str, Any]]]) -> dict[str, 
     counts: Counter[Any] = Counter()
     for positions, piece in pieces:
         values.extend(piece.get("partial_unexpected_list") or [])
-        indexes.extend(int(positions[i]) for i in piece.get("partial_unexpected_index_list") or [])
+        listed = piece.get("partial_unexpected_index_list") or []
+        indexes.extend(int(i if positions is None else positions[i]) for i in listed)
         for entry in piece.get("partial_unexpected_counts") or []:
             with contextlib.suppress(TypeError):  # an unhashable value: left out of the counts
                 counts[entry["value"]] += int(entry["count"])

@@ -92,23 +92,38 @@ class ValidationSummary:
         }
 
 
-def _example_ids(item: ValidatedTable, positions: np.ndarray, count: int) -> list[str]:
-    """Up to ``count`` distinct ids (the table's key, else lead_id, else the row number)."""
+def example_candidates(
+    item: ValidatedTable, positions: np.ndarray, count: int, rows: np.ndarray | None = None
+) -> list[tuple[int, str]]:
+    """Up to ``count`` distinct ids (the table's key, else lead_id, else the row number) with
+    the file row each is first met at (``rows``: the file's row of each of the table's rows;
+    None: the table is the file)."""
+    numbered = positions if rows is None else rows[positions]
     key = item.spec.key or ("lead_id" if "lead_id" in item.raw.columns else None)
     if key is None or key not in item.raw.columns:
-        return [f"row {position + 1}" for position in positions[:count]]
-    examples: list[str] = []
+        return [(int(row), f"row {row + 1}") for row in numbered[:count]]
+    examples: dict[str, int] = {}
     step = max(count * 20, 100)
     for start in range(0, len(positions), step):
         head = positions[start : start + step]
         values = item.raw[key].iloc[head]
-        for value, position in zip(values, head, strict=True):
-            text = str(value) if pd.notna(value) else f"row {position + 1}"
-            if text not in examples:
-                examples.append(text)
+        for value, row in zip(values, numbered[start : start + step], strict=True):
+            text = str(value) if pd.notna(value) else f"row {row + 1}"
+            examples.setdefault(text, int(row))
             if len(examples) >= count:
-                return examples
-    return examples
+                return [(row, text) for text, row in examples.items()]
+    return [(row, text) for text, row in examples.items()]
+
+
+def merge_examples(parts: list[list[tuple[int, str]]], count: int) -> list[str]:
+    """The first ``count`` distinct ids of the whole table from its partitions' candidates
+    (exact: an id among the first ``count`` of the table is among the first of its partition)."""
+    first: dict[str, int] = {}
+    for candidates in parts:
+        for row, text in candidates:
+            if text not in first or row < first[text]:
+                first[text] = row
+    return [text for text, _ in sorted(first.items(), key=lambda item: item[1])[:count]]
 
 
 def summarise(item: ValidatedTable, example_ids: int) -> TableSummary:
@@ -122,7 +137,7 @@ def summarise(item: ValidatedTable, example_ids: int) -> TableSummary:
         rows_quarantined=quarantined,
         rules={rule: len(positions) for rule, positions in item.failures.items()},
         examples={
-            rule: _example_ids(item, positions, example_ids)
+            rule: merge_examples([example_candidates(item, positions, example_ids)], example_ids)
             for rule, positions in item.failures.items()
         },
         normalised=dict(item.notes.normalised),
@@ -208,9 +223,8 @@ def _index_page(summary: ValidationSummary) -> str:
     )
 
 
-def write_report(
-    report: Path, summary: ValidationSummary, tables: dict[str, ValidatedTable]
-) -> None:
+def write_report(report: Path, summary: ValidationSummary, results: dict[str, Any]) -> None:
+    """The report directory; ``results``: per table its GE suite result (None: not run)."""
     with atomic_directory(report) as staging:
         (staging / "summary.json").write_text(
             json.dumps(summary.to_dict(), indent=2, default=str) + "\n", encoding="utf-8"
@@ -219,19 +233,17 @@ def write_report(
         docs.mkdir()
         suites = staging / "suites"
         suites.mkdir()
-        for name, item in tables.items():
-            if item.result is None:
+        for name, result in results.items():
+            if result is None:
                 continue
-            suite = item.result.suite_name
+            suite = result.suite_name
             try:
-                page = render_data_docs(item.result)
+                page = render_data_docs(result)
             except Exception as error:  # the report page must never fail the stage
                 logger.warning("%s: Data Docs page not rendered (%s)", name, error)
-                page = f"<pre>{html.escape(json.dumps(item.result.to_json_dict(), indent=1))}</pre>"
+                page = f"<pre>{html.escape(json.dumps(result.to_json_dict(), indent=1))}</pre>"
             (docs / f"{name}.html").write_text(page, encoding="utf-8")
-            expectations = [
-                result.expectation_config.to_json_dict() for result in item.result.results
-            ]
+            expectations = [item.expectation_config.to_json_dict() for item in result.results]
             (suites / f"{name}.json").write_text(
                 json.dumps({"name": suite, "expectations": expectations}, indent=1, default=str)
                 + "\n",

@@ -31,37 +31,43 @@ and a time later than ``now`` (the wall clock) is a ``future timestamp in <colum
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features import contract
 from features.cluster import cluster
 from features.errors import UserError
-from features.ingest.readers import PASSED_ON, find_table_files, read_table_file
+from features.ingest.readers import PASSED_ON, file_kind, find_table_files, read_table_file
 from features.params import Params
-from features.partitions import write_dataset
 from features.storage import atomic_directory
 from features.validation.checking import merge_failures, validate_table
-from features.validation.coercion import CoercionNotes, ValidatedTable, coerce, mask_positions
+from features.validation.chunked import TableTyping, type_in_chunks, typing_rules, write_shards
+from features.validation.coercion import CoercionNotes, ValidatedTable, coerce
 from features.validation.cross_table import close_times
-from features.validation.partitioned import by_lead, validate_by_partition
+from features.validation.outputs import (
+    arrow_quarantine,
+    arrow_valid,
+    quarantine_rows,
+)
+from features.validation.partitioned import by_lead, finish_datasets, validate_by_partition
 from features.validation.report import (
+    TableSummary,
     ValidationSummary,
     log_summary,
     summarise,
     threshold_failure,
     write_report,
 )
-from features.validation.rules import RowFailures
 from features.validation.suites import (
     SuiteSettings,
     build_suite,
@@ -71,16 +77,11 @@ from features.validation.suites import (
 )
 
 if TYPE_CHECKING:
-    from distributed import Client
+    pass
 
 
 # One logger for the whole stage, named as before the split into modules.
 logger = logging.getLogger(__name__)
-
-REASON_COLUMN = "quarantine_reason"
-"""Rule names joined by "; " (not ``reason``: sales_events has a canonical ``reason`` column)."""
-ROW_COLUMN = "source_row"
-"""1-based data row of the input file (a CSV's line number minus one for the header)."""
 
 
 def _horizon(
@@ -126,66 +127,20 @@ def check_table(
     return typed
 
 
-def _latest(item: ValidatedTable) -> pd.Timestamp | None:
-    """The latest time of the table's valid rows (what the data horizon is derived from)."""
-    column = item.spec.time_column
-    if column is None:
-        return None
-    latest = item.typed[column][~item.quarantined].max() if len(item.typed) else None
-    return None if latest is None or pd.isna(latest) else pd.Timestamp(latest)
-
-
-def _reasons(failures: RowFailures) -> pd.Series:
-    """Failing position → rule names joined by "; " (in the order the rules were checked)."""
-    parts = [pd.Series(rule, index=positions) for rule, positions in failures.items()]
-    if not parts:
-        return pd.Series(dtype="str")
-    joined = pd.concat(parts).groupby(level=0, sort=True).agg("; ".join)
-    return joined.astype("str")
-
-
-def _arrow_valid(item: ValidatedTable) -> pa.Table:
-    """Valid rows typed per the contract's Arrow schema, extra columns after them."""
-    spec = item.spec
-    schema = spec.arrow_schema()
-    loose = pa.schema([field.with_nullable(True) for field in schema])
-    table = pa.Table.from_pandas(
-        item.typed[list(spec.column_names)], schema=loose, preserve_index=False
-    )
-    for name in item.typed.columns:
-        if name in spec.column_names:
-            continue
-        values = pa.array(item.typed[name], from_pandas=True)
-        if pa.types.is_large_string(values.type):
-            values = values.cast(pa.string())
-        table = table.append_column(name, values)
-    if item.quarantined.any():
-        table = table.filter(pa.array(~item.quarantined))
-    fields = list(schema) + [table.schema.field(name) for name in table.column_names[len(schema) :]]
-    return table.cast(pa.schema(fields))
-
-
-def _arrow_quarantine(item: ValidatedTable) -> pa.Table:
-    positions = mask_positions(item.quarantined)
-    rows = item.raw.iloc[positions].reset_index(drop=True)
-    reasons = _reasons(item.failures)
-    rows[ROW_COLUMN] = positions + 1
-    rows[REASON_COLUMN] = reasons.reindex(positions).to_numpy()
-    try:
-        return pa.Table.from_pandas(rows, preserve_index=False)
-    except (pa.ArrowException, TypeError, ValueError):
-        return pa.Table.from_pandas(rows.astype("str"), preserve_index=False)
-
-
-def read_raw(raw: Path) -> dict[str, ValidatedTable]:
-    """The canonical tables in ``raw``, read and typed per the contract (not yet validated)."""
+def _table_files(raw: Path) -> dict[str, Path]:
     files = find_table_files(raw)
     if "leads" not in files:
         raise UserError(
             f"{raw}: no leads table (leads.parquet, leads.csv or leads.csv.gz); it is required"
         )
+    return files
+
+
+def read_raw(raw: Path, files: dict[str, Path] | None = None) -> dict[str, ValidatedTable]:
+    """The canonical tables in ``raw`` (or only ``files``), read and typed per the contract
+    (not yet validated)."""
     tables: dict[str, ValidatedTable] = {}
-    for name, path in files.items():
+    for name, path in (files if files is not None else _table_files(raw)).items():
         spec = contract.TABLES[name]
         frame = read_table_file(path)
         notes = CoercionNotes()
@@ -194,39 +149,24 @@ def read_raw(raw: Path) -> dict[str, ValidatedTable]:
     return tables
 
 
-def validate_tables(
-    tables: dict[str, ValidatedTable],
-    params: Params,
-    now: pd.Timestamp,
-    report: Path,
-    client: Client | None = None,
-    workdir: Path | None = None,
-) -> ValidationSummary:
-    """Validate every table (with ``client``: the lead tables per lead partition on its Dask
-    cluster, the same verdict and rows); fills each table's failures and quarantine."""
-    horizon = _horizon(tables, params.data.horizon, now)
-    settings = SuiteSettings(
+def _settings(params: Params, now: pd.Timestamp, horizon: pd.Timestamp | None) -> SuiteSettings:
+    return SuiteSettings(
         now=now,
         horizon=horizon if params.data.horizon is not None else None,
         tolerance_seconds=params.validate_.time_tolerance_seconds,
     )
-    context = ge_context()
-    ge_seconds = 0.0
-    close: np.ndarray | None = None
-    for name, item in tables.items():  # dependency order: leads before their events
-        if client is not None and by_lead(name):
-            continue  # below, on the cluster, once their parents are done
-        if name in contract.EVENT_TABLES and close is None:
-            close = close_times(tables, settings)
-        ge_seconds += validate_table(item, tables, settings, context, close)
-    if client is not None:
-        ge_seconds += validate_by_partition(
-            tables, settings, client, params.engine.partitions, workdir
-        )
+
+
+def _summary(
+    tables: dict[str, TableSummary],
+    horizon: pd.Timestamp | None,
+    params: Params,
+    now: pd.Timestamp,
+    report: Path,
+    ge_seconds: float,
+) -> ValidationSummary:
     summary = ValidationSummary(
-        tables={
-            name: summarise(item, params.validate_.example_ids) for name, item in tables.items()
-        },
+        tables=tables,
         horizon=horizon.isoformat() if horizon is not None else None,
         horizon_fixed=params.data.horizon is not None,
         now=now.isoformat(),
@@ -235,6 +175,49 @@ def validate_tables(
     )
     summary.failure = threshold_failure(summary, report)
     summary.passed = summary.failure is None
+    return summary
+
+
+def validate_tables(
+    tables: dict[str, ValidatedTable], params: Params, now: pd.Timestamp, report: Path
+) -> ValidationSummary:
+    """Validate every table in this process; fills each table's failures and quarantine."""
+    horizon = _horizon(tables, params.data.horizon, now)
+    settings = _settings(params, now, horizon)
+    context = ge_context()
+    ge_seconds = 0.0
+    close: np.ndarray | None = None
+    for name, item in tables.items():  # dependency order: leads before their events
+        if name in contract.EVENT_TABLES and close is None:
+            close = close_times(tables, settings)
+        ge_seconds += validate_table(item, tables, settings, context, close)
+    summaries = {
+        name: summarise(item, params.validate_.example_ids) for name, item in tables.items()
+    }
+    return _summary(summaries, horizon, params, now, report, ge_seconds)
+
+
+def _write_single(staging: Path, name: str, item: ValidatedTable) -> None:
+    pq.write_table(arrow_valid(item), staging / f"{name}.parquet", compression="zstd")
+    quarantine = arrow_quarantine(quarantine_rows(item))
+    pq.write_table(quarantine, staging / "quarantine" / f"{name}.parquet", compression="zstd")
+
+
+def _pass_on(raw: Path, staging: Path) -> None:
+    for side in sorted(PASSED_ON):
+        if (raw / side).is_file():
+            shutil.copy2(raw / side, staging / side)
+
+
+def _finish(summary: ValidationSummary, started: float, out: Path) -> ValidationSummary:
+    summary.seconds = time.perf_counter() - started
+    logger.info(
+        "validated %s rows in %.1f s (%.1f s in Great Expectations) into %s",
+        f"{summary.rows_in:,}",
+        summary.seconds,
+        summary.ge_seconds,
+        out,
+    )
     return summary
 
 
@@ -250,45 +233,115 @@ def validate_directory(
 
     Raises :class:`UserError` (one line, ``out`` left as it was) on a table-level failure or when
     a table's quarantined share exceeds ``validate.max_quarantine_share``; the report is written
-    in that second case too.
+    in that second case too. Under ``engine.kind: dask`` the lead tables are read, typed and
+    validated on the cluster's workers, the same rows, verdict and report.
     """
     started = time.perf_counter()
     raw, out, report = Path(raw), Path(out), Path(report)
     stamp = contract.utc(now if now is not None else dt.datetime.now(dt.UTC))
+    if params.engine.kind == "dask":
+        return _validate_on_cluster(raw, out, report, params, stamp, started)
     tables = read_raw(raw)
-    partitions = params.engine.partitions if params.engine.kind == "dask" else None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.ExitStack() as stack:
-        # The workers read their partitions from beside the output (a cluster's workers must
-        # reach the data directory anyway).
-        client = stack.enter_context(cluster(params.engine, "validate")) if partitions else None
-        summary = validate_tables(tables, params, stamp, report, client, workdir=out.parent)
+    summary = validate_tables(tables, params, stamp, report)
     summary.seconds = time.perf_counter() - started
     log_summary(summary)
-    write_report(report, summary, tables)
+    write_report(report, summary, {name: item.result for name, item in tables.items()})
     if summary.failure is not None:
         raise UserError(summary.failure)
     with atomic_directory(out) as staging:
-        quarantine = staging / "quarantine"
-        quarantine.mkdir()
+        (staging / "quarantine").mkdir()
         for name, item in tables.items():
-            valid = _arrow_valid(item)
-            if partitions is not None and by_lead(name):
-                write_dataset(staging / name, valid, partitions, _latest(item))
-            else:
-                pq.write_table(valid, staging / f"{name}.parquet", compression="zstd")
-            pq.write_table(
-                _arrow_quarantine(item), quarantine / f"{name}.parquet", compression="zstd"
-            )
-        for side in sorted(PASSED_ON):
-            if (raw / side).is_file():
-                shutil.copy2(raw / side, staging / side)
-    summary.seconds = time.perf_counter() - started
-    logger.info(
-        "validated %s rows in %.1f s (%.1f s in Great Expectations) into %s",
-        f"{summary.rows_in:,}",
-        summary.seconds,
-        summary.ge_seconds,
-        out,
+            _write_single(staging, name, item)
+        _pass_on(raw, staging)
+    return _finish(summary, started, out)
+
+
+def _typed_in_stage(
+    item: ValidatedTable, shards: Path, partitions: int, now: pd.Timestamp
+) -> TableTyping:
+    """A lead table the stage read (a CSV file) cut into the workers' shards."""
+    write_shards(item, shards, 0, 0, partitions)
+    return TableTyping(
+        item.spec.name,
+        item.path,
+        len(item.typed),
+        dataclasses.replace(item.notes, failed_columns={}),
+        typing_rules(item.spec, set(item.failures)),
+        contract.latest_time({item.spec.name: item.typed}, now),
     )
-    return summary
+
+
+def _validate_on_cluster(
+    raw: Path, out: Path, report: Path, params: Params, now: pd.Timestamp, started: float
+) -> ValidationSummary:
+    """The lead tables typed in chunks and validated by lead partition on the cluster, the
+    small parent tables here; the valid rows written by the partitions' tasks."""
+    files = _table_files(raw)
+    chunked = {
+        name: path for name, path in files.items() if by_lead(name) and file_kind(path) == "parquet"
+    }
+    tables = read_raw(raw, {name: path for name, path in files.items() if name not in chunked})
+    partitions = params.engine.partitions
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(cluster(params.engine, "validate"))
+        # The workers read and write beside the output (a cluster's workers must reach the data
+        # directory anyway).
+        shards = Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix=".validate-", dir=out.parent))
+        )
+        typed = type_in_chunks(chunked, client, now, partitions, shards)
+        for name in list(tables):
+            if by_lead(name):
+                typed[name] = _typed_in_stage(tables.pop(name), shards, partitions, now)
+        typing = {name: typed[name] for name in files if name in typed}
+        for name, table in typing.items():
+            if name in chunked and table.notes.dropped:
+                logger.warning(
+                    "%s: extra columns dropped (%s allows none): %s",
+                    table.path,
+                    name,
+                    ", ".join(table.notes.dropped),
+                )
+        horizon = contract.utc(params.data.horizon) if params.data.horizon is not None else None
+        if horizon is None:
+            latest = [table.latest for table in typing.values() if table.latest is not None]
+            horizon = contract.utc(max(latest)) if latest else None
+        settings = _settings(params, now, horizon)
+        context = ge_context()
+        ge_seconds = sum(
+            validate_table(item, tables, settings, context) for item in tables.values()
+        )
+        staging = Path(stack.enter_context(atomic_directory(out)))
+        (staging / "quarantine").mkdir()
+        found = validate_by_partition(
+            typing,
+            tables,
+            settings,
+            client,
+            partitions,
+            shards,
+            staging,
+            params.validate_.example_ids,
+        )
+        summaries = {
+            name: found.summaries[name]
+            if name in found.summaries
+            else summarise(tables[name], params.validate_.example_ids)
+            for name in files
+        }
+        summary = _summary(summaries, horizon, params, now, report, ge_seconds + found.ge_seconds)
+        summary.seconds = time.perf_counter() - started
+        log_summary(summary)
+        results = {
+            name: found.results[name] if name in found.results else tables[name].result
+            for name in files
+        }
+        write_report(report, summary, results)
+        if summary.failure is not None:
+            raise UserError(summary.failure)  # the staging output is discarded
+        for name, item in tables.items():
+            _write_single(staging, name, item)
+        finish_datasets(staging, found, partitions)
+        _pass_on(raw, staging)
+    return _finish(summary, started, out)

@@ -18,6 +18,7 @@ from features.errors import UserError
 from features.ingest.simulate import simulate
 from features.params import GenerateParams, Params, parse_params
 from features.validation.coercion import CoercionNotes, coerce, lenient_numbers, lenient_timestamps
+from features.validation.outputs import REASON_COLUMN, ROW_COLUMN
 from features.validation.report import ValidationSummary
 from features.validation.rules import (
     AFTER_CLOSE,
@@ -34,7 +35,7 @@ from features.validation.rules import (
     rule_unparseable,
 )
 from features.validation.suites import SuiteSettings, build_suite
-from features.validation.validate import REASON_COLUMN, ROW_COLUMN, validate_directory
+from features.validation.validate import validate_directory
 
 NOW = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
