@@ -201,7 +201,7 @@ def validate_by_partition(
     try:
         futures = [
             client.submit(_validate_partition, handle.name, p, pure=False)
-            for p in range(partitions)
+            for p in _partitions_with_rows(shards, names)  # an empty one: an empty file, later
         ]
         results = client.gather(futures)
     except cluster_failures() as error:
@@ -252,11 +252,20 @@ def validate_by_partition(
     return merged
 
 
-def _a_partition(shards: Path, name: str) -> int:
+def _shard_partitions(shards: Path, name: str) -> list[int]:
+    """The partitions that have rows of table ``name`` (in order)."""
     import glob
 
-    first = sorted(glob.glob(shard_pattern(shards, name)))[0]
-    return int(Path(first).name.split("-")[0])
+    found = {int(Path(path).name.split("-")[0]) for path in glob.glob(shard_pattern(shards, name))}
+    return sorted(found)
+
+
+def _a_partition(shards: Path, name: str) -> int:
+    return _shard_partitions(shards, name)[0]
+
+
+def _partitions_with_rows(shards: Path, names: list[str]) -> list[int]:
+    return sorted({p for name in names for p in _shard_partitions(shards, name)})
 
 
 def _unified_schema(schemas: list[pa.Schema]) -> pa.Schema:
@@ -281,6 +290,9 @@ def finish_datasets(staging: Path, cluster: ClusterValidation, partitions: int) 
         directory = staging / name
         for p in range(partitions):
             path = directory / part_name(p)
+            if not path.exists():  # no row of any lead table in the partition
+                pq.write_table(schema.empty_table(), path, compression="zstd")
+                continue
             table = pq.read_table(path)
             if not table.schema.equals(schema):
                 pq.write_table(table.cast(schema), path, compression="zstd")

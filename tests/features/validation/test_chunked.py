@@ -190,3 +190,20 @@ def test_a_column_no_chunk_can_type_is_refused_with_the_local_words(
     assert "column 'occurred_at' is mistyped" in messages[0]
     assert f"none of its {len(touches):,} values" in messages[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_fewer_leads_than_partitions_leave_empty_partitions_that_read_as_nothing(
+    raw: Path, client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tiny = tmp_path / "raw"
+    shutil.copytree(raw, tiny)
+    leads = pd.read_parquet(tiny / "leads.parquet").iloc[:2]
+    leads.to_parquet(tiny / "leads.parquet", index=False)
+    for name in ("touches", "sales_events"):
+        rows = pd.read_parquet(tiny / f"{name}.parquet")
+        rows[rows["lead_id"].isin(leads["lead_id"])].to_parquet(tiny / f"{name}.parquet")
+    runs = _validate_both(tiny, client, tmp_path, monkeypatch)  # 3 partitions, 2 leads
+    _assert_same(runs)
+    files = sorted((runs["dask"]["out"] / "leads").glob("part-*.parquet"))
+    assert len(files) == 3
+    assert sorted(len(pd.read_parquet(path)) for path in files)[0] == 0
