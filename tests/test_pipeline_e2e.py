@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -186,7 +187,8 @@ def test_bad_data_fails_the_stage_and_keeps_the_last_good_outputs(
 
 def test_bank_marketing_end_to_end(reproduced: tuple[Path, dict[str, str]]) -> None:
     """The real UCI export through `source`: imported, validated, featurised, trained and
-    evaluated beside its baselines, with `duration` (known only after the call) in no model."""
+    evaluated beside its baselines, with `duration` (known only after the call) in no model;
+    then validated and featurised by `dvc exp run -S engine.kind=dask`: the same features."""
     repo, env = reproduced
     _set_params(
         repo,
@@ -197,14 +199,25 @@ def test_bank_marketing_end_to_end(reproduced: tuple[Path, dict[str, str]]) -> N
         },
         mlflow={"model_name": "lead-scoring-bank"},
     )
+    snapshots = repo / "data" / "features" / "snapshots.parquet"
     try:
         run_ok([str(BIN / "dvc"), "repro"], repo, env)
         metrics = json.loads((repo / "artifacts" / "metrics.json").read_text())
         spec = json.loads((repo / "data" / "features" / "feature_spec.json").read_text())
         card = (repo / "artifacts" / "model_card.md").read_text()
         registry = json.loads((repo / "artifacts" / "registry.json").read_text())
+        features_local = pd.read_parquet(snapshots)
+        # the same export validated and featurised on a Dask cluster (training on the cluster
+        # and its quality are tests/integration/test_dask_pipeline.py's, on the default data)
+        run_ok([str(BIN / "dvc"), "exp", "run", "-S", "engine.kind=dask", "features"], repo, env)
+        spec_dask = json.loads((repo / "data" / "features" / "feature_spec.json").read_text())
+        features_dask = pd.read_parquet(snapshots)
     finally:
         run_ok(["git", "checkout", "--", "params.yaml"], repo, env)
+
+    assert metrics["engine"] == spec["engine"] == "local"
+    assert spec_dask["engine"] == "dask"
+    pd.testing.assert_frame_equal(features_dask, features_local, check_exact=True)
 
     converted = metrics["converted"]
     assert converted["n_test"] > 8000
