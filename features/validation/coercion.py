@@ -350,6 +350,13 @@ def _missing_column(source: str, name: str, frame: pd.DataFrame) -> UserError:
     return UserError(message)
 
 
+def warn_dropped(source: str | Path, table: str, columns: list[str]) -> None:
+    """The one warning for extra columns a table that allows none had in its file."""
+    logger.warning(
+        "%s: extra columns dropped (%s allows none): %s", source, table, ", ".join(columns)
+    )
+
+
 def coerce(
     table: contract.Table,
     frame: pd.DataFrame,
@@ -405,12 +412,7 @@ def coerce(
     if extras and not table.extra_columns_allowed:
         notes.dropped.extend(extras)
         if stats is None:  # a chunk's: the stage warns once for the file
-            logger.warning(
-                "%s: extra columns dropped (%s allows none): %s",
-                source,
-                table.name,
-                ", ".join(extras),
-            )
+            warn_dropped(source, table.name, extras)
     elif extras:
         for name in extras:
             columns[name] = frame[name].reset_index(drop=True)

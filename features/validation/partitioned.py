@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import pickle
 import tempfile
 from collections import Counter
@@ -283,8 +284,6 @@ def _unified_schema(schemas: list[pa.Schema]) -> pa.Schema:
 def finish_datasets(staging: Path, cluster: ClusterValidation, partitions: int) -> None:
     """Once the verdict is a pass: every partition file in the table's one schema, the
     datasets' ``_dataset.json``, each table's quarantined rows as one file in file order."""
-    import json
-
     quarantine_parts = staging / ".quarantine-parts"
     for name, schema in cluster.schemas.items():
         directory = staging / name

@@ -52,7 +52,7 @@ from features.params import Params
 from features.storage import atomic_directory
 from features.validation.checking import merge_failures, validate_table
 from features.validation.chunked import TableTyping, type_in_chunks, typing_rules, write_shards
-from features.validation.coercion import CoercionNotes, ValidatedTable, coerce
+from features.validation.coercion import CoercionNotes, ValidatedTable, coerce, warn_dropped
 from features.validation.cross_table import close_times
 from features.validation.outputs import (
     arrow_quarantine,
@@ -297,12 +297,7 @@ def _validate_on_cluster(
         typing = {name: typed[name] for name in files if name in typed}
         for name, table in typing.items():
             if name in chunked and table.notes.dropped:
-                logger.warning(
-                    "%s: extra columns dropped (%s allows none): %s",
-                    table.path,
-                    name,
-                    ", ".join(table.notes.dropped),
-                )
+                warn_dropped(table.path, name, table.notes.dropped)
         horizon = contract.utc(params.data.horizon) if params.data.horizon is not None else None
         if horizon is None:
             latest = [table.latest for table in typing.values() if table.latest is not None]
